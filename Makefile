@@ -1,0 +1,35 @@
+# make demo: set up .venv and run the main job on the embedded default.
+# make test: set up .venv and run lint plus the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint bench serve clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "redtick needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/redtick demo
+
+lint: setup
+	$(BIN)/ruff check redtick tests bench
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+serve: setup
+	$(BIN)/redtick serve
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,47 @@
+"""redtick: a Redis-backed market data cache for a trading backend, and a research toolkit over it."""
+
+from redtick.caches.base import BaseCache, EncryptedCache
+from redtick.client import RedisClient, redis_client
+from redtick.config import Settings, get_settings
+from redtick.connection import Connection, connect
+from redtick.errors import (
+    AuthError,
+    ConfigurationError,
+    ConflictError,
+    Forbidden,
+    InvalidData,
+    InvalidKey,
+    NotFound,
+    RateLimited,
+    RedisError,
+    RedisTimeout,
+    RedtickError,
+    Unavailable,
+)
+from redtick.keys import KeySchema
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "BaseCache",
+    "ConfigurationError",
+    "ConflictError",
+    "Connection",
+    "EncryptedCache",
+    "Forbidden",
+    "InvalidData",
+    "InvalidKey",
+    "KeySchema",
+    "NotFound",
+    "RateLimited",
+    "RedisClient",
+    "RedisError",
+    "RedisTimeout",
+    "RedtickError",
+    "Settings",
+    "Unavailable",
+    "connect",
+    "get_settings",
+    "redis_client",
+]

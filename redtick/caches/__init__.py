@@ -1,0 +1,1 @@
+"""The caches: one module per thing cached."""

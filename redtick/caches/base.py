@@ -1,0 +1,189 @@
+"""``BaseCache``: prefix, TTL, JSON values, batches and serialise hooks; ``EncryptedCache`` adds Fernet."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from redtick import codec
+from redtick.connection import Connection, connect
+from redtick.errors import InvalidData
+from redtick.keys import validate_name
+
+__all__ = ["BaseCache", "EncryptedCache", "check_ttl"]
+
+
+def check_ttl(ttl: Any, *, name: str = "ttl") -> int:
+    """``ttl`` as whole seconds if it is a positive number, else InvalidData."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl) or ttl <= 0:
+        raise InvalidData(f"{name}={ttl!r}: expected a positive number of seconds")
+    return max(1, math.ceil(ttl))
+
+
+class BaseCache:
+    """A family of JSON values under ``<namespace>:<prefix>:`` with a default TTL.
+
+    Subclasses may override :meth:`_serialize` / :meth:`_deserialize` (text in, text out) to
+    change how values are stored, as :class:`EncryptedCache` does.
+
+    Parameters
+    ----------
+    prefix : str
+        The family name, such as ``"market_data"``.
+    default_ttl : int, optional
+        Seconds a value lives unless a call says otherwise; ``None`` keeps values until deleted.
+    conn : Connection, optional
+        Defaults to ``redtick.connect()``.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> cache = BaseCache("example", default_ttl=60)
+    >>> async def demo():
+    ...     await cache.set("greeting", {"text": "hi"})
+    ...     return await cache.get("greeting")
+    >>> asyncio.run(demo())
+    {'text': 'hi'}
+    """
+
+    def __init__(self, prefix: str, default_ttl: int | None = 300, conn: Connection | None = None):
+        self.prefix = validate_name(prefix, "cache prefix")
+        self.default_ttl = None if default_ttl is None else check_ttl(default_ttl, name="default_ttl")
+        self._conn = conn
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(prefix={self.prefix!r}, default_ttl={self.default_ttl})"
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = connect()
+        return self._conn
+
+    @property
+    def redis(self):
+        """The async redis-py client (bytes replies) of the running event loop."""
+        return self.conn.async_client()
+
+    @property
+    def keys(self):
+        return self.conn.keys
+
+    def _key(self, key: str) -> str:
+        return self.keys.key(self.prefix, key)
+
+    def _ttl(self, ttl: int | None) -> int | None:
+        return self.default_ttl if ttl is None else check_ttl(ttl)
+
+    # -- serialise hooks -------------------------------------------------------------------------
+    def _serialize(self, value: Any) -> str:
+        """Text stored for ``value`` (JSON)."""
+        return codec.dumps(value).decode()
+
+    def _deserialize(self, value: str) -> Any:
+        """The value stored as ``value`` text."""
+        return codec.loads(value)
+
+    def _encode(self, value: Any) -> bytes:
+        return self._serialize(value).encode()
+
+    def _decode(self, raw: bytes | None) -> Any:
+        return None if raw is None else self._deserialize(raw.decode())
+
+    # -- single values ---------------------------------------------------------------------------
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value under ``key``, or ``default`` if absent or expired."""
+        raw = await self.redis.get(self._key(key))
+        return default if raw is None else self._decode(raw)
+
+    async def set(self, key: str, value: Any, ttl: int | None = None) -> bool:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (default: the cache's)."""
+        data = self._encode(value)
+        return bool(await self.redis.set(self._key(key), data, ex=self._ttl(ttl)))
+
+    async def delete(self, *keys: str) -> int:
+        """Delete keys; returns how many existed."""
+        if not keys:
+            return 0
+        return await self.redis.delete(*(self._key(k) for k in keys))
+
+    async def exists(self, key: str) -> bool:
+        return bool(await self.redis.exists(self._key(key)))
+
+    async def ttl(self, key: str) -> int:
+        """Seconds left; -1 without TTL, -2 if absent."""
+        return await self.redis.ttl(self._key(key))
+
+    # -- batches (one round trip each) -----------------------------------------------------------
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """``{key: value}`` for the keys present, read with one MGET."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        raws = await self.redis.mget([self._key(k) for k in keys])
+        return {k: self._decode(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None}
+
+    async def set_many(self, items: Mapping[str, Any], ttl: int | None = None) -> int:
+        """Store every item with one pipelined round trip; all are encoded before any is sent."""
+        seconds = self._ttl(ttl)
+        encoded = [(self._key(k), self._encode(v)) for k, v in items.items()]
+        if not encoded:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for key, data in encoded:
+                pipe.set(key, data, ex=seconds)
+            await pipe.execute()
+        return len(encoded)
+
+    # -- housekeeping ----------------------------------------------------------------------------
+    async def scan_keys(self, match: str = "*"):
+        """Iterate this cache's keys (full names) with SCAN."""
+        pattern = self.keys.pattern(self.prefix, tail=match)
+        async for key in self.redis.scan_iter(match=pattern, count=1000):
+            yield key
+
+    async def count_keys(self) -> int:
+        """How many keys this cache holds, counted with SCAN."""
+        return sum([1 async for _ in self.scan_keys()])
+
+    async def clear(self) -> int:
+        """Delete every key of this cache; returns how many."""
+        deleted = 0
+        batch: list = []
+        async for key in self.scan_keys():
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += await self.redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += await self.redis.unlink(*batch)
+        return deleted
+
+
+class EncryptedCache(BaseCache):
+    """A :class:`BaseCache` whose values are Fernet-encrypted at rest.
+
+    The key comes from ``encryption_key`` or the ``REDTICK_ENCRYPTION_KEY`` setting.
+    """
+
+    def __init__(
+        self,
+        prefix: str = "encrypted",
+        default_ttl: int | None = 300,
+        conn: Connection | None = None,
+        encryption_key: str | bytes | None = None,
+    ):
+        super().__init__(prefix, default_ttl, conn)
+        self.fernet = codec.make_fernet(encryption_key or self.conn.settings.encryption_key)
+
+    def _serialize(self, value: Any) -> str:
+        return self.fernet.encrypt(super()._serialize(value).encode()).decode()
+
+    def _deserialize(self, value: str) -> Any:
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return super()._deserialize(self.fernet.decrypt(value.encode()).decode())
+        except InvalidToken:
+            raise InvalidData("stored value cannot be decrypted with this key") from None

@@ -1,0 +1,45 @@
+"""The ``redtick`` command: demo, ingest, serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from redtick.demo import run_demo
+
+    return run_demo(data_dir=args.data, out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="redtick", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the main job end to end on the configured Redis")
+    demo.add_argument("--data", default="data", help="folder with the sample data (default: data)")
+    demo.add_argument("--out", default="reports", help="folder for the HTML report (default: reports)")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from redtick.errors import RedtickError
+
+    try:
+        return args.func(args) or 0
+    except RedtickError as exc:
+        print(f"redtick: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Settings read from the environment: where Redis is, and redtick's own knobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from redtick.errors import ConfigurationError
+
+__all__ = ["Settings", "get_settings", "parse_duration"]
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+_URL_SCHEMES = ("redis", "rediss", "unix", "embedded")
+DEFAULT_INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d")
+NAMESPACE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+NAMESPACE_RULE = "a namespace is 1-32 of a-z 0-9 _ - starting with a letter"
+
+
+def _check_fernet_key(key: str) -> None:
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(key)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            "REDTICK_ENCRYPTION_KEY is not a Fernet key; expected 32 url-safe base64-encoded bytes "
+            "(make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+        ) from None
+
+
+def parse_duration(text: str, *, name: str = "duration") -> int:
+    """Milliseconds in a duration such as ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"``.
+
+    Examples
+    --------
+    >>> parse_duration("15m")
+    900000
+    """
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigurationError(
+            f"{name}={text!r} is not a duration; expected a positive whole number and a unit "
+            f"(ms, s, m, h, d, w), such as 30s, 5m or 7d"
+        )
+    return int(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigurationError(f"{name}={raw!r}: expected a whole number from {low} to {high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigurationError(f"{name}={raw!r}: expected a number from {low} to {high}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}={raw!r}: expected true or false")
+
+
+def _path(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and not os.path.isfile(raw):
+        raise ConfigurationError(f"{name}={raw!r}: expected the path of an existing file")
+    return raw
+
+
+def _retention(env: Mapping[str, str], name: str, default: str | None) -> int | None:
+    raw = env.get(name, default)
+    if raw is None or raw.strip().lower() in ("", "none", "off", "0"):
+        return None
+    return parse_duration(raw, name=name)
+
+
+def _url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("REDIS_URL") or None
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in _URL_SCHEMES:
+        raise ConfigurationError(
+            f"REDIS_URL has scheme {parts.scheme!r}; expected one of "
+            + ", ".join(f"{s}://" for s in _URL_SCHEMES)
+        )
+    if parts.scheme in ("redis", "rediss"):
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ConfigurationError("REDIS_URL has a malformed port; expected redis://host:port/db") from None
+        if not parts.hostname:
+            raise ConfigurationError("REDIS_URL has no host; expected redis://host:port/db")
+    return raw
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Where Redis is and how redtick behaves; build it with :meth:`from_env`.
+
+    Secrets (password, encryption key, admin token) never appear in ``repr``.
+    """
+
+    url: str | None = dataclasses.field(default=None, repr=False)
+    host: str | None = None
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    max_connections: int = 20
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    connect_timeout: float = 5.0
+    socket_timeout: float = 5.0
+    pool_timeout: float = 5.0
+    health_check_interval: int = 30
+    retries: int = 3
+    namespace: str = "redtick"
+    encryption_key: str | None = dataclasses.field(default=None, repr=False)
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
+    intervals: tuple[str, ...] = DEFAULT_INTERVALS
+    tick_chunk_ms: int = 3_600_000
+    tick_retention_ms: int | None = 7 * 86_400_000
+    candle_retention_ms: int | None = 365 * 86_400_000
+
+    @property
+    def embedded(self) -> bool:
+        """True when no server is configured and redtick runs on its in-process fakeredis."""
+        if self.url is not None:
+            return self.url.startswith("embedded:")
+        return self.host is None
+
+    @property
+    def safe_url(self) -> str:
+        """The server address with any password removed, fit for a log line."""
+        if self.embedded:
+            return "embedded fakeredis (in-process)"
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            host = parts.hostname or parts.path
+            port = f":{parts.port}" if parts.port else ""
+            return f"{parts.scheme}://{host}{port}{parts.path if parts.hostname else ''}"
+        scheme = "rediss" if self.ssl else "redis"
+        return f"{scheme}://{self.host}:{self.port}/{self.db}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``); raise ConfigurationError on a bad value."""
+        env = os.environ if env is None else env
+        namespace = env.get("REDTICK_NAMESPACE") or "redtick"
+        if not NAMESPACE_PATTERN.fullmatch(namespace):
+            raise ConfigurationError(f"REDTICK_NAMESPACE={namespace!r}: {NAMESPACE_RULE}")
+        key = env.get("REDTICK_ENCRYPTION_KEY") or None
+        if key is not None:
+            _check_fernet_key(key)
+        raw_intervals = env.get("REDTICK_INTERVALS") or ",".join(DEFAULT_INTERVALS)
+        intervals = tuple(part.strip() for part in raw_intervals.split(",") if part.strip())
+        if not intervals:
+            raise ConfigurationError("REDTICK_INTERVALS is empty; expected names such as 1m,5m,1h")
+        for interval in intervals:
+            parse_duration(interval, name="REDTICK_INTERVALS")
+        return cls(
+            url=_url(env),
+            host=env.get("REDIS_HOST") or None,
+            port=_int(env, "REDIS_PORT", 6379, 1, 65535),
+            db=_int(env, "REDIS_DB", 0, 0, 65535),
+            username=env.get("REDIS_USERNAME") or None,
+            password=env.get("REDIS_PASSWORD") or None,
+            max_connections=_int(env, "REDIS_MAX_CONNECTIONS", 20, 1, 100_000),
+            ssl=_bool(env, "REDIS_SSL", False),
+            ssl_ca_certs=_path(env, "REDIS_SSL_CA_CERTS"),
+            ssl_certfile=_path(env, "REDIS_SSL_CERTFILE"),
+            ssl_keyfile=_path(env, "REDIS_SSL_KEYFILE"),
+            connect_timeout=_float(env, "REDIS_CONNECT_TIMEOUT", 5.0, 0.01, 600),
+            socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", 5.0, 0.01, 600),
+            pool_timeout=_float(env, "REDIS_POOL_TIMEOUT", 5.0, 0.01, 600),
+            health_check_interval=_int(env, "REDIS_HEALTH_CHECK_INTERVAL", 30, 0, 86_400),
+            retries=_int(env, "REDIS_RETRIES", 3, 0, 100),
+            namespace=namespace,
+            encryption_key=key,
+            admin_token=env.get("REDTICK_ADMIN_TOKEN") or None,
+            intervals=intervals,
+            tick_chunk_ms=parse_duration(env.get("REDTICK_TICK_CHUNK") or "1h", name="REDTICK_TICK_CHUNK"),
+            tick_retention_ms=_retention(env, "REDTICK_TICK_RETENTION", "7d"),
+            candle_retention_ms=_retention(env, "REDTICK_CANDLE_RETENTION", "365d"),
+        )
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings

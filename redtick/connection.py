@@ -1,0 +1,293 @@
+"""Settings to redis-py clients: one handle, a sync and an async client, pools, retry, errors.
+
+``connect()`` gives a :class:`Connection`. Its ``sync`` client serves research scripts and its
+``async_client()`` serves the backend; in embedded mode both talk to the same in-process
+fakeredis server. Pools, retries and backoff are redis-py's own. Redis exceptions become
+:mod:`redtick.errors` here, in :func:`translate_error`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import threading
+import weakref
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from redtick import errors
+from redtick.config import Settings, get_settings
+from redtick.keys import KeySchema
+
+__all__ = ["Connection", "connect", "translate_error", "translated"]
+
+log = logging.getLogger("redtick")
+
+_RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def translate_error(exc: BaseException) -> BaseException:
+    """The redtick error for a redis-py exception; anything else is returned unchanged."""
+    if isinstance(exc, errors.RedtickError) or not isinstance(exc, redis.exceptions.RedisError):
+        return exc
+    if isinstance(exc, redis.exceptions.NoScriptError):
+        return exc  # redis-py's Script reloads on it; it must reach Script untouched
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return errors.RedisTimeout(f"Redis did not answer in time: {message}")
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return errors.Unavailable(f"Redis refused the credentials: {message}")
+    if isinstance(exc, redis.exceptions.ConnectionError):
+        return errors.Unavailable(f"Redis is unavailable: {message}")
+    if isinstance(exc, redis.exceptions.WatchError):
+        return errors.ConflictError(f"a concurrent writer changed the keys first: {message}")
+    if isinstance(exc, redis.exceptions.DataError):
+        return errors.InvalidData(message)
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return errors.RedisError(f"Redis denied the command (ACL): {message}")
+    return errors.RedisError(f"Redis error: {message}")
+
+
+@contextlib.contextmanager
+def translated():
+    """Re-raise redis-py exceptions raised inside the block as redtick errors."""
+    try:
+        yield
+    except redis.exceptions.RedisError as exc:
+        new = translate_error(exc)
+        if new is exc:
+            raise
+        raise new from exc
+
+
+async def _awaited(awaitable):
+    with translated():
+        return await awaitable
+
+
+class _SyncTranslation:
+    """Mixin for sync clients and pipelines: every command's exceptions are translated."""
+
+    def execute_command(self, *args, **options):
+        with translated():
+            return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        pipe.__class__ = _subclass(type(pipe), _SyncPipelineTranslation)
+        return pipe
+
+
+class _SyncPipelineTranslation(_SyncTranslation):
+    def execute(self, raise_on_error=True):
+        with translated():
+            return super().execute(raise_on_error)
+
+
+class _AsyncTranslation:
+    """Mixin for async clients and pipelines; buffered pipeline commands return self, not a coroutine."""
+
+    def execute_command(self, *args, **options):
+        result = super().execute_command(*args, **options)
+        if result is self or not inspect.isawaitable(result):  # a pipeline buffering a command
+            return result
+        return _awaited(result)
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        pipe.__class__ = _subclass(type(pipe), _AsyncPipelineTranslation)
+        return pipe
+
+
+class _AsyncPipelineTranslation(_AsyncTranslation):
+    async def execute(self, raise_on_error=True):
+        with translated():
+            return await super().execute(raise_on_error)
+
+
+@functools.cache
+def _subclass(base: type, mixin: type) -> type:
+    return type(f"Redtick{base.__name__}", (mixin, base), {})
+
+
+class _EmbeddedServer:
+    """The process's in-process fakeredis server, made on first use."""
+
+    _lock = threading.Lock()
+    _server = None
+
+    @classmethod
+    def get(cls):
+        with cls._lock:
+            if cls._server is None:
+                import fakeredis
+
+                cls._server = fakeredis.FakeServer(version=(7, 0))
+                log.info(
+                    "no REDIS_URL or REDIS_HOST set; using the embedded in-process "
+                    "fakeredis server (data lives only as long as this process)"
+                )
+            return cls._server
+
+
+class Connection:
+    """One Redis server seen through a sync client and per-event-loop async clients.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Defaults to the environment's settings.
+    embedded_server : fakeredis.FakeServer, optional
+        For embedded mode, the server to use instead of the process-wide one.
+
+    Examples
+    --------
+    >>> conn = Connection(Settings())
+    >>> conn.sync.set(conn.keys.key("example"), b"1")
+    True
+    """
+
+    def __init__(self, settings: Settings | None = None, *, embedded_server=None):
+        self.settings = settings or get_settings()
+        self.keys = KeySchema(self.settings.namespace)
+        self._embedded_server = embedded_server
+        self._sync: redis.Redis | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Connection({self.settings.safe_url}, namespace={self.settings.namespace!r})"
+
+    @property
+    def embedded(self) -> bool:
+        return self.settings.embedded
+
+    @property
+    def server(self):
+        """The fakeredis server in embedded mode, else None."""
+        if not self.embedded:
+            return None
+        if self._embedded_server is None:
+            self._embedded_server = _EmbeddedServer.get()
+        return self._embedded_server
+
+    # -- clients ---------------------------------------------------------------------------------
+    @property
+    def sync(self) -> redis.Redis:
+        """The sync client (thread-safe; shares one blocking pool)."""
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = self._make(asynchronous=False)
+        return self._sync
+
+    def async_client(self, *, decode: bool = False) -> redis.asyncio.Redis:
+        """The async client of the running event loop (one pool per loop).
+
+        ``decode=True`` gives a client whose replies are ``str`` instead of ``bytes``.
+        """
+        loop = asyncio.get_running_loop()
+        clients = self._async.setdefault(loop, {})
+        if decode not in clients:
+            clients[decode] = self._make(asynchronous=True, decode=decode)
+        return clients[decode]
+
+    def _make(self, *, asynchronous: bool, decode: bool = False):
+        s = self.settings
+        if self.embedded:
+            import fakeredis
+
+            base = fakeredis.FakeAsyncRedis if asynchronous else fakeredis.FakeRedis
+            mixin = _AsyncTranslation if asynchronous else _SyncTranslation
+            return _subclass(base, mixin)(server=self.server, decode_responses=decode)
+        module = redis.asyncio if asynchronous else redis
+        mixin = _AsyncTranslation if asynchronous else _SyncTranslation
+        options: dict[str, Any] = dict(
+            max_connections=s.max_connections,
+            timeout=s.pool_timeout,
+            socket_connect_timeout=s.connect_timeout,
+            socket_timeout=s.socket_timeout,
+            socket_keepalive=True,
+            health_check_interval=s.health_check_interval,
+            retry=(AsyncRetry if asynchronous else Retry)(
+                ExponentialBackoff(cap=2.0, base=0.05), s.retries, supported_errors=_RETRYABLE
+            ),
+            retry_on_error=list(_RETRYABLE),
+            client_name=f"redtick-{s.namespace}",
+            decode_responses=decode,
+        )
+        if s.username:
+            options["username"] = s.username
+        if s.password:
+            options["password"] = s.password
+        tls = {
+            "ssl_ca_certs": s.ssl_ca_certs,
+            "ssl_certfile": s.ssl_certfile,
+            "ssl_keyfile": s.ssl_keyfile,
+        }
+        if s.url is not None:
+            if s.url.startswith("rediss:"):
+                options.update({k: v for k, v in tls.items() if v})
+            pool = module.BlockingConnectionPool.from_url(s.url, **options)
+        else:
+            options.update(host=s.host, port=s.port, db=s.db)
+            if s.ssl:
+                options["connection_class"] = module.SSLConnection
+                options.update({k: v for k, v in tls.items() if v})
+            pool = module.BlockingConnectionPool(**options)
+        client_class = _subclass(module.Redis, mixin)
+        return client_class(connection_pool=pool)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the sync client's pool."""
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the async client of the running loop."""
+        for client in self._async.pop(asyncio.get_running_loop(), {}).values():
+            await client.aclose()
+
+
+_default: Connection | None = None
+_default_lock = threading.Lock()
+
+
+def connect(url: str | None = None, *, settings: Settings | None = None) -> Connection:
+    """A :class:`Connection` to ``url``, to ``settings``, or the process's default one.
+
+    With neither, returns the same default connection each time, built from the environment:
+    ``REDIS_URL`` or ``REDIS_HOST``... if set, else the embedded in-process fakeredis server.
+
+    Examples
+    --------
+    >>> conn = connect()
+    >>> conn.sync.ping()
+    True
+    """
+    global _default
+    if url is None and settings is None:
+        with _default_lock:
+            if _default is None:
+                _default = Connection(get_settings())
+                log.info("connecting to %s", _default.settings.safe_url)
+            return _default
+    if url is not None:
+        import dataclasses
+
+        from redtick.config import _url
+
+        settings = dataclasses.replace(settings or get_settings(), url=_url({"REDIS_URL": url}))
+    return Connection(settings)

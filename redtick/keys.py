@@ -1,0 +1,184 @@
+"""The one place a Redis key is built: namespace, families, hash tags and key-part validation.
+
+Every key lives under ``<namespace>:``. Keys scoped to one symbol carry it as a Redis Cluster
+hash tag (``redtick:ticks:{BTCUSDT}:index``) so all keys of a symbol sit in one slot and one
+transaction or script may touch them together. Every part is validated before a key exists,
+so a bad part raises :class:`~redtick.errors.InvalidKey` before anything is sent.
+"""
+
+from __future__ import annotations
+
+import re
+
+from redtick.config import NAMESPACE_PATTERN, NAMESPACE_RULE, parse_duration
+from redtick.errors import ConfigurationError, InvalidKey
+
+__all__ = [
+    "KeySchema",
+    "validate_id",
+    "validate_interval",
+    "validate_name",
+    "validate_symbol",
+    "validate_user_id",
+]
+
+_SYMBOL = re.compile(r"[A-Z0-9._/-]{1,32}")
+_USER_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NAME = re.compile(r"[A-Za-z0-9._:/@=+-]{1,200}")
+_GLOB_SPECIAL = re.compile(r"([\[\]\\])")
+
+
+def _describe(value: object) -> str:
+    if not isinstance(value, str):
+        return f"is a {type(value).__name__}, not a string"
+    if value == "":
+        return "is empty"
+    for ch in value:
+        if ch.isspace():
+            return "has a space" if ch == " " else f"has whitespace {ch!r}"
+        if not ch.isprintable():
+            return f"has a control character {ch!r}"
+    return "has a character outside the allowed set" if len(value) < 200 else "is too long"
+
+
+def _check(kind: str, value: object, pattern: re.Pattern[str], rule: str) -> str:
+    if isinstance(value, str) and pattern.fullmatch(value):
+        return value
+    shown = repr(value) if not isinstance(value, str) or len(value) <= 60 else repr(value[:60] + "...")
+    raise InvalidKey(f"{kind} {shown} {_describe(value)}; {rule}")
+
+
+def validate_symbol(symbol: object) -> str:
+    """Return ``symbol`` if it is 1-32 of ``A-Z 0-9 . _ - /``, else raise InvalidKey.
+
+    Examples
+    --------
+    >>> validate_symbol("BTCUSDT")
+    'BTCUSDT'
+    """
+    return _check("symbol", symbol, _SYMBOL, "symbols are 1-32 of A-Z 0-9 . _ - /")
+
+
+def validate_user_id(user_id: object) -> str:
+    """Return ``user_id`` if it is 1-64 of ``A-Z a-z 0-9 . _ - @``, else raise InvalidKey."""
+    return _check("user id", user_id, _USER_ID, "user ids are 1-64 of A-Z a-z 0-9 . _ - @")
+
+
+def validate_id(value: object, kind: str = "id") -> str:
+    """Return an opaque id (session, alert, ...) if it is 1-64 of ``A-Z a-z 0-9 _ -``."""
+    return _check(kind, value, _ID, f"{kind}s are 1-64 of A-Z a-z 0-9 _ -")
+
+
+def validate_name(value: object, kind: str = "key part") -> str:
+    """Return a free-form key part if it is 1-200 of ``A-Z a-z 0-9 . _ : / @ = + -``."""
+    return _check(kind, value, _NAME, f"{kind}s are 1-200 of A-Z a-z 0-9 . _ : / @ = + -")
+
+
+def validate_interval(interval: object) -> int:
+    """Milliseconds in a candle interval such as ``"1m"`` or ``"4h"``; raise InvalidKey if malformed."""
+    try:
+        return parse_duration(interval, name="interval")  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        raise InvalidKey(str(exc)) from None
+
+
+class KeySchema:
+    """Builds every key of the layout under one namespace.
+
+    Examples
+    --------
+    >>> keys = KeySchema("redtick")
+    >>> keys.tick_index("BTCUSDT")
+    'redtick:ticks:{BTCUSDT}:index'
+    >>> keys.pattern("market", "price")
+    'redtick:market:price:*'
+    """
+
+    def __init__(self, namespace: str = "redtick"):
+        if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
+            raise InvalidKey(f"namespace {namespace!r}: {NAMESPACE_RULE}")
+        self.namespace = namespace
+        self.prefix = namespace + ":"
+
+    def __repr__(self) -> str:
+        return f"KeySchema({self.namespace!r})"
+
+    # -- generic ---------------------------------------------------------------------------------
+    def key(self, *parts: str) -> str:
+        """``<namespace>:part:part...`` with every part validated as a free-form name."""
+        if not parts:
+            raise InvalidKey("a key needs at least one part after the namespace")
+        return self.prefix + ":".join(validate_name(p) for p in parts)
+
+    def pattern(self, *parts: str, tail: str = "*") -> str:
+        """A SCAN/KEYS pattern for keys under ``<namespace>:parts:``, ending with ``tail``.
+
+        ``tail`` may use ``*`` and ``?`` as wildcards; ``[``, ``]`` and ``\\`` are escaped, and
+        the namespace and parts are literal, so the pattern never matches outside them.
+        """
+        # Parts are validated names, which hold no glob character, so the head is literal.
+        head = self.prefix + "".join(validate_name(p) + ":" for p in parts)
+        if not isinstance(tail, str) or len(tail) > 200 or any(not c.isprintable() or c.isspace() for c in tail):
+            raise InvalidKey(f"pattern tail {tail!r} must be up to 200 printable characters without spaces")
+        return head + _GLOB_SPECIAL.sub(r"\\\1", tail)
+
+    def everything(self) -> str:
+        """The pattern of every key redtick wrote under this namespace."""
+        return self.prefix + "*"
+
+    def owns(self, key: str | bytes) -> bool:
+        """True if ``key`` is inside this namespace."""
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        return key.startswith(self.prefix)
+
+    def _symbol(self, family: str, symbol: str, *rest: str) -> str:
+        tail = "".join(":" + r for r in rest)
+        return f"{self.prefix}{family}:{{{validate_symbol(symbol)}}}{tail}"
+
+    # -- price series and candles ----------------------------------------------------------------
+    def tick_index(self, symbol: str) -> str:
+        """Sorted set: score = chunk start (ms), member = chunk start; the index of tick chunks."""
+        return self._symbol("ticks", symbol, "index")
+
+    def tick_chunk(self, symbol: str, start_ms: int) -> str:
+        """String of packed tick records whose times fall in ``[start, start + chunk)``."""
+        return self._symbol("ticks", symbol, "chunk", str(int(start_ms)))
+
+    def candle_index(self, symbol: str, interval: str) -> str:
+        """Sorted set indexing the candle chunks of one interval."""
+        validate_interval(interval)
+        return self._symbol("candles", symbol, interval, "index")
+
+    def candle_chunk(self, symbol: str, interval: str, start_ms: int) -> str:
+        """String of fixed candle slots, one per interval bucket, from ``start``."""
+        validate_interval(interval)
+        return self._symbol("candles", symbol, interval, "chunk", str(int(start_ms)))
+
+    def current_price(self, symbol: str) -> str:
+        """Hash with the newest price, volume and time of a symbol."""
+        return self._symbol("price", symbol, "current")
+
+    def series_symbols(self) -> str:
+        """Set of the symbols that have a tick series or candles."""
+        return self.prefix + "series:symbols"
+
+    def series_pattern(self) -> str:
+        """Pattern of every tick and candle key."""
+        return self.prefix + "ticks:*"
+
+    # -- market data -----------------------------------------------------------------------------
+    def market(self, kind: str, symbol: str) -> str:
+        """``market:<kind>:{SYMBOL}`` for price, orderbook, trades, stats24h, info."""
+        return self._symbol("market:" + validate_name(kind, "market kind"), symbol)
+
+    def market_symbols(self) -> str:
+        """Sorted set: member = symbol, score = time of its last price update (ms)."""
+        return self.prefix + "market:symbols"
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def snapshot(self, name: str, part: int | None = None) -> str:
+        """Key of an Arrow snapshot, or of one of its parts when it is split."""
+        base = self.key("snapshot", validate_name(name, "snapshot name"))
+        return base if part is None else f"{base}:part:{int(part)}"

@@ -1,0 +1,141 @@
+"""BaseCache: TTLs, batches in one round trip, JSON, hooks, encryption, SCAN counting."""
+
+import pytest
+from cryptography.fernet import Fernet
+
+from redtick.caches.base import BaseCache, EncryptedCache
+from redtick.errors import ConfigurationError, InvalidData, InvalidKey
+
+
+async def test_set_get_delete_exists(conn):
+    cache = BaseCache("things", default_ttl=60, conn=conn)
+    assert await cache.get("a") is None
+    assert await cache.get("a", default=7) == 7
+    await cache.set("a", {"price": 1.5, "tags": ["x"]})
+    assert await cache.get("a") == {"price": 1.5, "tags": ["x"]}
+    assert await cache.exists("a")
+    assert await cache.delete("a", "b") == 1
+    assert not await cache.exists("a")
+
+
+async def test_default_and_per_call_ttl(conn):
+    cache = BaseCache("ttl", default_ttl=100, conn=conn)
+    await cache.set("default", 1)
+    await cache.set("custom", 1, ttl=5)
+    assert 90 <= await cache.ttl("default") <= 100
+    assert 1 <= await cache.ttl("custom") <= 5
+    forever = BaseCache("forever", default_ttl=None, conn=conn)
+    await forever.set("k", 1)
+    assert await forever.ttl("k") == -1
+
+
+@pytest.mark.parametrize("ttl", [0, -5, float("nan"), "60", True])
+async def test_bad_ttl_raises_before_writing(conn, ttl):
+    cache = BaseCache("badttl", conn=conn)
+    with pytest.raises(InvalidData, match="ttl"):
+        await cache.set("k", 1, ttl=ttl)
+    assert not await cache.exists("k")
+
+
+async def test_batch_get_and_set_are_one_round_trip(conn):
+    cache = BaseCache("batch", default_ttl=60, conn=conn)
+    sent = []
+    client = conn.async_client()
+    original = type(client).execute_command
+
+    async def counting(self, *args, **kwargs):
+        sent.append(args[0])
+        return await original(self, *args, **kwargs)
+
+    items = {f"k{i}": {"i": i} for i in range(50)}
+    await cache.set_many(items, ttl=30)
+    type(client).execute_command = counting
+    try:
+        got = await cache.get_many([*items, "missing"])
+    finally:
+        type(client).execute_command = original
+    assert got == items
+    assert sent == ["MGET"]
+    assert 1 <= await cache.ttl("k7") <= 30
+
+
+async def test_set_many_encodes_everything_before_sending(conn):
+    cache = BaseCache("atomic", conn=conn)
+    with pytest.raises(InvalidData):
+        await cache.set_many({"good": 1, "bad": object()})
+    assert await cache.count_keys() == 0
+
+
+async def test_bad_key_part_raises_before_sending(conn):
+    cache = BaseCache("keys", conn=conn)
+    with pytest.raises(InvalidKey):
+        await cache.set("has space", 1)
+    with pytest.raises(InvalidKey):
+        await cache.get("glob*")
+
+
+async def test_count_keys_sees_only_its_own_prefix(conn):
+    mine, other = BaseCache("mine", conn=conn), BaseCache("mine2", conn=conn)
+    await mine.set_many({f"k{i}": i for i in range(30)})
+    await other.set("x", 1)
+    conn.sync.set("outside-namespace", b"1")
+    try:
+        assert await mine.count_keys() == 30
+        assert await mine.clear() == 30
+        assert await other.count_keys() == 1
+        assert conn.sync.get("outside-namespace") == b"1"
+    finally:
+        conn.sync.delete("outside-namespace")
+
+
+class UpperCache(BaseCache):
+    def _serialize(self, value):
+        return super()._serialize(value).upper()
+
+    def _deserialize(self, value):
+        return super()._deserialize(value.lower())
+
+
+async def test_serialise_hooks_are_used(conn):
+    cache = UpperCache("upper", conn=conn)
+    await cache.set("k", {"a": "b"})
+    assert conn.sync.get(cache._key("k")) == b'{"A":"B"}'
+    assert await cache.get("k") == {"a": "b"}
+
+
+async def test_encrypted_cache_round_trip_and_ciphertext_at_rest(conn):
+    key = Fernet.generate_key()
+    cache = EncryptedCache("secret", conn=conn, encryption_key=key)
+    await cache.set("pii", {"email": "trader@example.com"})
+    raw = conn.sync.get(cache._key("pii"))
+    assert b"trader@example.com" not in raw
+    assert await cache.get("pii") == {"email": "trader@example.com"}
+    wrong = EncryptedCache("secret", conn=conn, encryption_key=Fernet.generate_key())
+    with pytest.raises(InvalidData, match="decrypted"):
+        await wrong.get("pii")
+
+
+def test_encrypted_cache_needs_a_key(conn):
+    with pytest.raises(ConfigurationError, match="REDTICK_ENCRYPTION_KEY"):
+        EncryptedCache("secret", conn=conn)
+
+
+async def test_spec_style_encrypted_subclass(conn):
+    """The platform doc's EncryptedCache recipe works as written against BaseCache's hooks."""
+    from cryptography.fernet import Fernet as FernetKey
+
+    class SpecEncryptedCache(BaseCache):
+        def __init__(self, encryption_key: bytes, conn):
+            super().__init__("spec-secret", conn=conn)
+            self.fernet = FernetKey(encryption_key)
+
+        def _serialize(self, value):
+            json_str = super()._serialize(value)
+            return self.fernet.encrypt(json_str.encode()).decode()
+
+        def _deserialize(self, value):
+            return super()._deserialize(self.fernet.decrypt(value.encode()).decode())
+
+    cache = SpecEncryptedCache(FernetKey.generate_key(), conn)
+    await cache.set("k", {"v": 1})
+    assert await cache.get("k") == {"v": 1}
