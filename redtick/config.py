@@ -151,6 +151,8 @@ class Settings:
     tick_chunk_ms: int = 3_600_000
     tick_retention_ms: int | None = 7 * 86_400_000
     candle_retention_ms: int | None = 365 * 86_400_000
+    maintenance_interval_ms: int = 300_000
+    memory_warn_percent: float = 80.0
 
     @property
     def embedded(self) -> bool:
@@ -212,6 +214,10 @@ class Settings:
             tick_chunk_ms=parse_duration(env.get("REDTICK_TICK_CHUNK") or "1h", name="REDTICK_TICK_CHUNK"),
             tick_retention_ms=_retention(env, "REDTICK_TICK_RETENTION", "7d"),
             candle_retention_ms=_retention(env, "REDTICK_CANDLE_RETENTION", "365d"),
+            maintenance_interval_ms=parse_duration(
+                env.get("REDTICK_MAINTENANCE_INTERVAL") or "5m", name="REDTICK_MAINTENANCE_INTERVAL"
+            ),
+            memory_warn_percent=_float(env, "REDTICK_MEMORY_WARN_PERCENT", 80.0, 1.0, 100.0),
         )
 
 

@@ -27,6 +27,7 @@ _USER_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NAME = re.compile(r"[A-Za-z0-9._:/@=+-]{1,200}")
 _GLOB_SPECIAL = re.compile(r"([\[\]\\])")
+ALERT_CONDITIONS = ("above", "below", "crosses")
 
 
 def _describe(value: object) -> str:
@@ -177,8 +178,105 @@ class KeySchema:
         """Sorted set: member = symbol, score = time of its last price update (ms)."""
         return self.prefix + "market:symbols"
 
+    # -- user sessions, preferences, subscriptions ------------------------------------------------
+    def _user(self, user_id: str, *rest: str) -> str:
+        # The user id is a hash tag: every per-user key sits in one slot.
+        return f"{self.prefix}user:{{{validate_user_id(user_id)}}}" + "".join(":" + r for r in rest)
+
+    def session(self, session_id: str) -> str:
+        """Hash of one session (user id, data, activity, times); its TTL is the session's."""
+        return f"{self.prefix}session:{{{validate_id(session_id, 'session id')}}}"
+
+    def user_sessions(self, user_id: str) -> str:
+        """Sorted set: member = session id, score = the session's expiry time (ms)."""
+        return self._user(user_id, "sessions")
+
+    def session_expiry(self) -> str:
+        """Sorted set: member = ``<user id>:<session id>``, score = expiry (ms); drives cleanup."""
+        return self.prefix + "sessions:expiry"
+
+    def user_preferences(self, user_id: str) -> str:
+        """String: the user's preferences (JSON, encrypted when a key is set)."""
+        return self._user(user_id, "preferences")
+
+    def user_subscriptions(self, user_id: str) -> str:
+        """Hash: field = subscription kind (``websocket``...), value = its data."""
+        return self._user(user_id, "subscriptions")
+
+    # -- rate limits -----------------------------------------------------------------------------
+    def rate_limit(self, name: str, identity: str) -> str:
+        """Sorted set of the hits in one sliding window: ``ratelimit:<name>:{<identity>}``."""
+        return f"{self.prefix}ratelimit:{validate_name(name, 'rate limit name')}:{{{validate_name(identity, 'identity')}}}"
+
+    # -- price alerts ----------------------------------------------------------------------------
+    def alert_index(self, symbol: str, condition: str) -> str:
+        """Sorted set of one condition's live alerts on a symbol: member = alert id, score = target."""
+        if condition not in ALERT_CONDITIONS:
+            raise InvalidKey(f"alert condition {condition!r}; expected one of {', '.join(ALERT_CONDITIONS)}")
+        return self._symbol("alerts", symbol, condition)
+
+    def alert_expiry(self, symbol: str) -> str:
+        """Sorted set: member = alert id, score = expiry time (ms)."""
+        return self._symbol("alerts", symbol, "expiry")
+
+    def alert_data(self, symbol: str) -> str:
+        """Hash: field = alert id, value = the alert as JSON (user id, target, condition, times)."""
+        return self._symbol("alerts", symbol, "data")
+
+    def alert_last_price(self, symbol: str) -> str:
+        """String: the price the last alert check ended at (exact ``repr`` of a float)."""
+        return self._symbol("alerts", symbol, "last")
+
+    def alert_log_prefix(self, symbol: str) -> str:
+        """Head of the fired-alert logs of a symbol; the alert script appends the user id.
+
+        The logs carry the symbol's hash tag so the script that fires an alert can append to
+        its owner's log atomically in the symbol's slot.
+        """
+        return self._symbol("alerts", symbol, "fired") + ":"
+
+    def alert_log(self, symbol: str, user_id: str) -> str:
+        """List, newest first: the user's fired alerts on one symbol (JSON with price and time)."""
+        return self.alert_log_prefix(symbol) + validate_user_id(user_id)
+
+    def user_alerts(self, user_id: str) -> str:
+        """Hash: field = alert id, value = its symbol; the user's alerts, live or not yet cleaned."""
+        return self._user(user_id, "alerts")
+
+    def user_alert_symbols(self, user_id: str) -> str:
+        """Set of the symbols the user ever set an alert on: where their fired logs are."""
+        return self._user(user_id, "alerts", "symbols")
+
+    def alert_channel(self) -> str:
+        """Pub/sub channel on which every fired alert is published (JSON with ``user_id``).
+
+        A websocket layer subscribes once and routes each message to its user's sockets.
+        """
+        return self.prefix + "alerts:fired"
+
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self, name: str, part: int | None = None) -> str:
         """Key of an Arrow snapshot, or of one of its parts when it is split."""
         base = self.key("snapshot", validate_name(name, "snapshot name"))
         return base if part is None else f"{base}:part:{int(part)}"
+
+    # -- HTTP response cache ---------------------------------------------------------------------
+    def response(self, key_prefix: str, digest: str) -> str:
+        """String holding one cached HTTP response: ``http:<key_prefix>:<request digest>``."""
+        prefix = validate_name(key_prefix, "response cache prefix")
+        return self.key("http", prefix, validate_id(digest, "request digest"))
+
+    # -- cached repositories ---------------------------------------------------------------------
+    def repository(self, cache_prefix: str, method: str, generation: int, digest: str) -> str:
+        """One cached repository read: ``repo:<prefix>:<method>:g<generation>:<call digest>``."""
+        return self.key(
+            "repo",
+            validate_name(cache_prefix, "repository cache prefix"),
+            validate_id(method, "method name"),
+            f"g{int(generation)}",
+            validate_id(digest, "call digest"),
+        )
+
+    def repository_generation(self, cache_prefix: str) -> str:
+        """Counter bumped by every repository write; it lives outside ``repo:`` so no pattern deletes it."""
+        return self.key("repogen", validate_name(cache_prefix, "repository cache prefix"))
