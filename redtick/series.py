@@ -1,0 +1,383 @@
+"""The time-series layout: tick chunks, candle slots, and the plans that write, read and trim them.
+
+Ticks of one symbol live in **chunks**: one string per ``tick_chunk`` span (1 hour by default)
+of packed 33-byte records sorted by (time, id), indexed by a sorted set whose score is the chunk
+start. Candles of one interval live in **slot chunks**: one string per 1,440 buckets, 80 bytes a
+slot at a fixed offset, so one bucket is read and rewritten with GETRANGE/SETRANGE.
+
+A write is one optimistic transaction over the symbol's keys (all in one cluster slot): WATCH
+the chunks and slots it touches, read each chunk's last record (and the whole chunk only when
+the batch reaches back into it), drop ticks already stored, then in MULTI/EXEC append or
+rewrite the chunks and merge the new ticks into every interval's candles. A concurrent writer of
+the same keys makes EXEC fail and the plan runs again, so nothing is lost or counted twice.
+This is a client-side plan rather than Lua because decoding doubles in Lua needs ``struct``,
+which the embedded fakeredis lacks, and a per-tick command inside a script is what makes
+scripts slow (see DESIGN.md); here the per-tick work is numpy on the client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from redtick.candles import candles_from_ticks, merge_candles, rollup_candles
+from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
+from redtick.config import Settings
+from redtick.errors import InvalidData
+from redtick.keys import KeySchema, validate_interval, validate_symbol
+from redtick.steps import Batch, Commit, Watch
+from redtick.ticks import NormalisedTicks
+
+__all__ = ["SLOTS", "SeriesLayout", "WriteResult"]
+
+TICK_SIZE = TICK_DTYPE.itemsize
+CANDLE_SIZE = CANDLE_DTYPE.itemsize
+SLOTS = 1440  # candle slots per chunk: a day of 1m candles, 60 days of 1h candles
+
+
+@dataclasses.dataclass
+class WriteResult:
+    """What one write did."""
+
+    symbol: str
+    received: int = 0
+    written: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = dataclasses.field(default_factory=dict)
+    candles_updated: int = 0
+    trimmed_chunks: int = 0
+    low: float = math.nan
+    high: float = math.nan
+    last: float = math.nan
+    fired_alerts: list = dataclasses.field(default_factory=list)
+
+    def __iadd__(self, other: WriteResult) -> WriteResult:
+        self.received += other.received
+        self.written += other.written
+        self.duplicates += other.duplicates
+        for reason, n in other.rejected.items():
+            self.rejected[reason] = self.rejected.get(reason, 0) + n
+        self.candles_updated += other.candles_updated
+        self.trimmed_chunks += other.trimmed_chunks
+        if other.written:
+            self.low = np.nanmin([self.low, other.low])
+            self.high = np.nanmax([self.high, other.high])
+            self.last = other.last
+        self.fired_alerts.extend(other.fired_alerts)
+        return self
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index pairs of runs of consecutive integers in sorted ``values``."""
+    if len(values) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(values) != 1)
+    starts = np.r_[0, breaks + 1]
+    ends = np.r_[breaks, len(values) - 1]
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def _existing_mask(stored: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """True for each record of ``batch`` whose (ts, id) is already in ``stored`` (both sorted)."""
+    both_ts = np.concatenate([stored["ts"], batch["ts"]])
+    both_id = np.concatenate([stored["id"], batch["id"]])
+    source = np.r_[np.zeros(len(stored), np.int8), np.ones(len(batch), np.int8)]
+    order = np.lexsort((source, both_id, both_ts))
+    ts, ids, src = both_ts[order], both_id[order], source[order]
+    same_as_previous = np.r_[False, (ts[1:] == ts[:-1]) & (ids[1:] == ids[:-1])]
+    mask = np.zeros(len(batch), dtype=bool)
+    hit = same_as_previous & (src == 1)
+    mask[order[hit] - len(stored)] = True
+    return mask
+
+
+class SeriesLayout:
+    """Where a symbol's ticks and candles live, and the plans that use them.
+
+    Parameters
+    ----------
+    keys : KeySchema
+    settings : Settings
+        ``intervals``, ``tick_chunk_ms`` and the retentions come from here.
+    """
+
+    def __init__(self, keys: KeySchema, settings: Settings):
+        self.keys = keys
+        self.chunk_ms = settings.tick_chunk_ms
+        self.intervals = {name: validate_interval(name) for name in settings.intervals}
+        self.tick_retention_ms = settings.tick_retention_ms
+        self.candle_retention_ms = settings.candle_retention_ms
+
+    def span_ms(self, interval: str) -> int:
+        return self.intervals[interval] * SLOTS
+
+    # -- writing ticks ---------------------------------------------------------------------------
+    def write_plan(self, symbol: str, batch: NormalisedTicks):
+        """Plan: store ``batch`` (sorted, unique) and merge its new ticks into every interval's candles."""
+        symbol = validate_symbol(symbol)
+        result = WriteResult(symbol, received=batch.received, rejected=dict(batch.rejected),
+                             duplicates=batch.duplicates)
+        records = batch.records
+        if len(records) == 0:
+            return result
+        keys = self.keys
+        starts = records["ts"] // self.chunk_ms * self.chunk_ms
+        group_first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
+        group_end = np.r_[group_first[1:], len(records)]
+        chunk_starts = starts[group_first].tolist()
+        chunk_keys = [keys.tick_chunk(symbol, s) for s in chunk_starts]
+
+        touched = {}  # interval -> (bucket starts, chunk starts, slots)
+        candle_keys: list[str] = []
+        for name, iv in self.intervals.items():
+            buckets = np.unique(records["ts"] // iv * iv)
+            span = iv * SLOTS
+            chunk_of = buckets // span * span
+            touched[name] = (buckets, chunk_of, (buckets - chunk_of) // iv)
+            candle_keys += [keys.candle_chunk(symbol, name, c) for c in np.unique(chunk_of).tolist()]
+        current_key = keys.current_price(symbol)
+
+        index_key = keys.tick_index(symbol)
+        yield Watch([*chunk_keys, *candle_keys, current_key, index_key])
+
+        # Step 1: each chunk's last record, every touched candle slot (in runs), the current price,
+        # and the head (newest) chunk of the series.
+        reads: list[tuple] = [("GETRANGE", k, -TICK_SIZE, -1) for k in chunk_keys]
+        slot_runs = {}
+        for name, (_, chunk_of, slots) in touched.items():
+            runs = []
+            for chunk in np.unique(chunk_of).tolist():
+                positions = np.flatnonzero(chunk_of == chunk)
+                for a, b in _runs(slots[positions]):
+                    runs.append((chunk, positions[a], positions[b], int(slots[positions[a]]), int(slots[positions[b]])))
+            slot_runs[name] = runs
+            reads += [("GETRANGE", keys.candle_chunk(symbol, name, c), s0 * CANDLE_SIZE, (s1 + 1) * CANDLE_SIZE - 1)
+                      for c, _, _, s0, s1 in runs]
+        reads += [("HMGET", current_key, "ts", "id"), ("ZRANGE", index_key, -1, -1)]
+        replies = yield Batch(reads)
+        tails = replies[: len(chunk_keys)]
+        slot_replies = replies[len(chunk_keys):-2]
+        current_ts, current_id = replies[-2]
+        old_head = int(replies[-1][0]) if replies[-1] else None
+        new_head = max(chunk_starts[-1], old_head if old_head is not None else chunk_starts[-1])
+
+        # Only the head chunk grows by APPEND: Redis over-allocates a string that grows, so every
+        # other chunk is written whole with SET (exact size), and a head that stops being the head
+        # is rewritten once (sealed) to give back the slack.
+        rewrite = []
+        appends = set()
+        for i, tail in enumerate(tails):
+            extends = True
+            if tail:
+                last = np.frombuffer(tail, dtype=TICK_DTYPE)[0]
+                first = records[group_first[i]]
+                extends = (first["ts"], first["id"]) > (last["ts"], last["id"])
+            if chunk_starts[i] == new_head and extends:
+                appends.add(i)
+            elif tail:
+                rewrite.append(i)
+        seal = None
+        if old_head is not None and old_head < new_head and old_head not in chunk_starts:
+            seal = keys.tick_chunk(symbol, old_head)
+            yield Watch([seal])
+
+        # Step 2: whole chunks, only those rewritten.
+        stored = {}
+        sealed = None
+        fetch = [chunk_keys[i] for i in rewrite] + ([seal] if seal else [])
+        if fetch:
+            blobs = yield Batch([("GET", k) for k in fetch])
+            stored = {i: np.frombuffer(blob or b"", dtype=TICK_DTYPE) for i, blob in zip(rewrite, blobs, strict=False)}
+            sealed = blobs[-1] if seal else None
+
+        fresh = np.ones(len(records), dtype=bool)
+        for i, old in stored.items():
+            lo, hi = group_first[i], group_end[i]
+            fresh[lo:hi] = ~_existing_mask(old, records[lo:hi])
+        new = records[fresh]
+        result.duplicates += int(len(records) - len(new))
+        result.written = len(new)
+        if len(new) == 0:
+            return result
+        result.low, result.high, result.last = float(new["price"].min()), float(new["price"].max()), 0.0
+
+        # Step 3: one transaction with the ticks, the candles and the current price.
+        commands: list[tuple] = []
+        index_args: list = []
+        for i, key in enumerate(chunk_keys):
+            lo, hi = group_first[i], group_end[i]
+            added = records[lo:hi][fresh[lo:hi]]
+            if len(added) == 0:
+                continue
+            if i in appends:
+                commands.append(("APPEND", key, added.tobytes()))
+            else:
+                merged = np.concatenate([stored[i], added]) if i in stored else added
+                merged = merged[np.lexsort((merged["id"], merged["ts"]))]
+                commands.append(("SET", key, merged.tobytes()))
+            index_args += [chunk_starts[i], chunk_starts[i]]
+        if sealed:
+            commands.append(("SET", seal, sealed))
+        commands.append(("ZADD", index_key, *index_args))
+
+        reply_at = 0
+        for name, iv in self.intervals.items():
+            buckets, chunk_of, slots = touched[name]
+            new_starts, new_candles = candles_from_ticks(new, iv)
+            changed_chunks = set()
+            for chunk, p0, p1, s0, s1 in slot_runs[name]:
+                raw = slot_replies[reply_at]
+                reply_at += 1
+                old = np.zeros(s1 - s0 + 1, dtype=CANDLE_DTYPE)
+                if raw:
+                    old[: len(raw) // CANDLE_SIZE] = np.frombuffer(raw, dtype=CANDLE_DTYPE)
+                run_buckets = buckets[p0 : p1 + 1]
+                incoming = np.zeros(len(run_buckets), dtype=CANDLE_DTYPE)
+                where = np.searchsorted(new_starts, run_buckets)
+                hit = (where < len(new_starts)) & (new_starts[np.minimum(where, len(new_starts) - 1)] == run_buckets)
+                if not hit.any():
+                    continue
+                incoming[hit] = new_candles[where[hit]]
+                merged = merge_candles(old, incoming)
+                commands.append(("SETRANGE", keys.candle_chunk(symbol, name, chunk), s0 * CANDLE_SIZE, merged.tobytes()))
+                result.candles_updated += int(hit.sum())
+                changed_chunks.add(chunk)
+            if changed_chunks:
+                members = [x for c in sorted(changed_chunks) for x in (c, c)]
+                commands.append(("ZADD", keys.candle_index(symbol, name), *members))
+
+        newest = new[-1]
+        result.last = float(newest["price"])
+        if current_ts is None or (int(newest["ts"]), int(newest["id"])) > (int(current_ts), int(current_id)):
+            commands.append(("HSET", current_key, "ts", int(newest["ts"]), "id", int(newest["id"]),
+                             "price", repr(float(newest["price"])), "volume", repr(float(newest["volume"]))))
+        yield Commit(commands)
+        yield Batch([("SADD", keys.series_symbols(), symbol)])
+        return result
+
+    # -- candles from elsewhere ------------------------------------------------------------------
+    def set_candles_plan(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray):
+        """Plan: store whole candles (replacing those buckets) from an exchange or a file."""
+        symbol = validate_symbol(symbol)
+        iv = self._stored_interval(interval)
+        if len(starts) == 0:
+            return 0
+        if np.any(starts % iv):
+            raise InvalidData(f"candle times must be multiples of {interval} from the epoch")
+        span = iv * SLOTS
+        chunk_of = starts // span * span
+        commands: list[tuple] = []
+        for chunk in np.unique(chunk_of).tolist():
+            positions = np.flatnonzero(chunk_of == chunk)
+            slots = (starts[positions] - chunk) // iv
+            for a, b in _runs(slots):
+                block = candles[positions[a] : positions[b] + 1]
+                commands.append(("SETRANGE", self.keys.candle_chunk(symbol, interval, chunk),
+                                 int(slots[a]) * CANDLE_SIZE, block.tobytes()))
+        members = [x for c in np.unique(chunk_of).tolist() for x in (c, c)]
+        commands.append(("ZADD", self.keys.candle_index(symbol, interval), *members))
+        yield Commit(commands)
+        yield Batch([("SADD", self.keys.series_symbols(), symbol)])
+        return len(starts)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read_ticks_plan(self, symbol: str, start_ms: int | None, end_ms: int | None):
+        """Plan: the records with ``start <= ts <= end``, sorted by (ts, id)."""
+        index = self.keys.tick_index(symbol)
+        low = "-inf" if start_ms is None else start_ms // self.chunk_ms * self.chunk_ms
+        high = "+inf" if end_ms is None else end_ms
+        (members,) = yield Batch([("ZRANGEBYSCORE", index, low, high)])
+        if not members:
+            return np.zeros(0, dtype=TICK_DTYPE)
+        (blobs,) = yield Batch([("MGET", *(self.keys.tick_chunk(symbol, int(m)) for m in members))])
+        records = np.frombuffer(b"".join(b for b in blobs if b), dtype=TICK_DTYPE)
+        return _between(records, records["ts"], start_ms, end_ms)
+
+    def _stored_interval(self, interval: str) -> int:
+        if interval not in self.intervals:
+            raise InvalidData(f"interval {interval!r} is not stored; stored intervals are {', '.join(self.intervals)}")
+        return self.intervals[interval]
+
+    def source_interval(self, interval: str) -> str:
+        """The stored interval to read for ``interval``: itself, or the coarsest that divides it."""
+        wanted = validate_interval(interval)
+        if interval in self.intervals:
+            return interval
+        divisors = [name for name, iv in self.intervals.items() if wanted % iv == 0]
+        if not divisors:
+            raise InvalidData(
+                f"interval {interval!r} is neither stored nor a multiple of a stored interval "
+                f"({', '.join(self.intervals)})"
+            )
+        return max(divisors, key=self.intervals.__getitem__)
+
+    def read_candles_plan(self, symbol: str, interval: str, start_ms: int | None, end_ms: int | None):
+        """Plan: (bucket starts, candles) of ``interval`` with ``start <= bucket start <= end``."""
+        source = self.source_interval(interval)
+        iv = self.intervals[source]
+        span = iv * SLOTS
+        index = self.keys.candle_index(symbol, source)
+        low = "-inf" if start_ms is None else start_ms // span * span
+        high = "+inf" if end_ms is None else end_ms
+        (members,) = yield Batch([("ZRANGEBYSCORE", index, low, high)])
+        chunks = [int(m) for m in members]
+        starts = np.zeros(0, dtype=np.int64)
+        candles = np.zeros(0, dtype=CANDLE_DTYPE)
+        if chunks:
+            (blobs,) = yield Batch([("MGET", *(self.keys.candle_chunk(symbol, source, c) for c in chunks))])
+            pieces = [(c, np.frombuffer(b, dtype=CANDLE_DTYPE)) for c, b in zip(chunks, blobs, strict=True) if b]
+            if pieces:
+                candles = np.concatenate([p for _, p in pieces])
+                starts = np.concatenate([c + np.arange(len(p), dtype=np.int64) * iv for c, p in pieces])
+                present = candles["count"] != 0
+                starts, candles = starts[present], candles[present]
+        wanted = validate_interval(interval)
+        if wanted != iv:
+            starts, candles = rollup_candles(starts, candles, wanted)
+        keep = _between(np.arange(len(starts)), starts, start_ms, end_ms)
+        return starts[keep], candles[keep]
+
+    # -- retention -------------------------------------------------------------------------------
+    def trim_plan(self, symbol: str, tick_cutoff_ms: int | None, candle_cutoff_ms: int | None):
+        """Plan: delete the chunks that end at or before the cutoffs; returns how many."""
+        targets = []  # (index key, chunk span, cutoff, chunk key of a start)
+        if tick_cutoff_ms is not None:
+            targets.append((self.keys.tick_index(symbol), self.chunk_ms, tick_cutoff_ms,
+                            lambda start: self.keys.tick_chunk(symbol, start)))
+        if candle_cutoff_ms is not None:
+            for name in self.intervals:
+                targets.append((self.keys.candle_index(symbol, name), self.span_ms(name), candle_cutoff_ms,
+                                lambda start, name=name: self.keys.candle_chunk(symbol, name, start)))
+        if not targets:
+            return 0
+        # A chunk [start, start + span) goes when it ends at or before the cutoff.
+        replies = yield Batch([("ZRANGEBYSCORE", index, "-inf", cutoff - span) for index, span, cutoff, _ in targets])
+        commands: list[tuple] = []
+        removed = 0
+        for (index, _, _, chunk_key), members in zip(targets, replies, strict=True):
+            if members:
+                commands.append(("UNLINK", *(chunk_key(int(m)) for m in members)))
+                commands.append(("ZREM", index, *members))
+                removed += len(members)
+        if commands:
+            yield Commit(commands)
+        return removed
+
+    def newest_plan(self, symbol: str):
+        """Plan: the newest tick's time (ms), or None."""
+        (reply,) = yield Batch([("HGET", self.keys.current_price(symbol), "ts")])
+        return None if reply is None else int(reply)
+
+
+def _between(values: np.ndarray, times: np.ndarray, start_ms: int | None, end_ms: int | None) -> np.ndarray:
+    """``values`` where ``start <= times <= end`` (either bound may be None)."""
+    if start_ms is None and end_ms is None:
+        return values
+    keep = np.ones(len(times), dtype=bool)
+    if start_ms is not None:
+        keep &= times >= start_ms
+    if end_ms is not None:
+        keep &= times <= end_ms
+    return values[keep]

@@ -1,0 +1,171 @@
+"""Redis work written once as a plan, run by a sync or an async driver.
+
+A plan is a generator that yields steps and receives their replies; it never does I/O itself,
+so the sync research functions and the async caches share every line of logic:
+
+- :class:`Batch`: commands sent together in one pipelined round trip; the reply is their list.
+- :class:`Watch`: start an optimistic transaction on these keys (``WATCH``); more may follow.
+- :class:`Commit`: ``MULTI`` ... ``EXEC`` of these commands. After a :class:`Watch`, a concurrent
+  change of a watched key aborts it and the driver runs the whole plan again from a fresh start.
+- :class:`Script`: one call of a package Lua script (EVALSHA, reloaded when the server lost it).
+
+A plan's return value is the driver's result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from redtick.errors import ConflictError
+
+__all__ = ["Batch", "Commit", "Plan", "Script", "Watch", "gather", "run", "run_async"]
+
+MAX_ATTEMPTS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    commands: list[tuple]
+
+
+@dataclasses.dataclass(frozen=True)
+class Watch:
+    keys: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Commit:
+    commands: list[tuple]
+
+
+@dataclasses.dataclass(frozen=True)
+class Script:
+    name: str
+    keys: list[str]
+    args: list[Any]
+
+
+Plan = Generator[Any, Any, Any]
+
+
+def _backoff(attempt: int) -> float:
+    # Jittered, so writers that collided once do not collide again in lock step.
+    return min(0.05, 0.0005 * 2**attempt) * random.random()
+
+
+def run(client, make_plan: Callable[[], Plan]) -> Any:
+    """Run a plan with a sync redis-py client; retried from the start when a watched key changed."""
+    for attempt in range(MAX_ATTEMPTS):
+        plan = make_plan()
+        watcher = None
+        reply: Any = None
+        try:
+            while True:
+                step = plan.send(reply)
+                if isinstance(step, Batch):
+                    pipe = client.pipeline(transaction=False)
+                    for command in step.commands:
+                        pipe.execute_command(*command)
+                    reply = pipe.execute() if step.commands else []
+                elif isinstance(step, Watch):
+                    watcher = watcher if watcher is not None else client.pipeline(transaction=True)
+                    watcher.watch(*step.keys)
+                    reply = None
+                elif isinstance(step, Commit):
+                    pipe = watcher if watcher is not None else client.pipeline(transaction=True)
+                    pipe.multi()
+                    for command in step.commands:
+                        pipe.execute_command(*command)
+                    reply = pipe.execute() if step.commands else []
+                    watcher = None
+                elif isinstance(step, Script):
+                    from redtick.scripts import script_for
+
+                    reply = script_for(client, step.name)(keys=step.keys, args=step.args)
+                else:
+                    raise TypeError(f"unknown plan step {step!r}")
+        except StopIteration as stop:
+            return stop.value
+        except ConflictError:
+            time.sleep(_backoff(attempt))
+        finally:
+            if watcher is not None:
+                watcher.reset()
+    raise ConflictError(f"gave up after {MAX_ATTEMPTS} attempts: other writers kept changing the same keys")
+
+
+async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
+    """Run a plan with an async redis-py client; the same rules as :func:`run`."""
+    import asyncio
+
+    for attempt in range(MAX_ATTEMPTS):
+        plan = make_plan()
+        watcher = None
+        reply: Any = None
+        try:
+            while True:
+                step = plan.send(reply)
+                if isinstance(step, Batch):
+                    pipe = client.pipeline(transaction=False)
+                    for command in step.commands:
+                        pipe.execute_command(*command)
+                    reply = await pipe.execute() if step.commands else []
+                elif isinstance(step, Watch):
+                    watcher = watcher if watcher is not None else client.pipeline(transaction=True)
+                    await watcher.watch(*step.keys)
+                    reply = None
+                elif isinstance(step, Commit):
+                    pipe = watcher if watcher is not None else client.pipeline(transaction=True)
+                    pipe.multi()
+                    for command in step.commands:
+                        pipe.execute_command(*command)
+                    reply = await pipe.execute() if step.commands else []
+                    watcher = None
+                elif isinstance(step, Script):
+                    from redtick.scripts import script_for
+
+                    reply = await script_for(client, step.name)(keys=step.keys, args=step.args)
+                else:
+                    raise TypeError(f"unknown plan step {step!r}")
+        except StopIteration as stop:
+            return stop.value
+        except ConflictError:
+            await asyncio.sleep(_backoff(attempt))
+        finally:
+            if watcher is not None:
+                await watcher.reset()
+    raise ConflictError(f"gave up after {MAX_ATTEMPTS} attempts: other writers kept changing the same keys")
+
+
+def gather(*plans: Plan) -> Plan:
+    """One plan running several read-only plans in lock step: their batches share each round trip.
+
+    Every plan must yield only :class:`Batch` steps. Returns the list of their results.
+    """
+    results: list[Any] = [None] * len(plans)
+    replies: list[Any] = [None] * len(plans)
+    live = list(range(len(plans)))
+    while live:
+        pending: list[tuple[int, Batch]] = []
+        for i in live:
+            try:
+                step = plans[i].send(replies[i])
+            except StopIteration as stop:
+                results[i] = stop.value
+                continue
+            if not isinstance(step, Batch):
+                raise TypeError("gather() runs read-only plans, which yield only Batch steps")
+            pending.append((i, step))
+        if not pending:
+            break
+        merged = yield Batch([command for _, step in pending for command in step.commands])
+        at = 0
+        for i, step in pending:
+            replies[i] = merged[at : at + len(step.commands)]
+            at += len(step.commands)
+        live = [i for i, _ in pending]
+    return results
