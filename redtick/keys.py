@@ -267,16 +267,19 @@ class KeySchema:
         return self.key("http", prefix, validate_id(digest, "request digest"))
 
     # -- cached repositories ---------------------------------------------------------------------
-    def repository(self, cache_prefix: str, method: str, generation: int, digest: str) -> str:
+    def repository(self, cache_prefix: str, method: str, generation: str, digest: str) -> str:
         """One cached repository read: ``repo:<prefix>:<method>:g<generation>:<call digest>``."""
         return self.key(
             "repo",
             validate_name(cache_prefix, "repository cache prefix"),
             validate_id(method, "method name"),
-            f"g{int(generation)}",
+            "g" + validate_id(generation, "cache generation"),
             validate_id(digest, "call digest"),
         )
 
     def repository_generation(self, cache_prefix: str) -> str:
-        """Counter bumped by every repository write; it lives outside ``repo:`` so no pattern deletes it."""
+        """The current generation token of a repository cache, replaced by every write.
+
+        It lives outside ``repo:`` so no invalidation pattern deletes it.
+        """
         return self.key("repogen", validate_name(cache_prefix, "repository cache prefix"))
