@@ -1,6 +1,8 @@
 """redtick: a Redis-backed market data cache for a trading backend, and a research toolkit over it."""
 
 from redtick.caches.base import BaseCache, EncryptedCache
+from redtick.caches.ratelimit import RateLimiter, RateLimitState
+from redtick.caches.sessions import UserSessionCache, user_session_cache
 from redtick.client import RedisClient, redis_client
 from redtick.config import Settings, get_settings
 from redtick.connection import Connection, connect
@@ -34,14 +36,18 @@ __all__ = [
     "InvalidKey",
     "KeySchema",
     "NotFound",
+    "RateLimitState",
     "RateLimited",
+    "RateLimiter",
     "RedisClient",
     "RedisError",
     "RedisTimeout",
     "RedtickError",
     "Settings",
     "Unavailable",
+    "UserSessionCache",
     "connect",
     "get_settings",
     "redis_client",
+    "user_session_cache",
 ]

@@ -1,0 +1,425 @@
+"""``UserSessionCache``: sessions that expire everywhere at once, preferences, subscriptions, rate limits."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redtick import codec, scripts
+from redtick.caches.base import BaseCache, check_ttl
+from redtick.caches.ratelimit import RateLimiter, check_window
+from redtick.connection import Connection
+from redtick.errors import InvalidData, InvalidKey
+from redtick.keys import validate_name, validate_user_id
+
+__all__ = ["UserSessionCache", "user_session_cache"]
+
+_SESSION_ID_BYTES = 24  # 192 bits of randomness; 32 url-safe characters
+_CLEANUP_BATCH = 1000
+
+
+class UserSessionCache(BaseCache):
+    """User sessions, preferences, subscriptions and rate limits; the spec's ``user_session_cache``.
+
+    A session is one hash ``session:{<id>}`` whose TTL is the session's, indexed in the user's
+    sorted set and in one namespace-wide sorted set, both scored by expiry time. Readers trust
+    only the hash, so a session is gone everywhere the moment its TTL ends; the user's index
+    expires with its longest-lived session, and :meth:`cleanup_expired_sessions` drops index
+    entries of sessions that expired.
+
+    Parameters
+    ----------
+    default_ttl : int
+        Seconds a session lives unless ``set_user_session`` says otherwise.
+    conn : Connection, optional
+        Defaults to ``redtick.connect()``.
+    encryption_key : str or bytes, optional
+        A Fernet key; session data, activity, preferences and subscriptions are then encrypted at
+        rest. Defaults to the ``REDTICK_ENCRYPTION_KEY`` setting; without either, values are JSON.
+    clock : callable, optional
+        Seconds since the epoch (default ``time.time``); it scores the indexes, never the TTLs.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> cache = UserSessionCache()
+    >>> async def demo():
+    ...     session_id = await cache.set_user_session("user_123", {"device": "browser"}, ttl=3600)
+    ...     session = await cache.get_user_session("user_123", session_id)
+    ...     return session["data"], await cache.resolve_session(session_id)
+    >>> asyncio.run(demo())
+    ({'device': 'browser'}, 'user_123')
+    """
+
+    def __init__(
+        self,
+        default_ttl: int = 3600,
+        conn: Connection | None = None,
+        encryption_key: str | bytes | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        super().__init__("session", default_ttl, conn)
+        self._encryption_key = encryption_key
+        self._fernet: Any = None
+        self._fernet_ready = False
+        self.clock = clock
+
+    # -- encoding: JSON, then Fernet when a key is configured ------------------------------------
+    @property
+    def fernet(self):
+        """The Fernet that encrypts values at rest, or None; resolved on first use."""
+        if not self._fernet_ready:
+            key = self._encryption_key or self.conn.settings.encryption_key
+            self._fernet = None if key is None else codec.make_fernet(key)
+            self._fernet_ready = True
+        return self._fernet
+
+    def _serialize(self, value: Any) -> str:
+        text = super()._serialize(value)
+        return text if self.fernet is None else self.fernet.encrypt(text.encode()).decode()
+
+    def _deserialize(self, value: str) -> Any:
+        if self.fernet is None:
+            return super()._deserialize(value)
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return super()._deserialize(self.fernet.decrypt(value.encode()).decode())
+        except InvalidToken:
+            raise InvalidData("stored session value cannot be decrypted with this key") from None
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- sessions --------------------------------------------------------------------------------
+    async def set_user_session(self, user_id: str, data: Any, ttl: int | None = None) -> str:
+        """Start a session for ``user_id`` holding ``data``; returns its new id.
+
+        The id is 192 random bits from :mod:`secrets`, url-safe, fit for a bearer token.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> session_id = asyncio.run(UserSessionCache().set_user_session("u1", {"ip": "10.0.0.1"}, ttl=60))
+        >>> len(session_id) >= 22
+        True
+        """
+        keys = self.keys
+        user_index = keys.user_sessions(user_id)
+        seconds = self._ttl(ttl)
+        encoded = self._encode(data)
+        session_id = secrets.token_urlsafe(_SESSION_ID_BYTES)
+        now = self._now_ms()
+        expires_at = now + seconds * 1000
+        session_key = keys.session(session_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # The hash's own TTL is relative, so it holds whatever the clocks say; the index
+            # scores are absolute and only decide which entries cleanup may drop.
+            pipe.hset(
+                session_key,
+                mapping={"user_id": user_id, "data": encoded, "created_at": now, "last_activity": now,
+                         "expires_at": expires_at},
+            )
+            pipe.expire(session_key, seconds)
+            await scripts.bound(self.redis, "session_index")(
+                keys=[user_index], args=[session_id, expires_at, now], client=pipe
+            )
+            pipe.zadd(keys.session_expiry(), {f"{user_id}:{session_id}": expires_at})
+            await pipe.execute()
+        return session_id
+
+    def _decode_session(self, session_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
+        activity = fields.get(b"activity")
+        return {
+            "session_id": session_id,
+            "user_id": fields[b"user_id"].decode(),
+            "data": self._decode(fields[b"data"]),
+            "activity": None if activity is None else self._decode(activity),
+            "created_at": int(fields[b"created_at"]),
+            "last_activity": int(fields[b"last_activity"]),
+            "expires_at": int(fields[b"expires_at"]),
+        }
+
+    async def get_session_by_id(self, session_id: str) -> dict[str, Any] | None:
+        """The live session ``session_id`` (whoever owns it), or None.
+
+        The dict holds ``session_id``, ``user_id``, ``data``, ``activity`` (the latest
+        :meth:`update_session_activity`, or None) and ``created_at``, ``last_activity`` and
+        ``expires_at`` in epoch ms.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     session_id = await cache.set_user_session("u2", {"device": "app"})
+        ...     return (await cache.get_session_by_id(session_id))["user_id"]
+        >>> asyncio.run(demo())
+        'u2'
+        """
+        fields = await self.redis.hgetall(self.keys.session(session_id))
+        return self._decode_session(session_id, fields) if b"user_id" in fields else None
+
+    async def get_user_session(self, user_id: str, session_id: str) -> dict[str, Any] | None:
+        """The live session ``session_id`` if it belongs to ``user_id``, else None.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     session_id = await cache.set_user_session("u3", {"device": "app"})
+        ...     mine = await cache.get_user_session("u3", session_id)
+        ...     theirs = await cache.get_user_session("someone_else", session_id)
+        ...     return mine["data"], theirs
+        >>> asyncio.run(demo())
+        ({'device': 'app'}, None)
+        """
+        validate_user_id(user_id)
+        session = await self.get_session_by_id(session_id)
+        return session if session is not None and session["user_id"] == user_id else None
+
+    async def resolve_session(self, session_id: Any) -> str | None:
+        """The user id behind a bearer session id, or None if it is not a live session.
+
+        Meant for the HTTP layer: anything that is not a live session, malformed ids included,
+        gives None rather than an error, so every failure looks alike to a caller probing tokens.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> asyncio.run(UserSessionCache().resolve_session("no-such-session"))
+        """
+        try:
+            key = self.keys.session(session_id)
+        except InvalidKey:  # a malformed token is just not a session
+            return None
+        user_id = await self.redis.hget(key, "user_id")
+        return None if user_id is None else user_id.decode()
+
+    async def get_user_sessions(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's live sessions, oldest expiry first.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     await cache.set_user_session("u4", {"device": "a"})
+        ...     return [s["data"] for s in await cache.get_user_sessions("u4")]
+        >>> asyncio.run(demo())
+        [{'device': 'a'}]
+        """
+        keys = self.keys
+        now = self._now_ms()
+        ids = [m.decode() for m in await self.redis.zrangebyscore(keys.user_sessions(user_id), now, "+inf")]
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hgetall(keys.session(session_id))
+            replies = await pipe.execute()
+        return [
+            self._decode_session(session_id, fields)
+            for session_id, fields in zip(ids, replies, strict=True)
+            if fields.get(b"user_id") == user_id.encode()
+        ]
+
+    async def update_session_activity(self, user_id: str, session_id: str, activity: Any) -> bool:
+        """Record ``activity`` as the session's latest; False if the session is gone or not the user's.
+
+        The session's expiry does not move.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     session_id = await cache.set_user_session("u5", {})
+        ...     await cache.update_session_activity("u5", session_id, {"last_action": "view_portfolio"})
+        ...     return (await cache.get_user_session("u5", session_id))["activity"]
+        >>> asyncio.run(demo())
+        {'last_action': 'view_portfolio'}
+        """
+        validate_user_id(user_id)
+        key = self.keys.session(session_id)
+        encoded = self._encode(activity)
+        touch = scripts.bound(self.redis, "session_touch")
+        return bool(await touch(keys=[key], args=[user_id, encoded, self._now_ms()]))
+
+    async def delete_session(self, user_id: str, session_id: str) -> bool:
+        """End one session of the user (log out); False if it was not a live session of theirs.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     session_id = await cache.set_user_session("u6", {})
+        ...     return await cache.delete_session("u6", session_id), await cache.resolve_session(session_id)
+        >>> asyncio.run(demo())
+        (True, None)
+        """
+        if await self.get_user_session(user_id, session_id) is None:
+            return False
+        return await self._delete_sessions(user_id, [session_id]) == 1
+
+    async def delete_all_user_sessions(self, user_id: str) -> int:
+        """End every session of the user; returns how many were live. Nothing of them is left.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     for _ in range(3):
+        ...         await cache.set_user_session("u7", {})
+        ...     return await cache.delete_all_user_sessions("u7")
+        >>> asyncio.run(demo())
+        3
+        """
+        ids = [m.decode() for m in await self.redis.zrange(self.keys.user_sessions(user_id), 0, -1)]
+        return await self._delete_sessions(user_id, ids) if ids else 0
+
+    async def _delete_sessions(self, user_id: str, session_ids: list[str]) -> int:
+        keys = self.keys
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*(keys.session(s) for s in session_ids))
+            # Remove only these members, not the index: a session started meanwhile stays indexed.
+            pipe.zrem(keys.user_sessions(user_id), *session_ids)
+            pipe.zrem(keys.session_expiry(), *(f"{user_id}:{s}" for s in session_ids))
+            deleted, _, _ = await pipe.execute()
+        return deleted
+
+    async def cleanup_expired_sessions(self) -> int:
+        """Drop the index entries of sessions that expired; returns how many.
+
+        An entry whose expiry time passed but whose session hash still lives (this process's
+        clock ahead of the server's) is kept until the hash is gone.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> asyncio.run(UserSessionCache().cleanup_expired_sessions()) >= 0
+        True
+        """
+        keys = self.keys
+        expiry = keys.session_expiry()
+        removed = 0
+        start = 0
+        now = self._now_ms()
+        while True:
+            members = await self.redis.zrangebyscore(expiry, "-inf", now, start=start, num=_CLEANUP_BATCH)
+            if not members:
+                return removed
+            entries = [m.decode().split(":", 1) for m in members]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, session_id in entries:
+                    pipe.exists(keys.session(session_id))
+                alive = await pipe.execute()
+            gone = [(u, s) for (u, s), live in zip(entries, alive, strict=True) if not live]
+            start += len(entries) - len(gone)  # live ones stay in the index: page past them
+            if gone:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for user_id, session_id in gone:
+                        pipe.zrem(keys.user_sessions(user_id), session_id)
+                    pipe.zrem(expiry, *(f"{u}:{s}" for u, s in gone))
+                    replies = await pipe.execute()
+                removed += replies[-1]
+
+    # -- preferences and subscriptions -----------------------------------------------------------
+    async def set_user_preferences(self, user_id: str, preferences: Any, ttl: int | None = None) -> bool:
+        """Store the user's preferences, kept until replaced (or for ``ttl`` seconds).
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     await cache.set_user_preferences("u8", {"theme": "dark"})
+        ...     return await cache.get_user_preferences("u8")
+        >>> asyncio.run(demo())
+        {'theme': 'dark'}
+        """
+        key = self.keys.user_preferences(user_id)
+        seconds = None if ttl is None else check_ttl(ttl)
+        return bool(await self.redis.set(key, self._encode(preferences), ex=seconds))
+
+    async def get_user_preferences(self, user_id: str) -> Any:
+        """The user's preferences, or None if never set."""
+        return self._decode(await self.redis.get(self.keys.user_preferences(user_id)))
+
+    async def set_user_subscription(self, user_id: str, kind: str, data: Any) -> None:
+        """Store the user's subscription of one ``kind`` (``"websocket"``, ...), replacing the old one.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     await cache.set_user_subscription("u9", "websocket", {"channels": ["orders"]})
+        ...     return await cache.get_user_subscriptions("u9")
+        >>> asyncio.run(demo())
+        {'websocket': {'channels': ['orders']}}
+        """
+        key = self.keys.user_subscriptions(user_id)
+        field = validate_name(kind, "subscription kind")
+        await self.redis.hset(key, field, self._encode(data))
+
+    async def get_user_subscriptions(self, user_id: str) -> dict[str, Any]:
+        """``{kind: data}`` of the user's subscriptions."""
+        fields = await self.redis.hgetall(self.keys.user_subscriptions(user_id))
+        return {kind.decode(): self._decode(raw) for kind, raw in fields.items()}
+
+    async def delete_user_subscription(self, user_id: str, kind: str) -> bool:
+        """Remove the user's subscription of one kind; False if there was none."""
+        key = self.keys.user_subscriptions(user_id)
+        return bool(await self.redis.hdel(key, validate_name(kind, "subscription kind")))
+
+    # -- rate limits -----------------------------------------------------------------------------
+    def _limiter(self, action: str, limit: int, window: float) -> RateLimiter:
+        return RateLimiter(action, limit=limit, window=window, conn=self.conn)
+
+    async def set_rate_limit(self, user_id: str, action: str, window: float = 60, limit: int | None = None) -> int:
+        """Count one hit of ``action`` by the user; returns the hits in the last ``window`` seconds.
+
+        The count is exact over a sliding window. With ``limit``, the hit is recorded only if it
+        keeps the window within the limit (check and count are one atomic step); without one,
+        the count saturates at 10,000 hits per window so one user cannot grow the log unbounded.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     await cache.set_rate_limit("u10", "api_call", window=60)
+        ...     return await cache.set_rate_limit("u10", "api_call", window=60)
+        >>> asyncio.run(demo())
+        2
+        """
+        validate_user_id(user_id)
+        state = await self._limiter(action, limit or RateLimiter.COUNT_CAP, window).hit(user_id)
+        return state.count
+
+    async def is_rate_limited(self, user_id: str, action: str, limit: int = 100, window: float = 60) -> bool:
+        """True if the user already made ``limit`` hits of ``action`` in the last ``window`` seconds.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     await cache.set_rate_limit("u11", "login", window=60)
+        ...     return await cache.is_rate_limited("u11", "login", limit=1)
+        >>> asyncio.run(demo())
+        True
+        """
+        validate_user_id(user_id)
+        check_window(window)
+        return not await self._limiter(action, limit, window).test(user_id)
+
+
+user_session_cache = UserSessionCache()
+"""The process's default session cache, on ``redtick.connect()``; the spec's ``user_session_cache``."""

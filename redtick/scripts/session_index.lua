@@ -1,0 +1,12 @@
+-- Index a session in its user's sorted set (score = expiry, ms), drop entries already expired,
+-- and let the set itself expire with its longest-lived session, so it never outlives them.
+--
+-- KEYS[1]  the user's session index
+-- ARGV[1]  session id
+-- ARGV[2]  the session's expiry time (ms)
+-- ARGV[3]  now (ms)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(newest[2])))
+return 1

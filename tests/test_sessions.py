@@ -1,0 +1,218 @@
+"""UserSessionCache: sessions expire everywhere they are indexed, deletes leave nothing, encryption at rest."""
+
+import dataclasses
+import time
+
+import pytest
+from cryptography.fernet import Fernet
+
+from redtick.caches.sessions import UserSessionCache
+from redtick.connection import Connection
+from redtick.errors import ConfigurationError, InvalidData, InvalidKey
+
+
+def namespace_keys(conn) -> set[bytes]:
+    return set(conn.sync.scan_iter(match=conn.keys.everything(), count=1000))
+
+
+def raw_values(conn) -> list[bytes]:
+    """Every stored byte string in the namespace, whatever the key's type."""
+    client, out = conn.sync, []
+    for key in namespace_keys(conn):
+        kind = client.type(key)
+        if kind == b"string":
+            out.append(client.get(key))
+        elif kind == b"hash":
+            out.extend(v for pair in client.hgetall(key).items() for v in pair)
+        elif kind == b"zset":
+            out.extend(client.zrange(key, 0, -1))
+    return out
+
+
+def poll(condition, timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(0.02)
+
+
+async def test_session_round_trip_and_ownership(conn):
+    cache = UserSessionCache(conn=conn)
+    session_id = await cache.set_user_session("user_123", {"device": "browser"}, ttl=3600)
+    session = await cache.get_user_session("user_123", session_id)
+    assert session["data"] == {"device": "browser"}
+    assert session["user_id"] == "user_123" and session["session_id"] == session_id
+    assert await cache.get_session_by_id(session_id) == session
+    assert await cache.resolve_session(session_id) == "user_123"
+    assert await cache.get_user_session("user_456", session_id) is None
+    assert await cache.get_session_by_id("x" * 43) is None
+
+
+async def test_session_ids_are_long_random_and_url_safe(conn):
+    cache = UserSessionCache(conn=conn)
+    ids = [await cache.set_user_session("u", {}, ttl=60) for _ in range(100)]
+    assert len(set(ids)) == len(ids)
+    for session_id in ids:
+        assert len(session_id) * 6 >= 128  # url-safe base64 carries 6 bits a character
+        assert set(session_id) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+async def test_session_expiry_is_the_same_everywhere_it_is_indexed(conn):
+    now = 1_800_000_000.0
+    cache = UserSessionCache(conn=conn, clock=lambda: now)
+    short = await cache.set_user_session("u1", {"n": 1}, ttl=30)
+    long = await cache.set_user_session("u1", {"n": 2}, ttl=900)
+    keys, client = conn.keys, conn.sync
+    assert 29_000 < client.pttl(keys.session(short)) <= 30_000
+    assert 899_000 < client.pttl(keys.session(long)) <= 900_000
+    scores = dict(client.zrange(keys.user_sessions("u1"), 0, -1, withscores=True))
+    assert scores == {short.encode(): now * 1000 + 30_000, long.encode(): now * 1000 + 900_000}
+    expiry = dict(client.zrange(keys.session_expiry(), 0, -1, withscores=True))
+    assert expiry == {f"u1:{short}".encode(): now * 1000 + 30_000, f"u1:{long}".encode(): now * 1000 + 900_000}
+    # The user's index lives exactly as long as its longest session.
+    assert client.pexpiretime(keys.user_sessions("u1")) == now * 1000 + 900_000
+
+
+async def test_expired_session_vanishes_and_cleanup_drops_its_index_entries(conn):
+    cache = UserSessionCache(conn=conn)
+    session_id = await cache.set_user_session("u1", {"n": 1}, ttl=1)
+    kept = await cache.set_user_session("u2", {"n": 2}, ttl=600)
+    poll(lambda: not conn.sync.exists(conn.keys.session(session_id)))
+    assert await cache.get_user_session("u1", session_id) is None
+    assert await cache.resolve_session(session_id) is None
+    assert await cache.get_user_sessions("u1") == []
+    removed = 0
+    deadline = time.monotonic() + 10
+    while removed == 0 and time.monotonic() < deadline:  # this process's clock may lag the server's
+        removed += await cache.cleanup_expired_sessions()
+    assert removed == 1
+    assert not conn.sync.exists(conn.keys.user_sessions("u1"))
+    assert conn.sync.zrange(conn.keys.session_expiry(), 0, -1) == [f"u2:{kept}".encode()]
+    assert await cache.resolve_session(kept) == "u2"
+
+
+async def test_cleanup_keeps_entries_of_live_sessions_even_when_the_clock_says_expired(conn):
+    clock = [1_800_000_000.0]
+    cache = UserSessionCache(conn=conn, clock=lambda: clock[0])
+    session_id = await cache.set_user_session("u1", {}, ttl=60)
+    clock[0] += 3600  # this process's clock jumps ahead; the server still holds the session
+    assert await cache.cleanup_expired_sessions() == 0
+    assert await cache.resolve_session(session_id) == "u1"
+    conn.sync.delete(conn.keys.session(session_id))  # the server expires it
+    assert await cache.cleanup_expired_sessions() == 1
+    assert namespace_keys(conn) == set()
+
+
+async def test_delete_all_user_sessions_leaves_nothing_behind(conn):
+    cache = UserSessionCache(conn=conn)
+    ids = [await cache.set_user_session("u1", {"n": i}, ttl=600) for i in range(5)]
+    await cache.update_session_activity("u1", ids[0], {"last_action": "view"})
+    other = await cache.set_user_session("u2", {}, ttl=600)
+    before_other = {k for k in namespace_keys(conn) if b"u2" in k or other.encode() in k}
+    assert await cache.delete_all_user_sessions("u1") == 5
+    assert await cache.delete_all_user_sessions("u1") == 0
+    for session_id in ids:
+        assert await cache.resolve_session(session_id) is None
+    left = namespace_keys(conn)
+    assert left == before_other | {conn.keys.session_expiry().encode()}
+    assert conn.sync.zrange(conn.keys.session_expiry(), 0, -1) == [f"u2:{other}".encode()]
+
+
+async def test_delete_one_session_only_by_its_owner(conn):
+    cache = UserSessionCache(conn=conn)
+    session_id = await cache.set_user_session("u1", {}, ttl=600)
+    assert await cache.delete_session("u2", session_id) is False
+    assert await cache.resolve_session(session_id) == "u1"
+    assert await cache.delete_session("u1", session_id) is True
+    assert namespace_keys(conn) == set()
+
+
+async def test_activity_update_keeps_ttl_and_never_revives_a_gone_session(conn):
+    cache = UserSessionCache(conn=conn)
+    session_id = await cache.set_user_session("u1", {}, ttl=600)
+    before = conn.sync.pexpiretime(conn.keys.session(session_id))
+    assert await cache.update_session_activity("u1", session_id, {"last_action": "trade"})
+    assert conn.sync.pexpiretime(conn.keys.session(session_id)) == before
+    assert (await cache.get_user_session("u1", session_id))["activity"] == {"last_action": "trade"}
+    assert not await cache.update_session_activity("u2", session_id, {"last_action": "steal"})
+    assert (await cache.get_user_session("u1", session_id))["activity"] == {"last_action": "trade"}
+    await cache.delete_all_user_sessions("u1")
+    assert not await cache.update_session_activity("u1", session_id, {"last_action": "late"})
+    assert namespace_keys(conn) == set()
+
+
+async def test_encryption_at_rest_hides_every_value(conn):
+    key = Fernet.generate_key()
+    cache = UserSessionCache(conn=conn, encryption_key=key)
+    secret = "10.1.2.3-secret-agent"
+    session_id = await cache.set_user_session("u1", {"ip": secret}, ttl=600)
+    await cache.update_session_activity("u1", session_id, {"note": secret})
+    await cache.set_user_preferences("u1", {"theme": secret})
+    await cache.set_user_subscription("u1", "websocket", {"channel": secret})
+    assert all(secret.encode() not in raw for raw in raw_values(conn))
+    session = await cache.get_user_session("u1", session_id)
+    assert session["data"] == {"ip": secret} and session["activity"] == {"note": secret}
+    assert await cache.get_user_preferences("u1") == {"theme": secret}
+    assert await cache.get_user_subscriptions("u1") == {"websocket": {"channel": secret}}
+    with pytest.raises(InvalidData, match="decrypt"):
+        await UserSessionCache(conn=conn, encryption_key=Fernet.generate_key()).get_user_preferences("u1")
+
+
+async def test_encryption_key_from_settings(conn):
+    key = Fernet.generate_key().decode()
+    keyed = Connection(dataclasses.replace(conn.settings, encryption_key=key), embedded_server=conn.server)
+    try:
+        cache = UserSessionCache(conn=keyed)
+        await cache.set_user_preferences("u1", {"language": "plaintext-marker"})
+        assert all(b"plaintext-marker" not in raw for raw in raw_values(conn))
+        assert await cache.get_user_preferences("u1") == {"language": "plaintext-marker"}
+    finally:
+        keyed.close()
+    with pytest.raises(ConfigurationError):
+        UserSessionCache(conn=conn, encryption_key="not-a-key").fernet  # noqa: B018
+
+
+async def test_preferences_and_subscriptions(conn):
+    cache = UserSessionCache(conn=conn)
+    assert await cache.get_user_preferences("u1") is None
+    assert await cache.get_user_subscriptions("u1") == {}
+    await cache.set_user_preferences("u1", {"theme": "dark", "notifications": True})
+    await cache.set_user_subscription("u1", "websocket", {"channels": ["orders", "risk_alerts"]})
+    await cache.set_user_subscription("u1", "email", {"daily": True})
+    await cache.set_user_subscription("u1", "websocket", {"channels": ["orders"]})
+    assert await cache.get_user_preferences("u1") == {"theme": "dark", "notifications": True}
+    assert await cache.get_user_subscriptions("u1") == {"websocket": {"channels": ["orders"]}, "email": {"daily": True}}
+    assert await cache.delete_user_subscription("u1", "email")
+    assert await cache.get_user_subscriptions("u1") == {"websocket": {"channels": ["orders"]}}
+    assert conn.sync.ttl(conn.keys.user_preferences("u1")) == -1
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda c: c.set_user_session("bad user", {}), InvalidKey),
+        (lambda c: c.set_user_session("u1", {}, ttl=0), InvalidData),
+        (lambda c: c.set_user_session("u1", {}, ttl=-1), InvalidData),
+        (lambda c: c.set_user_session("u1", {}, ttl=float("nan")), InvalidData),
+        (lambda c: c.set_user_session("u1", {"x": object()}), InvalidData),
+        (lambda c: c.get_session_by_id("has space"), InvalidKey),
+        (lambda c: c.update_session_activity("u1", "bad*id", {}), InvalidKey),
+        (lambda c: c.update_session_activity("u1", "a" * 40, {"x": object()}), InvalidData),
+        (lambda c: c.set_user_preferences("u/1", {}), InvalidKey),
+        (lambda c: c.set_user_subscription("u1", "bad kind", {}), InvalidKey),
+        (lambda c: c.set_rate_limit("u1", "api", window=0), InvalidData),
+        (lambda c: c.is_rate_limited("u1", "api", limit=0), InvalidData),
+    ],
+)
+async def test_bad_input_raises_and_writes_nothing(conn, call, error):
+    cache = UserSessionCache(conn=conn)
+    with pytest.raises(error):
+        await call(cache)
+    assert namespace_keys(conn) == set()
+
+
+async def test_resolve_session_treats_any_malformed_token_as_no_session(conn):
+    cache = UserSessionCache(conn=conn)
+    for token in ["", "has space", "x" * 200, None, "{slot}", "a*"]:
+        assert await cache.resolve_session(token) is None
