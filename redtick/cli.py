@@ -15,6 +15,15 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(data_dir=args.data, out=args.out)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from redtick.web import create_app
+
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="debug" if args.verbose else "info")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redtick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -23,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", default="data", help="folder with the sample data (default: data)")
     demo.add_argument("--out", default="reports", help="folder for the HTML report (default: reports)")
     demo.set_defaults(func=_demo)
+    serve = sub.add_parser("serve", help="run the HTTP API (FastAPI) with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    serve.set_defaults(func=_serve)
     return parser
 
 

@@ -1,0 +1,358 @@
+"""``CacheService``: owns the caches, reports health and key counts, runs periodic maintenance."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from redtick.connection import Connection, connect
+from redtick.errors import RedisError, RedtickError
+
+__all__ = ["CacheService", "cache_service"]
+
+log = logging.getLogger("redtick.service")
+
+# Which cache owns a key family (the first key part after the namespace).
+_CACHE_OF_FAMILY = {
+    "market": "market_data",
+    "session": "user_session",
+    "sessions": "user_session",
+    "ratelimit": "user_session",
+    "price": "price",
+    "ticks": "price",
+    "candles": "price",
+    "series": "price",
+    "alerts": "price",
+    "http": "http_response",
+    "repo": "repository",
+    "repogen": "repository",
+    "snapshot": "snapshot",
+}
+_SPEC_CACHES = ("market_data", "user_session", "price")
+# Families whose keys carry a symbol as their hash tag.
+_SYMBOL_FAMILIES = frozenset({"market", "price", "ticks", "candles", "alerts"})
+_INFO_FIELDS = ("version", "used_memory", "connected_clients", "uptime")
+_DELETE_BATCH = 500
+
+
+def _classify(rest: str) -> tuple[str, str, str | None]:
+    """(family, cache, symbol or None) of a key with the namespace removed."""
+    family, _, tail = rest.partition(":")
+    opened = tail.find("{")
+    closed = tail.find("}", opened + 1)
+    tag = tail[opened + 1 : closed] if 0 <= opened < closed else None
+    if family == "user":  # per-user keys: alerts belong to the price cache, the rest to sessions
+        after = tail.partition("}:")[2]
+        return family, "price" if after.startswith("alerts") else "user_session", None
+    cache = _CACHE_OF_FAMILY.get(family, "other")
+    return family, cache, tag if family in _SYMBOL_FAMILIES else None
+
+
+class CacheService:
+    """The caches of one Redis, their health, counts, cleanup and a maintenance loop.
+
+    Parameters
+    ----------
+    conn : Connection, optional
+        Defaults to ``redtick.connect()``.
+    maintenance_interval : float, optional
+        Seconds between maintenance runs while started; defaults to ``REDTICK_MAINTENANCE_INTERVAL``.
+    memory_warn_percent : float, optional
+        Used memory, in percent of ``maxmemory``, above which maintenance warns and health says
+        "degraded"; defaults to ``REDTICK_MEMORY_WARN_PERCENT``.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> async def demo():
+    ...     service = CacheService()
+    ...     await service.start()
+    ...     health = await service.health_check()
+    ...     await service.stop()
+    ...     return health["status"], health["is_running"]
+    >>> asyncio.run(demo())
+    ('healthy', True)
+    """
+
+    def __init__(
+        self,
+        conn: Connection | None = None,
+        *,
+        maintenance_interval: float | None = None,
+        memory_warn_percent: float | None = None,
+    ):
+        self._conn = conn
+        self._maintenance_interval = maintenance_interval
+        self._memory_warn_percent = memory_warn_percent
+        self._task: asyncio.Task | None = None
+        self._caches: dict[str, Any] = {}
+        self.maintenance_runs = 0
+        self.maintenance_failures = 0
+        self.last_maintenance: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"CacheService({self._conn!r}, running={self.is_running})"
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = connect()
+        return self._conn
+
+    @property
+    def maintenance_interval(self) -> float:
+        """Seconds between maintenance runs."""
+        if self._maintenance_interval is not None:
+            return self._maintenance_interval
+        return self.conn.settings.maintenance_interval_ms / 1000
+
+    @property
+    def memory_warn_percent(self) -> float:
+        if self._memory_warn_percent is not None:
+            return self._memory_warn_percent
+        return self.conn.settings.memory_warn_percent
+
+    @property
+    def redis(self):
+        return self.conn.async_client()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Start the maintenance loop; Redis being down is logged, not raised, and retried each run."""
+        if self.is_running:
+            return
+        try:
+            await self.redis.ping()
+        except RedisError as exc:
+            log.warning("cache service starting while Redis is unavailable (%s); maintenance will retry",
+                        type(exc).__name__)
+        self._task = asyncio.create_task(self._maintenance_loop(), name="redtick-maintenance")
+        log.info("cache service started on %s; maintenance every %.1fs", self.conn.settings.safe_url,
+                 self.maintenance_interval)
+
+    async def stop(self) -> None:
+        """Stop the maintenance loop (waits for it to end)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            log.info("cache service stopped")
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.maintenance_interval)
+            await self.run_maintenance()
+
+    async def run_maintenance(self) -> dict[str, Any]:
+        """One maintenance pass: memory check, then cleanup. Never raises; the outcome is returned.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> asyncio.run(CacheService().run_maintenance())["ok"]
+        True
+        """
+        started = time.time()
+        outcome: dict[str, Any] = {"started_at": started}
+        try:
+            outcome["memory"] = await self.check_memory()
+            outcome["cleanup"] = await self.cleanup_expired_data()
+            outcome["ok"] = True
+        except RedtickError as exc:
+            # Redis went away: say so once per run and try again next time.
+            self.maintenance_failures += 1
+            outcome.update(ok=False, error=f"{type(exc).__name__}")
+            log.warning("cache maintenance failed (%s); retrying in %.1fs", type(exc).__name__,
+                        self.maintenance_interval)
+        self.maintenance_runs += 1
+        self.last_maintenance = outcome
+        return outcome
+
+    # -- server facts ----------------------------------------------------------------------------
+    async def _server_info(self) -> dict[str, Any] | None:
+        """INFO, or None when the server has no INFO (the embedded fakeredis)."""
+        try:
+            return await self.redis.info()
+        except RedisError as exc:
+            if isinstance(exc, ConnectionError):  # Unavailable: a real outage, not a missing command
+                raise
+            return None
+
+    def _memory(self, info: dict[str, Any] | None) -> dict[str, Any]:
+        if info is None:
+            return {"available": False, "used_bytes": None, "maxmemory_bytes": None, "percent": None,
+                    "warning": False}
+        used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+        percent = round(100.0 * used / limit, 2) if limit > 0 else None
+        return {
+            "available": True,
+            "used_bytes": used,
+            "maxmemory_bytes": limit,
+            "percent": percent,
+            "warning": percent is not None and percent > self.memory_warn_percent,
+        }
+
+    async def check_memory(self) -> dict[str, Any]:
+        """Used memory against ``maxmemory``; logs a warning above ``memory_warn_percent``.
+
+        Without ``maxmemory`` (0, Redis's default) there is no percentage to warn on; on the
+        embedded fakeredis, which has no INFO, ``available`` is False.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> asyncio.run(CacheService().check_memory())["available"]
+        False
+        """
+        memory = self._memory(await self._server_info())
+        if memory["warning"]:
+            log.warning("Redis memory at %.1f%% of maxmemory (warning above %.1f%%)", memory["percent"],
+                        self.memory_warn_percent)
+        return memory
+
+    # -- the spec's calls ------------------------------------------------------------------------
+    async def health_check(self) -> dict[str, Any]:
+        """Status, Redis facts, per-cache key counts and whether the service runs; never raises.
+
+        ``status`` is "healthy", "degraded" (memory above the warning threshold) or "unhealthy"
+        (Redis unreachable). Facts the server cannot give (the embedded fakeredis has no INFO) are
+        None and listed in ``redis_info["unavailable"]``.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> health = asyncio.run(CacheService().health_check())
+        >>> health["status"], health["redis_info"]["unavailable"]
+        ('healthy', ['version', 'used_memory', 'connected_clients', 'uptime'])
+        """
+        redis_info: dict[str, Any] = dict.fromkeys(_INFO_FIELDS)
+        redis_info.update(backend="embedded" if self.conn.embedded else "redis", unavailable=list(_INFO_FIELDS))
+        health: dict[str, Any] = {
+            "status": "unhealthy",
+            "redis_connected": False,
+            "redis_info": redis_info,
+            "cache_stats": {name: {"total_keys": None} for name in _SPEC_CACHES},
+            "is_running": self.is_running,
+            "maintenance": self._maintenance_facts(),
+        }
+        try:
+            await self.redis.ping()
+            health["redis_connected"] = True
+            info = await self._server_info()
+            if info is not None:
+                redis_info.update(
+                    version=info.get("redis_version"),
+                    used_memory=info.get("used_memory_human"),
+                    connected_clients=info.get("connected_clients"),
+                    uptime=info.get("uptime_in_seconds"),
+                )
+                redis_info["unavailable"] = [f for f in _INFO_FIELDS if redis_info[f] is None]
+            redis_info["memory"] = self._memory(info)
+            summary = await self.get_cache_summary()
+            health["cache_stats"] = {name: {"total_keys": count} for name, count in summary["caches"].items()}
+            health["status"] = "degraded" if redis_info["memory"]["warning"] else "healthy"
+        except RedtickError as exc:
+            health["error"] = type(exc).__name__
+        return health
+
+    def _maintenance_facts(self) -> dict[str, Any]:
+        last = self.last_maintenance or {}
+        return {
+            "interval_seconds": self.maintenance_interval,
+            "runs": self.maintenance_runs,
+            "failures": self.maintenance_failures,
+            "last_run_at": last.get("started_at"),
+            "last_ok": last.get("ok"),
+        }
+
+    async def _scan(self):
+        async for key in self.redis.scan_iter(match=self.conn.keys.everything(), count=1000):
+            yield key
+
+    async def get_cache_summary(self) -> dict[str, Any]:
+        """Key counts by SCAN inside the namespace: total, symbols, per cache and per key family.
+
+        ``symbol_count`` is the number of distinct symbols that have any market, price, series or
+        alert key (read from the keys' hash tags).
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> summary = asyncio.run(CacheService().get_cache_summary())
+        >>> sorted(summary)
+        ['caches', 'families', 'namespace', 'symbol_count', 'total_keys']
+        """
+        prefix_length = len(self.conn.keys.prefix)
+        families: Counter[str] = Counter()
+        caches: Counter[str] = Counter(dict.fromkeys(_SPEC_CACHES, 0))
+        symbols: set[str] = set()
+        async for key in self._scan():
+            family, cache, symbol = _classify(key.decode("utf-8", "replace")[prefix_length:])
+            families[family] += 1
+            caches[cache] += 1
+            if symbol:
+                symbols.add(symbol)
+        return {
+            "namespace": self.conn.keys.namespace,
+            "total_keys": sum(families.values()),
+            "symbol_count": len(symbols),
+            "caches": dict(caches),
+            "families": dict(sorted(families.items())),
+        }
+
+    async def cleanup_expired_data(self) -> dict[str, int]:
+        """Drop what has outlived its use; Redis expires TTL'd keys itself, this does the rest.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> isinstance(asyncio.run(CacheService().cleanup_expired_data()), dict)
+        True
+        """
+        return {"expired_sessions": await self.get_session_cache().cleanup_expired_sessions()}
+
+    async def clear_all_cache(self) -> dict[str, Any]:
+        """Delete every key in redtick's namespace (and nothing outside it); returns counts.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> asyncio.run(CacheService().clear_all_cache())["namespace"]
+        'redtick'
+        """
+        deleted = 0
+        batch: list[bytes] = []
+        async for key in self._scan():
+            batch.append(key)
+            if len(batch) >= _DELETE_BATCH:
+                deleted += await self.redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += await self.redis.unlink(*batch)
+        log.warning("cleared %d keys in namespace %r", deleted, self.conn.keys.namespace)
+        return {"namespace": self.conn.keys.namespace, "deleted_keys": deleted}
+
+    # -- the caches ------------------------------------------------------------------------------
+    def _cache(self, name: str, factory) -> Any:
+        if name not in self._caches:
+            self._caches[name] = factory()
+        return self._caches[name]
+
+    def get_session_cache(self):
+        """The service's :class:`~redtick.caches.sessions.UserSessionCache`, on its connection."""
+        from redtick.caches.sessions import UserSessionCache
+
+        return self._cache("session", lambda: UserSessionCache(conn=self.conn))
+
+
+cache_service = CacheService()

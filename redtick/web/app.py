@@ -1,0 +1,254 @@
+"""The FastAPI app and router: the platform's cache endpoints under ``/api/v1/cache``."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from redtick import errors
+from redtick.connection import Connection
+from redtick.keys import validate_user_id
+from redtick.service import CacheService, cache_service
+from redtick.web import models
+from redtick.web.response_cache import cache_response
+
+__all__ = ["create_app", "router"]
+
+API_PREFIX = "/api/v1/cache"
+HEALTH_TTL = 2  # seconds; health counts keys by SCAN, so a burst of probes shares one scan
+
+_session_scheme = HTTPBearer(
+    auto_error=False, scheme_name="SessionBearer", description="`Authorization: Bearer <session id>` of a live session"
+)
+_admin_scheme = APIKeyHeader(
+    name="X-Admin-Token", auto_error=False, scheme_name="AdminToken",
+    description="The token in REDTICK_ADMIN_TOKEN; without one configured, maintenance endpoints refuse every call",
+)
+
+# (status, error kinds) -> the HTTP status each redtick error becomes.
+_STATUS_OF = (
+    (errors.Forbidden, 403),
+    (errors.AuthError, 401),
+    (errors.NotFound, 404),
+    (errors.InvalidKey, 422),
+    (errors.InvalidData, 422),
+    (errors.RateLimited, 429),
+    (errors.ConflictError, 409),
+    (errors.RedisError, 503),  # unreachable, timed out, or the server refused: all "try later"
+)
+
+
+def _error_body(kind: str, message: str, detail: list | None = None) -> dict[str, Any]:
+    return models.ErrorResponse(error=kind, message=message, detail=detail).model_dump(exclude_none=True)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        401: "Missing or wrong credentials",
+        403: "Authenticated, but not allowed",
+        404: "Not found",
+        422: "Bad input",
+        503: "Redis is unavailable",
+    }
+    return {status: {"model": models.ErrorResponse, "description": described[status]} for status in statuses}
+
+
+# -- dependencies --------------------------------------------------------------------------------
+def get_service(request: Request) -> CacheService:
+    """The app's CacheService (``app.state.cache_service``), else the module default."""
+    return getattr(request.app.state, "cache_service", None) or cache_service
+
+
+async def current_user(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_session_scheme)],
+    service: Annotated[CacheService, Depends(get_service)],
+) -> str:
+    """The user id behind the bearer session; AuthError (401) for anything else."""
+    if credentials is None:
+        raise errors.AuthError("this endpoint needs `Authorization: Bearer <session id>`")
+    user_id = await service.get_session_cache().resolve_session(credentials.credentials)
+    if user_id is None:
+        raise errors.AuthError("the bearer token is not a live session")
+    return user_id
+
+
+def require_admin(request: Request, token: Annotated[str | None, Security(_admin_scheme)]) -> None:
+    """Pass only with the configured admin token; refuse everyone when none is configured."""
+    expected = getattr(request.app.state, "admin_token", None)
+    if not expected:
+        raise errors.Forbidden("maintenance endpoints are disabled: REDTICK_ADMIN_TOKEN is not set")
+    if token is None or not secrets.compare_digest(token.encode(), expected.encode()):
+        raise errors.AuthError("this endpoint needs the admin token in the X-Admin-Token header")
+
+
+Service = Annotated[CacheService, Depends(get_service)]
+User = Annotated[str, Depends(current_user)]
+Admin = [Depends(require_admin)]
+
+router = APIRouter(prefix=API_PREFIX, tags=["cache"])
+
+
+# -- endpoints -----------------------------------------------------------------------------------
+@router.get(
+    "/health",
+    response_model=models.HealthResponse,
+    responses={503: {"model": models.HealthResponse, "description": "Redis is unreachable"}},
+    summary="Health of Redis and the caches",
+)
+@cache_response(ttl=HEALTH_TTL, key_prefix="health")
+async def health(request: Request, service: Service) -> Any:
+    """Status, Redis facts, per-cache key counts; 503 (same shape) when Redis is unreachable."""
+    report = await service.health_check()
+    if report["status"] == "unhealthy":
+        return JSONResponse(jsonable_encoder(report), status_code=503)
+    return report
+
+
+@router.get(
+    "/stats",
+    response_model=models.StatsResponse,
+    dependencies=Admin,
+    responses=_errors(401, 403, 503),
+    summary="Key counts (admin)",
+)
+async def stats(service: Service) -> Any:
+    """Total keys, symbol count, per-cache and per-family counts, by SCAN in the namespace."""
+    return {"status": "success", "data": await service.get_cache_summary()}
+
+
+@router.get(
+    "/sessions/{user_id}",
+    response_model=models.SessionsResponse,
+    responses=_errors(401, 403, 422, 503),
+    summary="The caller's own sessions",
+)
+async def sessions(
+    user_id: Annotated[str, Path(description="Must be the caller's own user id")], caller: User, service: Service
+) -> Any:
+    """The live sessions of ``user_id``, which must be the caller; anyone else's is 403."""
+    validate_user_id(user_id)
+    if not secrets.compare_digest(user_id.encode(), caller.encode()):
+        raise errors.Forbidden("you may list only your own sessions")
+    return {"status": "success", "data": await service.get_session_cache().get_user_sessions(user_id)}
+
+
+@router.post(
+    "/cleanup",
+    response_model=models.CleanupResponse,
+    dependencies=Admin,
+    responses=_errors(401, 403, 503),
+    summary="Clean up expired data (admin)",
+)
+async def cleanup(service: Service) -> Any:
+    """Run :meth:`CacheService.cleanup_expired_data` now; returns what each step removed."""
+    return {"status": "success", "data": await service.cleanup_expired_data()}
+
+
+@router.delete(
+    "/clear",
+    response_model=models.ClearResponse,
+    dependencies=Admin,
+    responses=_errors(401, 403, 422, 503),
+    summary="Delete every redtick key (admin, confirm=true)",
+)
+async def clear(
+    service: Service,
+    confirm: Annotated[bool, Query(description="Must be true: this deletes every key in the namespace")] = False,
+) -> Any:
+    """Delete every key in redtick's namespace, never anything else in the database."""
+    if not confirm:
+        raise errors.InvalidData("clearing deletes every redtick key; repeat with confirm=true")
+    return {"status": "success", "data": await service.clear_all_cache()}
+
+
+# -- the app -------------------------------------------------------------------------------------
+def _status_of(exc: errors.RedtickError) -> int:
+    return next((status for kind, status in _STATUS_OF if isinstance(exc, kind)), 500)
+
+
+async def _redtick_error(request: Request, exc: Exception) -> JSONResponse:
+    status = _status_of(exc)
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    # A Redis outage's own message may name the server's address; say only what kind it was.
+    message = "Redis is unavailable; try again shortly" if status == 503 else str(exc)
+    return JSONResponse(_error_body(type(exc).__name__, message), status_code=status, headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    problems = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})  # type: ignore[attr-defined]
+    summary = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in problems)
+    return JSONResponse(_error_body("InvalidInput", summary or "bad input", problems), status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    status = exc.status_code  # type: ignore[attr-defined]
+    return JSONResponse(
+        _error_body("HTTPError", str(exc.detail)), status_code=status, headers=getattr(exc, "headers", None)  # type: ignore[attr-defined]
+    )
+
+
+def create_app(
+    conn: Connection | None = None,
+    *,
+    service: CacheService | None = None,
+    admin_token: str | None = None,
+    maintenance: bool = True,
+) -> FastAPI:
+    """The FastAPI app with redtick's router, error mapping and a service bound to ``conn``.
+
+    Parameters
+    ----------
+    conn : Connection, optional
+        Redis to serve from; defaults to the service's, else ``redtick.connect()``.
+    service : CacheService, optional
+        Defaults to a new service on ``conn``.
+    admin_token : str, optional
+        Token of the maintenance endpoints; defaults to ``REDTICK_ADMIN_TOKEN``. None refuses them.
+    maintenance : bool
+        Run the service's maintenance loop for the app's lifetime.
+
+    Examples
+    --------
+    >>> app = create_app()
+    >>> sorted(r.path for r in app.routes if r.path.startswith("/api"))[:2]
+    ['/api/v1/cache/cleanup', '/api/v1/cache/clear']
+    """
+    service = service or CacheService(conn)
+    conn = service.conn
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if maintenance:
+            await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+            await conn.aclose()
+
+    app = FastAPI(
+        title="redtick cache API",
+        version="0.1.0",
+        description="Market data, prices, sessions and price alerts cached in Redis.",
+        lifespan=lifespan,
+    )
+    app.state.cache_service = service
+    app.state.redtick_conn = conn
+    app.state.admin_token = admin_token if admin_token is not None else conn.settings.admin_token
+    app.add_exception_handler(errors.RedtickError, _redtick_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.include_router(router)
+    return app

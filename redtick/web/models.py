@@ -1,0 +1,99 @@
+"""Pydantic shapes of the HTTP API's responses, as the platform doc's examples show them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorResponse(BaseModel):
+    """Every error: what kind and what was wrong."""
+
+    status: Literal["error"] = "error"
+    error: str = Field(description="Error kind, such as InvalidKey, Unavailable, AuthError")
+    message: str
+    detail: list[dict[str, Any]] | None = Field(default=None, description="Per-field problems for bad input")
+
+
+class MemoryFacts(BaseModel):
+    available: bool
+    used_bytes: int | None
+    maxmemory_bytes: int | None
+    percent: float | None
+    warning: bool
+
+
+class RedisInfo(BaseModel):
+    version: str | None
+    used_memory: str | None = Field(description="Human-readable, such as 2.5M")
+    connected_clients: int | None
+    uptime: int | None = Field(description="Seconds since the server started")
+    backend: Literal["redis", "embedded"]
+    unavailable: list[str] = Field(description="Facts this server cannot give (the embedded fakeredis has no INFO)")
+    memory: MemoryFacts | None = None
+
+
+class KeyCount(BaseModel):
+    total_keys: int | None
+
+
+class MaintenanceFacts(BaseModel):
+    interval_seconds: float
+    runs: int
+    failures: int
+    last_run_at: float | None
+    last_ok: bool | None
+
+
+class HealthResponse(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    redis_connected: bool
+    redis_info: RedisInfo
+    cache_stats: dict[str, KeyCount]
+    is_running: bool
+    maintenance: MaintenanceFacts
+    error: str | None = None
+
+
+class CacheSummary(BaseModel):
+    namespace: str
+    total_keys: int
+    symbol_count: int
+    caches: dict[str, int]
+    families: dict[str, int]
+
+
+class StatsResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: CacheSummary
+
+
+class CleanupResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: dict[str, int]
+
+
+class ClearResult(BaseModel):
+    namespace: str
+    deleted_keys: int
+
+
+class ClearResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: ClearResult
+
+
+class Session(BaseModel):
+    session_id: str
+    user_id: str
+    data: Any = None
+    activity: Any = None
+    created_at: int = Field(description="Epoch ms")
+    last_activity: int = Field(description="Epoch ms")
+    expires_at: int = Field(description="Epoch ms")
+
+
+class SessionsResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: list[Session]
