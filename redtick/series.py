@@ -259,13 +259,28 @@ class SeriesLayout:
 
     # -- candles from elsewhere ------------------------------------------------------------------
     def set_candles_plan(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray):
-        """Plan: store whole candles (replacing those buckets) from an exchange or a file."""
+        """Plan: store whole candles (replacing those buckets) from an exchange or a file.
+
+        Every stored interval that is a multiple of ``interval`` is then rebuilt over the same
+        span as the roll-up of ``interval``'s candles, so coarser reads see the import too.
+        """
         symbol = validate_symbol(symbol)
         iv = self._stored_interval(interval)
         if len(starts) == 0:
             return 0
         if np.any(starts % iv):
             raise InvalidData(f"candle times must be multiples of {interval} from the epoch")
+        yield from self._put_candles_plan(symbol, interval, starts, candles)
+        for coarse, civ in self.intervals.items():
+            if civ > iv and civ % iv == 0:
+                low, high = int(starts.min()) // civ * civ, int(starts.max()) // civ * civ + civ - 1
+                fine_starts, fine = yield from self.read_candles_plan(symbol, interval, low, high)
+                yield from self._put_candles_plan(symbol, coarse, *rollup_candles(fine_starts, fine, civ))
+        yield Batch([("SADD", self.keys.series_symbols(), symbol)])
+        return len(starts)
+
+    def _put_candles_plan(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray):
+        iv = self.intervals[interval]
         span = iv * SLOTS
         chunk_of = starts // span * span
         commands: list[tuple] = []
@@ -279,8 +294,6 @@ class SeriesLayout:
         members = [x for c in np.unique(chunk_of).tolist() for x in (c, c)]
         commands.append(("ZADD", self.keys.candle_index(symbol, interval), *members))
         yield Commit(commands)
-        yield Batch([("SADD", self.keys.series_symbols(), symbol)])
-        return len(starts)
 
     # -- reading ---------------------------------------------------------------------------------
     def read_ticks_plan(self, symbol: str, start_ms: int | None, end_ms: int | None):

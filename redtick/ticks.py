@@ -104,7 +104,8 @@ def times_ms(frame: pd.DataFrame) -> np.ndarray:
         values = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
     stamps = pd.DatetimeIndex(values)
     stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
-    ms = np.floor(stamps.as_unit("ns").asi8 / 1e6)
+    # Integer division: nanoseconds since 1970 exceed 2**53, so dividing as floats would round.
+    ms = (stamps.as_unit("ns").asi8 // 1_000_000).astype(np.float64)
     ms[stamps.isna()] = np.nan
     return ms
 

@@ -1,0 +1,264 @@
+"""Ticks are never lost or doubled; candles equal pandas whatever the batches, order and re-sends."""
+
+import dataclasses
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from redtick import frames
+from redtick.connection import Connection
+from redtick.errors import InvalidData, InvalidKey
+from tests.series_reference import assert_candles_equal, reference_candles, reference_ticks
+
+MINUTE = 60_000
+INTERVALS = {"1m": MINUTE, "5m": 5 * MINUTE, "15m": 15 * MINUTE, "1h": 60 * MINUTE, "4h": 240 * MINUTE, "1d": 1440 * MINUTE}
+ES_FILE = "data/es_ticks_20130901.parquet"
+
+
+@pytest.fixture
+def series_conn(conn):
+    """The backend under test with small tick chunks (10 minutes), so data spans many chunks; no retention."""
+    small = dataclasses.replace(conn.settings, tick_chunk_ms=10 * MINUTE, tick_retention_ms=None,
+                                candle_retention_ms=None)
+    connection = Connection(small, embedded_server=conn._embedded_server)
+    yield connection
+    connection.close()
+
+
+def _stored(conn, symbol):
+    got = frames.load_ticks(symbol, conn=conn, columns=["price", "volume", "trade_id"])
+    return pd.DataFrame({"ts": got.index.asi8, "trade_id": got["trade_id"].to_numpy(),
+                         "price": got["price"].to_numpy(), "volume": got["volume"].to_numpy()})
+
+
+def _assert_matches_reference(conn, symbol, sent: pd.DataFrame, intervals=INTERVALS):
+    expected = reference_ticks(sent)
+    stored = _stored(conn, symbol)
+    assert len(stored) == len(expected)
+    np.testing.assert_array_equal(stored["ts"].to_numpy(), expected["ts"].to_numpy())
+    np.testing.assert_array_equal(stored["trade_id"].to_numpy(), expected["trade_id"].to_numpy())
+    np.testing.assert_array_equal(stored["price"].to_numpy(), expected["price"].to_numpy())
+    for name, iv in intervals.items():
+        got = frames.load_ohlcv(symbol, name, conn=conn, columns=["open", "high", "low", "close", "volume", "count"])
+        assert_candles_equal(got, reference_candles(sent, iv))
+
+
+tick_rows = st.lists(
+    st.tuples(
+        st.integers(0, 3 * 60 * MINUTE),  # three hours: several 10-minute chunks and 1h buckets
+        st.integers(0, 40),  # few ids, so (ts, id) collisions and equal-ms ticks are common
+        st.sampled_from([99.5, 100.0, 100.25, 101.0, 250.0]),
+        st.sampled_from([0.0, 1.0, 2.0, 0.5]),
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=tick_rows, data=st.data())
+def test_candles_equal_pandas_for_any_batches_order_and_resends(series_conn, rows, data):
+    base = 1_700_000_000_000 - 1_700_000_000_000 % (1440 * MINUTE)
+    sent = pd.DataFrame(rows, columns=["ts", "trade_id", "price", "volume"])
+    sent["ts"] += base
+    # The same (ts, trade_id) sent twice is the same tick: the reference keeps its first version,
+    # and so must redtick, so every version of a duplicate carries the first one's values.
+    sent = sent.merge(sent.drop_duplicates(["ts", "trade_id"]), on=["ts", "trade_id"], suffixes=("_x", ""))
+    sent = sent[["ts", "trade_id", "price", "volume"]]
+    order = data.draw(st.permutations(range(len(sent))))
+    shuffled = sent.iloc[list(order)].reset_index(drop=True)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(shuffled)), max_size=5)))
+    batches = [shuffled.iloc[a:b] for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
+    resend = data.draw(st.lists(st.integers(0, len(batches) - 1), max_size=3))
+    symbol = f"P{abs(hash((tuple(rows), tuple(order)))) % 10**8}"
+    for i in [*range(len(batches)), *resend]:
+        if len(batches[i]):
+            frames.write_ticks(batches[i], symbol, conn=series_conn)
+    _assert_matches_reference(series_conn, symbol, sent)
+
+
+def test_real_es_ticks_all_kept_resend_changes_nothing(series_conn):
+    es = pd.read_parquet(ES_FILE)
+    shares_ms = int(es["ts"].duplicated().sum())
+    assert shares_ms == 415_432  # the sample's own property, stated in its README
+    ticks = es.rename(columns={"seq": "trade_id"})
+    first = frames.write_ticks(ticks, "ES", conn=series_conn, batch_size=77_777)
+    assert (first.received, first.written, first.duplicates) == (500_000, 500_000, 0)
+    again = frames.write_ticks(ticks.iloc[::-1], "ES", conn=series_conn)
+    assert (again.written, again.duplicates) == (0, 500_000)
+    sent = pd.DataFrame({"ts": es["ts"].astype("int64").to_numpy() // 1 if es["ts"].dtype == "int64"
+                         else es["ts"].dt.as_unit("ms").astype("int64").to_numpy(),
+                         "trade_id": es["seq"].to_numpy(), "price": es["price"].to_numpy(),
+                         "volume": es["volume"].to_numpy(dtype=np.float64)})
+    _assert_matches_reference(series_conn, "ES", sent)
+
+
+def test_ticks_without_ids_are_told_apart_by_rank_within_their_millisecond(series_conn):
+    ticks = pd.DataFrame({"ts": [1_000, 1_000, 1_000, 2_000], "price": [5.0, 5.0, 5.0, 6.0], "volume": [1.0] * 4})
+    assert frames.write_ticks(ticks, "NOID", conn=series_conn).written == 4
+    assert frames.write_ticks(ticks, "NOID", conn=series_conn).written == 0
+    got = frames.load_ticks("NOID", conn=series_conn, columns=["price", "trade_id"])
+    assert got["trade_id"].tolist() == [0, 1, 2, 0]
+
+
+def test_concurrent_writers_of_one_symbol_lose_nothing_and_double_nothing(series_conn):
+    rng = np.random.default_rng(7)
+    n = 6_000
+    ticks = pd.DataFrame({"ts": 1_600_000_000_000 + np.sort(rng.integers(0, 90 * MINUTE, n)),
+                          "trade_id": np.arange(n), "price": rng.choice([10.0, 10.5, 11.0], n),
+                          "volume": rng.integers(1, 5, n).astype(float)})
+    # Four writers send overlapping slices in different orders, so their transactions collide.
+    slices = [ticks.iloc[0:4000], ticks.iloc[2000:6000].iloc[::-1], ticks.iloc[::2], ticks.sample(frac=1, random_state=1)]
+    results, failures = [], []
+
+    def writer(part):
+        try:
+            for chunk in np.array_split(np.arange(len(part)), 8):
+                results.append(frames.write_ticks(part.iloc[chunk], "RACE", conn=series_conn))
+        except Exception as exc:  # surfaced below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in slices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert sum(r.written for r in results) == n  # each tick counted once across all writers
+    _assert_matches_reference(series_conn, "RACE", ticks, {"1m": MINUTE, "1h": 60 * MINUTE})
+
+
+def test_streaming_one_tick_at_a_time_matches_one_bulk_write(series_conn):
+    rng = np.random.default_rng(3)
+    n = 300
+    ticks = pd.DataFrame({"ts": 1_650_000_000_000 + np.sort(rng.integers(0, 50 * MINUTE, n)),
+                          "trade_id": np.arange(n), "price": rng.uniform(10, 11, n).round(2), "volume": 1.0})
+    for i in range(n):
+        frames.write_ticks(ticks.iloc[i : i + 1], "STREAM", conn=series_conn)
+    frames.write_ticks(ticks, "BULK", conn=series_conn)
+    _assert_matches_reference(series_conn, "STREAM", ticks, {"1m": MINUTE, "5m": 5 * MINUTE})
+    pd.testing.assert_frame_equal(frames.load_ohlcv("STREAM", "5m", conn=series_conn),
+                                  frames.load_ohlcv("BULK", "5m", conn=series_conn))
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ({"ts": 1_000, "price": float("nan"), "volume": 1}, "price"),
+        ({"ts": 1_000, "price": -1.0, "volume": 1}, "price"),
+        ({"ts": 1_000, "price": 1.0, "volume": -1}, "volume"),
+        ({"ts": "not a time", "price": 1.0, "volume": 1}, "time"),
+        ({"ts": 10**17, "price": 1.0, "volume": 1}, "1970-2200"),
+        ({"ts": 1_000, "price": 1.0, "volume": 1, "trade_id": 1.5}, "trade id"),
+        ({"ts": 1_000, "price": 1.0, "volume": 1, "side": "sideways"}, "side"),
+    ],
+)
+def test_bad_rows_raise_and_write_nothing(series_conn, row, reason):
+    good = {"ts": 2_000, "price": 1.0, "volume": 1, "trade_id": 9, "side": "buy"}
+    with pytest.raises(InvalidData, match=reason):
+        frames.write_ticks([good, {"trade_id": 10, "side": "sell", **row}], "BAD", conn=series_conn)
+    assert list(series_conn.sync.scan_iter(match=series_conn.keys.everything())) == []
+
+
+def test_skip_mode_counts_rejections_and_keeps_the_rest(series_conn):
+    rows = [{"ts": 1_000, "price": 1.0, "volume": 1}, {"ts": 2_000, "price": 0.0, "volume": 1},
+            {"ts": "garbage", "price": 1.0, "volume": 1}, {"ts": 3_000, "price": 2.0, "volume": 1}]
+    result = frames.write_ticks(rows, "SKIP", conn=series_conn, errors="skip")
+    assert result.written == 2
+    assert result.rejected == {"unparseable time": 1, "price is missing, NaN, infinite or not positive": 1}
+    assert frames.load_ticks("SKIP", conn=series_conn)["price"].tolist() == [1.0, 2.0]
+
+
+def test_bad_symbol_raises_before_anything_is_sent(series_conn):
+    with pytest.raises(InvalidKey, match="symbol"):
+        frames.write_ticks([{"ts": 1, "price": 1.0, "volume": 1.0}], "bad symbol", conn=series_conn)
+
+
+def test_empty_reads_have_the_right_columns_and_dtypes(series_conn):
+    ticks = frames.load_ticks("NOTHING", conn=series_conn)
+    assert list(ticks.columns) == ["price", "volume"] and len(ticks) == 0
+    assert str(ticks.index.dtype) == "datetime64[ms, UTC]"
+    assert all(str(t) == "float64" for t in ticks.dtypes)
+    candles = frames.load_ohlcv("NOTHING", "1h", conn=series_conn)
+    assert list(candles.columns) == ["open", "high", "low", "close", "volume"] and len(candles) == 0
+    assert all(str(t) == "float64" for t in candles.dtypes)
+
+
+def test_time_bounds_accept_str_datetime_timestamp_and_epoch_ms(series_conn):
+    base = 1_700_000_000_000 // MINUTE * MINUTE
+    ticks = pd.DataFrame({"ts": base + np.arange(10) * MINUTE, "price": np.arange(1.0, 11.0), "volume": 1.0})
+    frames.write_ticks(ticks, "BOUNDS", conn=series_conn)
+    start, end = base + 2 * MINUTE, base + 5 * MINUTE
+    as_ts = pd.Timestamp(start, unit="ms", tz="UTC")
+    for low, high in [(start, end), (as_ts, pd.Timestamp(end, unit="ms", tz="UTC")),
+                      (as_ts.isoformat(), pd.Timestamp(end, unit="ms", tz="UTC").isoformat()),
+                      (as_ts.to_pydatetime(), pd.Timestamp(end, unit="ms", tz="UTC").to_pydatetime())]:
+        got = frames.load_ticks("BOUNDS", low, high, conn=series_conn)
+        assert got["price"].tolist() == [3.0, 4.0, 5.0, 6.0]  # inclusive at both ends
+        candles = frames.load_ohlcv("BOUNDS", "1m", low, high, conn=series_conn)
+        assert candles["close"].tolist() == [3.0, 4.0, 5.0, 6.0]
+
+
+def test_unstored_multiples_are_rolled_up_like_pandas(series_conn):
+    rng = np.random.default_rng(11)
+    n = 2_000
+    ticks = pd.DataFrame({"ts": 1_690_000_000_000 + np.sort(rng.integers(0, 2 * 1440 * MINUTE, n)),
+                          "trade_id": np.arange(n), "price": rng.uniform(1, 2, n).round(3), "volume": 1.0})
+    frames.write_ticks(ticks, "ROLL", conn=series_conn)
+    for name, iv in {"2h": 120 * MINUTE, "10m": 10 * MINUTE, "3m": 3 * MINUTE, "2d": 2880 * MINUTE}.items():
+        got = frames.load_ohlcv("ROLL", name, conn=series_conn, columns=["open", "high", "low", "close", "volume", "count"])
+        assert_candles_equal(got, reference_candles(ticks, iv))
+    with pytest.raises(InvalidData, match="nor a multiple"):
+        frames.load_ohlcv("ROLL", "7s", conn=series_conn)
+
+
+def test_several_symbols_give_one_frame_keyed_by_symbol(series_conn):
+    for i, symbol in enumerate(["AAA", "BBB"]):
+        frames.write_ticks(pd.DataFrame({"ts": [MINUTE * 10**6, MINUTE * 10**6 + 1], "price": [1.0 + i, 2.0 + i],
+                                         "volume": 1.0}), symbol, conn=series_conn)
+    both = frames.load_ticks(["AAA", "BBB"], conn=series_conn)
+    assert both.index.names == ["symbol", "ts"]
+    assert both.loc["BBB", "price"].tolist() == [2.0, 3.0]
+    candles = frames.load_ohlcv(["AAA", "BBB"], "1m", conn=series_conn)
+    assert candles.loc["AAA", "close"].tolist() == [2.0]
+
+
+def test_retention_trims_old_chunks_and_keeps_recent_ones(conn):
+    trimmed = dataclasses.replace(conn.settings, tick_chunk_ms=60 * MINUTE, tick_retention_ms=120 * MINUTE,
+                                  candle_retention_ms=None)
+    connection = Connection(trimmed, embedded_server=conn._embedded_server)
+    base = 1_700_000_000_000 - 1_700_000_000_000 % (60 * MINUTE)
+    ticks = pd.DataFrame({"ts": base + np.arange(10) * 60 * MINUTE + 1, "price": 1.0, "volume": 1.0})
+    result = frames.write_ticks(ticks, "KEEP", conn=connection)
+    assert result.trimmed_chunks == 7
+    left = frames.load_ticks("KEEP", conn=connection)
+    assert left.index.asi8.min() // 10**3 * 0 + int(left.index[0].value // 10**6) >= base + 7 * 60 * MINUTE
+    assert len(left) == 3
+    # Candles are kept longer: their own retention is off here.
+    assert len(frames.load_ohlcv("KEEP", "1h", conn=connection)) == 10
+
+
+def test_imported_candles_are_read_by_the_same_readers(series_conn):
+    aapl = pd.read_parquet("data/aapl_1m_20260729.parquet")
+    assert frames.write_candles(aapl, "AAPL", "1m", conn=series_conn) == len(aapl)
+    got = frames.load_ohlcv("AAPL", "1m", conn=series_conn)
+    expected = aapl.set_index("ts")[["open", "high", "low", "close", "volume"]].astype("float64")
+    np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())
+    assert list(got.index.asi8) == list(expected.index.as_unit("ms").asi8)
+    hourly = frames.load_ohlcv("AAPL", "1h", conn=series_conn)
+    first_hour = expected.loc[expected.index < expected.index[0].floor("1h") + pd.Timedelta("1h")]
+    assert hourly["open"].iloc[0] == first_hour["open"].iloc[0]
+    assert hourly["volume"].iloc[0] == first_hour["volume"].sum()
+
+
+def test_imported_candles_are_validated(series_conn):
+    with pytest.raises(InvalidData, match="high"):
+        frames.write_candles([{"ts": 0, "open": 2.0, "high": 1.0, "low": 1.0, "close": 1.0}], "X", "1m", conn=series_conn)
+    with pytest.raises(InvalidData, match="time"):
+        frames.write_candles([{"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}], "X", "1m", conn=series_conn)
+    with pytest.raises(InvalidData, match="grid"):
+        frames.write_candles([{"ts": 1, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}], "X", "1m", conn=series_conn)
