@@ -1,5 +1,6 @@
 """redtick: a Redis-backed market data cache for a trading backend, and a research toolkit over it."""
 
+from redtick.caches.alerts import FiredAlert, PriceAlerts
 from redtick.caches.base import BaseCache, EncryptedCache
 from redtick.caches.ratelimit import RateLimiter, RateLimitState
 from redtick.caches.sessions import UserSessionCache, user_session_cache
@@ -31,11 +32,13 @@ __all__ = [
     "ConflictError",
     "Connection",
     "EncryptedCache",
+    "FiredAlert",
     "Forbidden",
     "InvalidData",
     "InvalidKey",
     "KeySchema",
     "NotFound",
+    "PriceAlerts",
     "RateLimitState",
     "RateLimited",
     "RateLimiter",

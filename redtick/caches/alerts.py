@@ -1,0 +1,422 @@
+"""``PriceAlerts``: above, below and crosses alerts indexed by target price, fired exactly once by a Lua script."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from redtick import codec, scripts
+from redtick.caches.base import check_ttl
+from redtick.connection import Connection, connect
+from redtick.errors import InvalidData
+from redtick.keys import ALERT_CONDITIONS, KeySchema, validate_id, validate_symbol, validate_user_id
+
+__all__ = [
+    "ALERT_CHECK_SCRIPT",
+    "FiredAlert",
+    "PriceAlerts",
+    "alert_check_args",
+    "decode_fired",
+]
+
+ALERT_CHECK_SCRIPT = "alert_check"
+"""Name of the package script :func:`alert_check_args` builds a call for (``redtick.scripts.bound``)."""
+
+FIRED_LOG_MAX = 1000
+"""Entries kept per user and symbol in the fired-alert log, newest first."""
+
+_ALERT_ID_BYTES = 16  # 128 random bits: ids cannot be guessed to probe other users' alerts
+
+
+def _check_price(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise InvalidData(f"{name}={value!r}: expected a finite number above 0")
+    return float(value)
+
+
+def _check_condition(condition: Any) -> str:
+    if condition not in ALERT_CONDITIONS:
+        raise InvalidData(f"condition={condition!r}: expected one of {', '.join(ALERT_CONDITIONS)}")
+    return condition
+
+
+def _exact(price: float) -> str:
+    """The shortest text that reads back as exactly ``price`` (Redis and Lua parse it with strtod)."""
+    return repr(price)
+
+
+@dataclasses.dataclass(frozen=True)
+class FiredAlert:
+    """One alert the check fired, as logged for its owner and published on the alert channel.
+
+    ``price`` is the price that met the condition: the batch's high for ``above``, its low for
+    ``below``, its last price for ``crosses``. Times are epoch milliseconds.
+    """
+
+    alert_id: str
+    user_id: str
+    symbol: str
+    condition: str
+    target_price: float
+    price: float
+    fired_at: int
+    created_at: int
+    expires_at: int
+
+    @classmethod
+    def from_record(cls, record: bytes | str) -> FiredAlert:
+        """The alert in one fired record (the JSON of the log and the channel)."""
+        data = orjson.loads(record)
+        alert = data["alert"]
+        return cls(
+            alert_id=alert["alert_id"],
+            user_id=alert["user_id"],
+            symbol=alert["symbol"],
+            condition=alert["condition"],
+            target_price=alert["target_price"],
+            price=data["price"],
+            fired_at=data["fired_at"],
+            created_at=alert["created_at"],
+            expires_at=alert["expires_at"],
+        )
+
+
+def alert_check_args(
+    keys: KeySchema, symbol: str, low: float, high: float, last: float, now_ms: int
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the ``alert_check`` script for a batch of prices of one symbol.
+
+    The batch's prices ranged from ``low`` to ``high`` and ended at ``last``. The script, run
+    once for the batch, atomically drops every alert whose expiry is at or before ``now_ms``,
+    then fires and removes
+
+    - every ``above`` alert with target <= ``high``;
+    - every ``below`` alert with target >= ``low``;
+    - every ``crosses`` alert whose target lies in ``[low, high]``, or strictly between the
+      previous check's last price and that range (the price moved through it); with no
+      previous check, only ``[low, high]`` counts;
+
+    logs each fired alert to its owner's log, publishes it on ``keys.alert_channel()``, and
+    stores ``last`` as the previous price of the next check. Each alert fires exactly once
+    however many checkers run. :meth:`PriceAlerts.check_price_alerts` is the case
+    ``low == high == last == price``.
+
+    Run it with ``redtick.scripts.bound(client, ALERT_CHECK_SCRIPT)(keys=keys, args=args)``,
+    on a sync or async client or inside a pipeline, and read the reply with
+    :func:`decode_fired`. All keys carry the symbol's hash tag: one slot on Redis Cluster.
+
+    Parameters
+    ----------
+    keys : KeySchema
+        The namespace's key builder (``conn.keys``).
+    symbol : str
+        The symbol the prices belong to.
+    low, high, last : float
+        The batch's lowest, highest and last price: finite, above 0, ``low <= last <= high``.
+    now_ms : int
+        Epoch milliseconds of the check: expiry is judged and ``fired_at`` stamped with it.
+        Use the wall clock of the writer (the same clock alerts were created with), not the
+        ticks' event time, or a replay of old ticks would resurrect expired alerts.
+
+    Raises
+    ------
+    InvalidData
+        For a price that is not finite and above 0, or ``low <= last <= high`` not holding.
+    InvalidKey
+        For a malformed symbol.
+
+    Examples
+    --------
+    >>> keys, args = alert_check_args(KeySchema("redtick"), "BTCUSDT", 49_900.0, 50_100.5, 50_000.0, 1_700_000_000_000)
+    >>> keys[0], keys[5]
+    ('redtick:alerts:{BTCUSDT}:above', 'redtick:alerts:{BTCUSDT}:last')
+    >>> args[:4]
+    ['49900.0', '50100.5', '50000.0', 1700000000000]
+    """
+    low = _check_price(low, "low")
+    high = _check_price(high, "high")
+    last = _check_price(last, "last")
+    if not low <= last <= high:
+        raise InvalidData(f"low={low!r}, last={last!r}, high={high!r}: expected low <= last <= high")
+    return _script_keys(keys, symbol), [
+        _exact(low),
+        _exact(high),
+        _exact(last),
+        int(now_ms),
+        keys.alert_log_prefix(symbol),
+        keys.alert_channel(),
+        FIRED_LOG_MAX,
+    ]
+
+
+def _script_keys(keys: KeySchema, symbol: str) -> list[str]:
+    return [
+        *(keys.alert_index(symbol, c) for c in ALERT_CONDITIONS),
+        keys.alert_expiry(symbol),
+        keys.alert_data(symbol),
+        keys.alert_last_price(symbol),
+    ]
+
+
+def decode_fired(reply: Sequence[Any]) -> list[FiredAlert]:
+    """The alerts in an ``alert_check`` reply (``[id, record, id, record, ...]``), in firing order.
+
+    Examples
+    --------
+    >>> record = (b'{"alert":{"alert_id":"a1","user_id":"u1","symbol":"BTCUSDT","condition":"above",'
+    ...           b'"target_price":55000.0,"created_at":1,"expires_at":9},"price":55500.0,"fired_at":5}')
+    >>> decode_fired([b"a1", record])[0].price
+    55500.0
+    """
+    return [FiredAlert.from_record(record) for record in reply[1::2]]
+
+
+class PriceAlerts:
+    """Price alerts per symbol, indexed by target price, that fire exactly once.
+
+    Each condition of a symbol has a sorted set of alert ids scored by target price, so a check
+    reads only the alerts it fires (a range of each set). Firing, logging to the owner's log and
+    publishing happen in one script (see :func:`alert_check_args`). The spec's ``price_cache``
+    delegates its alert calls here.
+
+    Parameters
+    ----------
+    conn : Connection, optional
+        Defaults to ``redtick.connect()``.
+    default_ttl : int
+        Seconds an alert lives unless ``set_price_alert`` says otherwise (default 30 days).
+    clock : callable, optional
+        Seconds since the epoch (default ``time.time``): stamps creation, expiry and checks.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> alerts = PriceAlerts()
+    >>> async def demo():
+    ...     alert_id = await alerts.set_price_alert("user_123", "DOCUSDT", 55_000.0, "above", ttl=86_400)
+    ...     fired = await alerts.check_price_alerts("DOCUSDT", 55_500.0)
+    ...     again = await alerts.check_price_alerts("DOCUSDT", 56_000.0)
+    ...     return fired == [alert_id], again
+    >>> asyncio.run(demo())
+    (True, [])
+    """
+
+    def __init__(
+        self,
+        conn: Connection | None = None,
+        default_ttl: int = 30 * 86_400,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._conn = conn
+        self.default_ttl = check_ttl(default_ttl, name="default_ttl")
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"PriceAlerts(default_ttl={self.default_ttl})"
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = connect()
+        return self._conn
+
+    @property
+    def redis(self):
+        """The async client of the running event loop."""
+        return self.conn.async_client()
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def set_price_alert(
+        self, user_id: str, symbol: str, target_price: float, condition: str, ttl: int | None = None
+    ) -> str:
+        """Set an alert for ``user_id`` on ``symbol``; returns its id.
+
+        ``condition`` is ``"above"`` (fires once the price is at or above the target),
+        ``"below"`` (at or below) or ``"crosses"`` (the price reaches the target, coming from
+        either side). The alert lives ``ttl`` seconds unless it fires or is deleted first.
+        Bad input raises before anything is written.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> alert_id = asyncio.run(PriceAlerts().set_price_alert("user_123", "BTCUSDT", 55_000.0, "above"))
+        >>> len(alert_id)
+        22
+        """
+        keys = self.keys
+        validate_user_id(user_id)
+        validate_symbol(symbol)
+        target = _check_price(target_price, "target_price")
+        condition = _check_condition(condition)
+        seconds = self.default_ttl if ttl is None else check_ttl(ttl)
+        alert_id = secrets.token_urlsafe(_ALERT_ID_BYTES)
+        now = self._now_ms()
+        expires_at = now + seconds * 1000
+        alert = {
+            "alert_id": alert_id,
+            "user_id": user_id,
+            "symbol": symbol,
+            "condition": condition,
+            "target_price": target,
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        user_alerts = keys.user_alerts(user_id)
+        # One MULTI: the user's record and the symbol's indexes appear together. (On Redis
+        # Cluster they are two slots; the user's record is written first, and a record whose
+        # alert is gone is dropped by get_user_alerts.)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(user_alerts, alert_id, symbol)
+            pipe.pexpireat(user_alerts, expires_at, nx=True)  # the record outlives no alert of it
+            pipe.pexpireat(user_alerts, expires_at, gt=True)
+            pipe.sadd(keys.user_alert_symbols(user_id), symbol)
+            pipe.hset(keys.alert_data(symbol), alert_id, codec.dumps(alert))
+            pipe.zadd(keys.alert_expiry(symbol), {alert_id: expires_at})
+            pipe.zadd(keys.alert_index(symbol, condition), {alert_id: target})
+            await pipe.execute()
+        return alert_id
+
+    @property
+    def keys(self) -> KeySchema:
+        return self.conn.keys
+
+    async def get_user_alerts(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's live alerts, oldest first; records of fired, deleted or expired ones are dropped.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> alerts = PriceAlerts()
+        >>> async def demo():
+        ...     await alerts.set_price_alert("user_456", "ETHUSDT", 3_000.0, "below")
+        ...     return [(a["symbol"], a["condition"], a["target_price"]) for a in await alerts.get_user_alerts("user_456")]
+        >>> asyncio.run(demo())
+        [('ETHUSDT', 'below', 3000.0)]
+        """
+        keys = self.keys
+        user_alerts = keys.user_alerts(user_id)
+        records = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(user_alerts)).items()}
+        if not records:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id, symbol in records.items():
+                pipe.hget(keys.alert_data(symbol), alert_id)
+            raws = await pipe.execute()
+        now = self._now_ms()
+        live, stale = [], []
+        for alert_id, raw in zip(records, raws, strict=True):
+            alert = codec.loads(raw)
+            if alert is None or alert["user_id"] != user_id:
+                stale.append(alert_id)
+            elif alert["expires_at"] > now:
+                live.append(alert)
+        if stale:
+            await self.redis.hdel(user_alerts, *stale)
+        return sorted(live, key=lambda a: (a["created_at"], a["alert_id"]))
+
+    async def delete_price_alert(self, user_id: str, alert_id: str) -> bool:
+        """Delete the user's alert; False if the user has no live alert with that id.
+
+        Only the owner can delete an alert: another user's id is not found for them.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> alerts = PriceAlerts()
+        >>> async def demo():
+        ...     alert_id = await alerts.set_price_alert("user_789", "BTCUSDT", 40_000.0, "below")
+        ...     theirs = await alerts.delete_price_alert("intruder", alert_id)
+        ...     return theirs, await alerts.delete_price_alert("user_789", alert_id)
+        >>> asyncio.run(demo())
+        (False, True)
+        """
+        keys = self.keys
+        user_alerts = keys.user_alerts(user_id)
+        validate_id(alert_id, "alert id")
+        symbol = await self.redis.hget(user_alerts, alert_id)
+        if symbol is None:
+            return False
+        script = scripts.bound(self.redis, "alert_delete")
+        deleted = await script(keys=_script_keys(keys, symbol.decode())[:5], args=[alert_id, user_id])
+        await self.redis.hdel(user_alerts, alert_id)
+        return deleted == 1
+
+    async def check_price_range(self, symbol: str, low: float, high: float, last: float) -> list[FiredAlert]:
+        """Fire the alerts met by prices that ranged over ``[low, high]`` and ended at ``last``.
+
+        See :func:`alert_check_args` for exactly which alerts fire.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> alerts = PriceAlerts()
+        >>> async def demo():
+        ...     await alerts.set_price_alert("user_1", "SOLUSDT", 150.0, "crosses")
+        ...     fired = await alerts.check_price_range("SOLUSDT", 148.0, 152.0, 149.5)
+        ...     return [(f.condition, f.target_price, f.price) for f in fired]
+        >>> asyncio.run(demo())
+        [('crosses', 150.0, 149.5)]
+        """
+        keys, args = alert_check_args(self.keys, symbol, low, high, last, self._now_ms())
+        reply = await scripts.bound(self.redis, ALERT_CHECK_SCRIPT)(keys=keys, args=args)
+        return decode_fired(reply)
+
+    async def check_price_alerts(self, symbol: str, price: float) -> list[str]:
+        """Fire the alerts ``price`` meets; returns their ids. Each alert fires exactly once.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> alerts = PriceAlerts()
+        >>> async def demo():
+        ...     alert_id = await alerts.set_price_alert("user", "TEST", 110.0, "above")
+        ...     return alert_id in await alerts.check_price_alerts("TEST", 115.0)
+        >>> asyncio.run(demo())
+        True
+        """
+        return [fired.alert_id for fired in await self.check_price_range(symbol, price, price, price)]
+
+    async def get_fired_alerts(self, user_id: str, limit: int = 100) -> list[FiredAlert]:
+        """The user's fired alerts across symbols, newest first, at most ``limit``.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> alerts = PriceAlerts()
+        >>> async def demo():
+        ...     await alerts.set_price_alert("user_log", "XRPUSDT", 0.5, "below")
+        ...     await alerts.check_price_alerts("XRPUSDT", 0.49)
+        ...     return [(f.symbol, f.price) for f in await alerts.get_fired_alerts("user_log")]
+        >>> asyncio.run(demo())
+        [('XRPUSDT', 0.49)]
+        """
+        keys = self.keys
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidData(f"limit={limit!r}: expected a whole number from 1")
+        symbols = sorted(s.decode() for s in await self.redis.smembers(keys.user_alert_symbols(user_id)))
+        if not symbols:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.lrange(keys.alert_log(symbol, user_id), 0, limit - 1)
+            logs = await pipe.execute()
+        fired = [FiredAlert.from_record(record) for log in logs for record in log]
+        fired.sort(key=lambda f: (f.fired_at, f.alert_id), reverse=True)
+        return fired[:limit]
+
+    async def cleanup_expired_alerts(self, symbol: str) -> int:
+        """Drop the symbol's expired alerts from its indexes without checking a price; returns how many.
+
+        Checks drop expired alerts too; this serves symbols that go quiet.
+        """
+        keys = _script_keys(self.keys, symbol)
+        args = ["", "", "", self._now_ms(), "", "", FIRED_LOG_MAX]
+        return await scripts.bound(self.redis, ALERT_CHECK_SCRIPT)(keys=keys, args=args)
