@@ -354,5 +354,11 @@ class CacheService:
 
         return self._cache("session", lambda: UserSessionCache(conn=self.conn))
 
+    def get_alerts(self):
+        """The service's :class:`~redtick.caches.alerts.PriceAlerts`, on its connection."""
+        from redtick.caches.alerts import PriceAlerts
+
+        return self._cache("alerts", lambda: PriceAlerts(conn=self.conn))
+
 
 cache_service = CacheService()

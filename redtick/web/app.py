@@ -140,6 +140,45 @@ async def sessions(
     return {"status": "success", "data": await service.get_session_cache().get_user_sessions(user_id)}
 
 
+@router.get(
+    "/price-alerts",
+    response_model=models.PriceAlertsResponse,
+    responses=_errors(401, 503),
+    summary="The caller's live price alerts",
+)
+async def price_alerts(caller: User, service: Service) -> Any:
+    """The caller's live alerts, oldest first."""
+    return {"status": "success", "data": await service.get_alerts().get_user_alerts(caller)}
+
+
+@router.post(
+    "/price-alert",
+    response_model=models.AlertCreatedResponse,
+    status_code=201,
+    responses=_errors(401, 422, 503),
+    summary="Set a price alert for the caller",
+)
+async def create_price_alert(alert: models.PriceAlertRequest, caller: User, service: Service) -> Any:
+    """Set an alert that fires once when ``symbol`` reaches ``target_price`` (above, below, crosses)."""
+    alert_id = await service.get_alerts().set_price_alert(
+        caller, alert.symbol, alert.target_price, alert.condition, ttl=alert.ttl
+    )
+    return {"status": "success", "data": {"alert_id": alert_id}}
+
+
+@router.delete(
+    "/price-alert/{alert_id}",
+    response_model=models.AlertDeletedResponse,
+    responses=_errors(401, 404, 422, 503),
+    summary="Delete one of the caller's price alerts",
+)
+async def delete_price_alert(alert_id: str, caller: User, service: Service) -> Any:
+    """Delete the caller's alert; another user's alert is not found for them (404)."""
+    if not await service.get_alerts().delete_price_alert(caller, alert_id):
+        raise errors.NotFound(f"you have no live alert {alert_id!r}")
+    return {"status": "success", "data": {"alert_id": alert_id, "deleted": True}}
+
+
 @router.post(
     "/cleanup",
     response_model=models.CleanupResponse,
@@ -161,7 +200,10 @@ async def cleanup(service: Service) -> Any:
 )
 async def clear(
     service: Service,
-    confirm: Annotated[bool, Query(description="Must be true: this deletes every key in the namespace")] = False,
+    confirm: Annotated[
+        bool,
+        Query(description="Must be true: this deletes every key in the namespace", json_schema_extra={"enum": [True]}),
+    ],
 ) -> Any:
     """Delete every key in redtick's namespace, never anything else in the database."""
     if not confirm:

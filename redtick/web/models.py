@@ -97,3 +97,44 @@ class Session(BaseModel):
 class SessionsResponse(BaseModel):
     status: Literal["success"] = "success"
     data: list[Session]
+
+
+class PriceAlertRequest(BaseModel):
+    symbol: str = Field(description="1-32 of A-Z 0-9 . _ - /", examples=["BTCUSDT"])
+    target_price: float = Field(gt=0, allow_inf_nan=False, examples=[55000.0])
+    condition: Literal["above", "below", "crosses"] = "above"
+    ttl: int | None = Field(default=None, gt=0, le=365 * 86_400, description="Seconds the alert lives")
+
+
+class PriceAlert(BaseModel):
+    alert_id: str
+    user_id: str
+    symbol: str
+    condition: str
+    target_price: float
+    created_at: int = Field(description="Epoch ms")
+    expires_at: int = Field(description="Epoch ms")
+
+
+class PriceAlertsResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: list[PriceAlert]
+
+
+class AlertCreated(BaseModel):
+    alert_id: str
+
+
+class AlertCreatedResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: AlertCreated
+
+
+class AlertDeleted(BaseModel):
+    alert_id: str
+    deleted: bool
+
+
+class AlertDeletedResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: AlertDeleted

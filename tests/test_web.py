@@ -1,0 +1,242 @@
+"""The HTTP API in-process (ASGI) and as a live ``redtick serve``; schemathesis finds no server error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import httpx
+import hypothesis
+import pytest
+import schemathesis
+
+from redtick.config import Settings
+from redtick.connection import Connection
+from redtick.service import CacheService
+from redtick.web import create_app
+from tests.conftest import free_port
+
+TOKEN = "admin-token-for-tests"
+API = "/api/v1/cache"
+ADMIN = {"X-Admin-Token": TOKEN}
+
+
+@pytest.fixture
+def app(conn):
+    return create_app(conn, admin_token=TOKEN, maintenance=False)
+
+
+@pytest.fixture
+async def client(app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        yield http
+
+
+async def bearer(conn, user_id: str) -> dict[str, str]:
+    session_id = await CacheService(conn).get_session_cache().set_user_session(user_id, {"device": "test"}, ttl=600)
+    return {"Authorization": f"Bearer {session_id}"}
+
+
+async def test_health(client):
+    response = await client.get(f"{API}/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy" and body["redis_connected"] is True
+    assert set(body["cache_stats"]) >= {"market_data", "user_session", "price"}
+    assert response.headers["x-cache"] == "MISS" and "etag" in response.headers
+
+
+@pytest.mark.parametrize("path,method", [("/stats", "GET"), ("/cleanup", "POST"), ("/clear?confirm=true", "DELETE")])
+async def test_maintenance_needs_the_admin_token(client, conn, path, method):
+    conn.sync.set(conn.keys.key("kept"), b"1")
+    for headers in ({}, {"X-Admin-Token": "wrong"}, {"Authorization": f"Bearer {TOKEN}"}):
+        response = await client.request(method, API + path, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json()["status"] == "error" and response.headers["www-authenticate"] == "Bearer"
+    assert conn.sync.get(conn.keys.key("kept")) == b"1"
+    assert (await client.request(method, API + path, headers=ADMIN)).status_code == 200
+
+
+async def test_without_a_configured_token_maintenance_is_refused(conn):
+    app = create_app(conn, admin_token="", maintenance=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        for headers in ({}, {"X-Admin-Token": ""}, {"X-Admin-Token": "anything"}):
+            response = await http.delete(f"{API}/clear", params={"confirm": "true"}, headers=headers)
+            assert response.status_code == 403
+            assert "REDTICK_ADMIN_TOKEN" in response.json()["message"]
+
+
+async def test_stats_shape(client, conn):
+    conn.sync.set(conn.keys.market("price", "BTCUSDT"), b"{}")
+    body = (await client.get(f"{API}/stats", headers=ADMIN)).json()
+    assert body["status"] == "success"
+    assert body["data"]["total_keys"] == 1 and body["data"]["symbol_count"] == 1
+    assert body["data"]["caches"]["market_data"] == 1
+
+
+async def test_clear_needs_confirm_and_stays_in_the_namespace(client, conn):
+    conn.sync.set(conn.keys.key("a"), b"1")
+    conn.sync.set("not-redtick", b"1")
+    try:
+        refused = await client.delete(f"{API}/clear", params={"confirm": "false"}, headers=ADMIN)
+        assert refused.status_code == 422 and "confirm=true" in refused.json()["message"]
+        missing = await client.delete(f"{API}/clear", headers=ADMIN)
+        assert missing.status_code == 422 and "confirm" in missing.json()["message"]
+        assert conn.sync.get(conn.keys.key("a")) == b"1"
+        done = await client.delete(f"{API}/clear", params={"confirm": "true"}, headers=ADMIN)
+        assert done.json() == {"status": "success", "data": {"namespace": conn.keys.namespace, "deleted_keys": 1}}
+        assert conn.sync.get("not-redtick") == b"1"
+    finally:
+        conn.sync.delete("not-redtick")
+
+
+async def test_cleanup(client):
+    response = await client.post(f"{API}/cleanup", headers=ADMIN)
+    assert response.status_code == 200 and response.json()["data"] == {"expired_sessions": 0}
+
+
+async def test_sessions_show_only_the_callers_own(client, conn):
+    alice, bob = await bearer(conn, "alice"), await bearer(conn, "bob")
+    mine = await client.get(f"{API}/sessions/alice", headers=alice)
+    assert mine.status_code == 200
+    assert [s["user_id"] for s in mine.json()["data"]] == ["alice"]
+    theirs = await client.get(f"{API}/sessions/alice", headers=bob)
+    assert theirs.status_code == 403 and "alice" not in theirs.text.replace("/alice", "")
+    assert bob["Authorization"].split()[1] not in theirs.text
+    assert (await client.get(f"{API}/sessions/alice")).status_code == 401
+    assert (await client.get(f"{API}/sessions/alice", headers={"Authorization": "Bearer nope"})).status_code == 401
+    bad = await client.get(f"{API}/sessions/al ice", headers=alice)
+    assert bad.status_code == 422 and "user id" in bad.json()["message"]
+
+
+async def test_price_alerts_belong_to_their_owner(client, conn):
+    alice, bob = await bearer(conn, "alice"), await bearer(conn, "bob")
+    created = await client.post(
+        f"{API}/price-alert", json={"symbol": "BTCUSDT", "target_price": 55000.0, "condition": "above"}, headers=alice
+    )
+    assert created.status_code == 201
+    alert_id = created.json()["data"]["alert_id"]
+    listed = (await client.get(f"{API}/price-alerts", headers=alice)).json()["data"]
+    assert [(a["alert_id"], a["symbol"], a["target_price"]) for a in listed] == [(alert_id, "BTCUSDT", 55000.0)]
+    assert (await client.get(f"{API}/price-alerts", headers=bob)).json()["data"] == []
+    assert (await client.delete(f"{API}/price-alert/{alert_id}", headers=bob)).status_code == 404
+    assert len((await client.get(f"{API}/price-alerts", headers=alice)).json()["data"]) == 1
+    deleted = await client.delete(f"{API}/price-alert/{alert_id}", headers=alice)
+    assert deleted.json()["data"] == {"alert_id": alert_id, "deleted": True}
+    assert (await client.get(f"{API}/price-alerts", headers=alice)).json()["data"] == []
+    assert (await client.get(f"{API}/price-alerts")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"symbol": "btc usdt", "target_price": 1.0}, "symbol"),
+        ({"symbol": "BTCUSDT", "target_price": -1.0}, "target_price"),
+        ({"symbol": "BTCUSDT", "target_price": 1.0, "condition": "sideways"}, "condition"),
+        ({"symbol": "BTCUSDT"}, "target_price"),
+    ],
+)
+async def test_bad_alert_input_is_422_with_a_clear_message(client, conn, body, field):
+    response = await client.post(f"{API}/price-alert", json=body, headers=await bearer(conn, "alice"))
+    assert response.status_code == 422
+    assert response.json()["status"] == "error" and field in response.json()["message"]
+
+
+async def test_redis_down_is_503_with_a_json_body():
+    dead = Connection(Settings(url=f"redis://:s3cretpw@127.0.0.1:{free_port()}/0", retries=0, connect_timeout=0.5))
+    app = create_app(dead, admin_token=TOKEN, maintenance=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        health = await http.get(f"{API}/health")
+        assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+        stats = await http.get(f"{API}/stats", headers=ADMIN)
+        assert stats.status_code == 503
+        assert stats.json() == {"status": "error", "error": "Unavailable",
+                                "message": "Redis is unavailable; try again shortly"}
+        alerts = await http.get(f"{API}/price-alerts", headers={"Authorization": "Bearer abc"})
+        assert alerts.status_code == 503 and "s3cretpw" not in alerts.text
+
+
+def test_openapi_documents_every_endpoint_and_both_security_schemes(app):
+    schema = app.openapi()
+    assert set(schema["components"]["securitySchemes"]) == {"SessionBearer", "AdminToken"}
+    operations = {(path.removeprefix(API), method) for path, item in schema["paths"].items() for method in item}
+    assert operations >= {
+        ("/health", "get"), ("/stats", "get"), ("/sessions/{user_id}", "get"), ("/price-alerts", "get"),
+        ("/price-alert", "post"), ("/price-alert/{alert_id}", "delete"), ("/cleanup", "post"), ("/clear", "delete"),
+    }
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            assert "200" in operation["responses"] or "201" in operation["responses"], (path, method)
+            assert "content" in next(iter(operation["responses"].values())), (path, method)
+    stats = schema["paths"][f"{API}/stats"]["get"]
+    assert stats["security"] == [{"AdminToken": []}]
+
+
+def test_schemathesis_finds_no_server_error(conn):
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(conn, admin_token=TOKEN, maintenance=False))
+    calls, failures = [], []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @hypothesis.settings(max_examples=15, deadline=None, database=None,
+                             suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.given(case=operation.as_strategy())
+        def run(case):
+            response = case.call(headers=ADMIN)
+            calls.append(case.path)
+            try:
+                case.validate_response(response)  # every default check: no 5xx, documented status and schema
+            except Exception as exc:  # schemathesis raises a FailureGroup naming every failed check
+                failures.append((case.method, case.formatted_path, response.status_code, str(exc)[:300]))
+
+        run()
+    assert len(calls) > 50 and len(set(calls)) == 8
+    assert failures == []
+
+
+# -- a live `redtick serve` ----------------------------------------------------------------------
+@pytest.fixture
+def live(conn):
+    """``redtick serve`` on a free port, on the test's Redis (its own embedded one when embedded)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "REDTICK_"))}
+    env.update(REDTICK_NAMESPACE=conn.keys.namespace, REDTICK_ADMIN_TOKEN=TOKEN)
+    if not conn.embedded:
+        env["REDIS_URL"] = conn.settings.url
+    command = shutil.which("redtick", path=os.path.dirname(sys.executable)) or "redtick"
+    process = subprocess.Popen([command, "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                if httpx.get(f"{base}{API}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                raise RuntimeError(f"redtick serve exited: {process.stderr.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("redtick serve did not answer within 30s")
+            time.sleep(0.05)  # polling readiness against a deadline
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_live_server(live):
+    with httpx.Client(base_url=live, timeout=5) as http:
+        health = http.get(f"{API}/health")
+        assert health.json()["redis_connected"] is True and health.json()["is_running"] is True
+        assert http.get(f"{API}/health", headers={"If-None-Match": health.headers["etag"]}).status_code in (200, 304)
+        assert http.get(f"{API}/stats").status_code == 401
+        stats = http.get(f"{API}/stats", headers=ADMIN)
+        assert stats.status_code == 200 and stats.json()["status"] == "success"
+        assert http.get(f"{API}/price-alerts", headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert http.delete(f"{API}/clear", headers=ADMIN).status_code == 422
+        assert http.get("/openapi.json").json()["info"]["title"] == "redtick cache API"
