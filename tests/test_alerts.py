@@ -292,3 +292,16 @@ async def test_bad_check_raises_and_writes_nothing(conn, call, error):
     with pytest.raises(error):
         await call(PriceAlerts(conn=conn))
     assert namespace_keys(conn) == set()
+
+
+async def test_bulk_set_checks_everything_before_writing_and_fires_like_single_sets(conn):
+    alerts = PriceAlerts(conn=conn)
+    good = [{"user_id": f"u{i % 3}", "symbol": "BTCUSDT", "target_price": 100.0 + i, "condition": "above"}
+            for i in range(10)]
+    with pytest.raises(InvalidData):
+        await alerts.set_price_alerts([*good, {**good[0], "target_price": float("nan")}])
+    assert namespace_keys(conn) == set()
+    ids = await alerts.set_price_alerts(good)
+    assert len(set(ids)) == 10
+    assert sorted([a["alert_id"] for u in range(3) for a in await alerts.get_user_alerts(f"u{u}")]) == sorted(ids)
+    assert await alerts.check_price_alerts("BTCUSDT", 104.0) == ids[:5]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -31,6 +32,7 @@ ALERT_CHECK_SCRIPT = "alert_check"
 FIRED_LOG_MAX = 1000
 """Entries kept per user and symbol in the fired-alert log, newest first."""
 
+_WRITE_BATCH = 10_000
 _ALERT_ID_BYTES = 16  # 128 random bits: ids cannot be guessed to probe other users' alerts
 
 
@@ -251,38 +253,73 @@ class PriceAlerts:
         >>> len(alert_id)
         22
         """
-        keys = self.keys
-        validate_user_id(user_id)
-        validate_symbol(symbol)
-        target = _check_price(target_price, "target_price")
-        condition = _check_condition(condition)
-        seconds = self.default_ttl if ttl is None else check_ttl(ttl)
-        alert_id = secrets.token_urlsafe(_ALERT_ID_BYTES)
+        alert = self._new_alert(user_id, symbol, target_price, condition, ttl, self._now_ms())
+        await self._write([alert])
+        return alert["alert_id"]
+
+    async def set_price_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Set many alerts at once; returns their ids in order. All are checked before any is written.
+
+        Each mapping holds ``user_id``, ``symbol``, ``target_price``, ``condition`` and
+        optionally ``ttl``, as for :meth:`set_price_alert`. Writes go in batches of 10,000
+        alerts, each batch one MULTI of a few variadic commands.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> specs = [{"user_id": "u1", "symbol": "BTCUSDT", "target_price": p, "condition": "above"}
+        ...          for p in (60_000.0, 70_000.0)]
+        >>> len(asyncio.run(PriceAlerts().set_price_alerts(specs)))
+        2
+        """
         now = self._now_ms()
-        expires_at = now + seconds * 1000
-        alert = {
-            "alert_id": alert_id,
-            "user_id": user_id,
-            "symbol": symbol,
-            "condition": condition,
-            "target_price": target,
+        new = [
+            self._new_alert(a["user_id"], a["symbol"], a["target_price"], a["condition"], a.get("ttl"), now)
+            for a in alerts
+        ]
+        for start in range(0, len(new), _WRITE_BATCH):
+            await self._write(new[start : start + _WRITE_BATCH])
+        return [a["alert_id"] for a in new]
+
+    def _new_alert(self, user_id, symbol, target_price, condition, ttl, now: int) -> dict[str, Any]:
+        """A validated alert record with a fresh id; raises before anything is written."""
+        seconds = self.default_ttl if ttl is None else check_ttl(ttl)
+        return {
+            "alert_id": secrets.token_urlsafe(_ALERT_ID_BYTES),
+            "user_id": validate_user_id(user_id),
+            "symbol": validate_symbol(symbol),
+            "condition": _check_condition(condition),
+            "target_price": _check_price(target_price, "target_price"),
             "created_at": now,
-            "expires_at": expires_at,
+            "expires_at": now + seconds * 1000,
         }
-        user_alerts = keys.user_alerts(user_id)
-        # One MULTI: the user's record and the symbol's indexes appear together. (On Redis
-        # Cluster they are two slots; the user's record is written first, and a record whose
-        # alert is gone is dropped by get_user_alerts.)
+
+    async def _write(self, alerts: list[dict[str, Any]]) -> None:
+        keys = self.keys
+        by_user: dict[str, list[dict]] = collections.defaultdict(list)
+        by_symbol: dict[str, list[dict]] = collections.defaultdict(list)
+        for alert in alerts:
+            by_user[alert["user_id"]].append(alert)
+            by_symbol[alert["symbol"]].append(alert)
+        # One MULTI: the users' records and the symbols' indexes appear together. (On Redis
+        # Cluster they are separate slots; the users' records are queued first, and a record
+        # whose alert is gone is dropped by get_user_alerts.)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(user_alerts, alert_id, symbol)
-            pipe.pexpireat(user_alerts, expires_at, nx=True)  # the record outlives no alert of it
-            pipe.pexpireat(user_alerts, expires_at, gt=True)
-            pipe.sadd(keys.user_alert_symbols(user_id), symbol)
-            pipe.hset(keys.alert_data(symbol), alert_id, codec.dumps(alert))
-            pipe.zadd(keys.alert_expiry(symbol), {alert_id: expires_at})
-            pipe.zadd(keys.alert_index(symbol, condition), {alert_id: target})
+            for user_id, mine in by_user.items():
+                user_alerts = keys.user_alerts(user_id)
+                latest = max(a["expires_at"] for a in mine)
+                pipe.hset(user_alerts, mapping={a["alert_id"]: a["symbol"] for a in mine})
+                pipe.pexpireat(user_alerts, latest, nx=True)  # the record outlives no alert of it
+                pipe.pexpireat(user_alerts, latest, gt=True)
+                pipe.sadd(keys.user_alert_symbols(user_id), *{a["symbol"] for a in mine})
+            for symbol, theirs in by_symbol.items():
+                pipe.hset(keys.alert_data(symbol), mapping={a["alert_id"]: codec.dumps(a) for a in theirs})
+                pipe.zadd(keys.alert_expiry(symbol), {a["alert_id"]: a["expires_at"] for a in theirs})
+                for condition in ALERT_CONDITIONS:
+                    targets = {a["alert_id"]: a["target_price"] for a in theirs if a["condition"] == condition}
+                    if targets:
+                        pipe.zadd(keys.alert_index(symbol, condition), targets)
             await pipe.execute()
-        return alert_id
 
     @property
     def keys(self) -> KeySchema:
