@@ -3,6 +3,7 @@
 from redtick.caches.alerts import FiredAlert, PriceAlerts
 from redtick.caches.base import BaseCache, EncryptedCache
 from redtick.caches.ratelimit import RateLimiter, RateLimitState
+from redtick.caches.repository import cached_repository
 from redtick.caches.sessions import UserSessionCache, user_session_cache
 from redtick.client import RedisClient, redis_client
 from redtick.config import Settings, get_settings
@@ -22,12 +23,14 @@ from redtick.errors import (
     Unavailable,
 )
 from redtick.keys import KeySchema
+from redtick.service import CacheService, cache_service
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
     "BaseCache",
+    "CacheService",
     "ConfigurationError",
     "ConflictError",
     "Connection",
@@ -49,6 +52,8 @@ __all__ = [
     "Settings",
     "Unavailable",
     "UserSessionCache",
+    "cache_service",
+    "cached_repository",
     "connect",
     "get_settings",
     "redis_client",
