@@ -2,6 +2,8 @@
 
 from redtick.caches.alerts import FiredAlert, PriceAlerts
 from redtick.caches.base import BaseCache, EncryptedCache
+from redtick.caches.market import MarketDataCache, market_data_cache
+from redtick.caches.prices import PriceCache, price_cache
 from redtick.caches.ratelimit import RateLimiter, RateLimitState
 from redtick.caches.repository import cached_repository
 from redtick.caches.sessions import UserSessionCache, user_session_cache
@@ -22,7 +24,9 @@ from redtick.errors import (
     RedtickError,
     Unavailable,
 )
+from redtick.frames import load_ohlcv, load_ticks, write_candles, write_ticks
 from redtick.keys import KeySchema
+from redtick.series import WriteResult
 from redtick.service import CacheService, cache_service
 
 __version__ = "0.1.0"
@@ -40,8 +44,10 @@ __all__ = [
     "InvalidData",
     "InvalidKey",
     "KeySchema",
+    "MarketDataCache",
     "NotFound",
     "PriceAlerts",
+    "PriceCache",
     "RateLimitState",
     "RateLimited",
     "RateLimiter",
@@ -52,10 +58,17 @@ __all__ = [
     "Settings",
     "Unavailable",
     "UserSessionCache",
+    "WriteResult",
     "cache_service",
     "cached_repository",
     "connect",
     "get_settings",
+    "load_ohlcv",
+    "load_ticks",
+    "market_data_cache",
+    "price_cache",
     "redis_client",
     "user_session_cache",
+    "write_candles",
+    "write_ticks",
 ]

@@ -6,18 +6,20 @@ process default unless ``conn=`` is given); the async ``PriceCache`` runs the sa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from redtick.caches.alerts import ALERT_CHECK_SCRIPT, alert_check_args, decode_fired
 from redtick.codec import CANDLE_DTYPE
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData
 from redtick.keys import validate_interval, validate_symbol
 from redtick.series import SeriesLayout, WriteResult
-from redtick.steps import gather, run
+from redtick.steps import Script, gather, run
 from redtick.ticks import normalise_ticks, times_ms, to_epoch_ms
 
 __all__ = [
@@ -90,7 +92,7 @@ def _time_bound(value: Any, name: str) -> int | None:
     return None if value is None else to_epoch_ms(value, name=name)
 
 
-def _symbols(symbol_or_symbols: str | Iterable[str]) -> tuple[list[str], bool]:
+def parse_symbols(symbol_or_symbols: str | Iterable[str]) -> tuple[list[str], bool]:
     if isinstance(symbol_or_symbols, str):
         return [validate_symbol(symbol_or_symbols)], False
     symbols = [validate_symbol(s) for s in symbol_or_symbols]
@@ -99,7 +101,7 @@ def _symbols(symbol_or_symbols: str | Iterable[str]) -> tuple[list[str], bool]:
     return symbols, True
 
 
-def _keyed(frames: list[pd.DataFrame], symbols: list[str]) -> pd.DataFrame:
+def keyed_frame(frames: list[pd.DataFrame], symbols: list[str]) -> pd.DataFrame:
     """One frame keyed by (symbol, ts) from per-symbol frames."""
     return pd.concat(frames, keys=symbols, names=["symbol", "ts"])
 
@@ -129,8 +131,19 @@ def write_plans(layout: SeriesLayout, symbol: str, ticks: Any, errors: str, batc
     batches = []
     for lo in range(0, len(records), batch_size):
         part = type(normalised)(records[lo : lo + batch_size], 0, {}, 0)
-        batches.append((len(part.records), lambda part=part: layout.write_plan(symbol, part)))
+        batches.append((len(part.records), lambda part=part: _write_and_check_alerts(layout, symbol, part)))
     return total, batches
+
+
+def _write_and_check_alerts(layout: SeriesLayout, symbol: str, part):
+    """Plan: write one batch, then fire the symbol's alerts its new ticks met (exactly once)."""
+    result = yield from layout.write_plan(symbol, part)
+    if result.written:
+        # Expiry is judged by the writer's wall clock, as alerts are created with it, not by
+        # the ticks' event time: a replay of old ticks must not resurrect expired alerts.
+        keys, args = alert_check_args(layout.keys, symbol, result.low, result.high, result.last, int(time.time() * 1000))
+        result.fired_alerts = decode_fired((yield Script(ALERT_CHECK_SCRIPT, keys, args)))
+    return result
 
 
 def retention_cutoffs(layout: SeriesLayout, newest_ms: int) -> tuple[int | None, int | None]:
@@ -244,10 +257,10 @@ def load_ticks(
     1970-01-01 00:01:01+00:00   11.0     2.0
     """
     conn = conn or connect()
-    symbols, many = _symbols(symbol_or_symbols)
+    symbols, many = parse_symbols(symbol_or_symbols)
     _columns(columns, TICK_COLUMNS, TICK_OPTIONAL)
     frames = run(conn.sync, lambda: ticks_read_plan(layout_of(conn), symbols, start, end, columns))
-    return _keyed(frames, symbols) if many else frames[0]
+    return keyed_frame(frames, symbols) if many else frames[0]
 
 
 def load_ohlcv(
@@ -285,11 +298,11 @@ def load_ohlcv(
     1970-01-01 00:01:00+00:00  11.0  11.0  11.0   11.0     2.0
     """
     conn = conn or connect()
-    symbols, many = _symbols(symbol_or_symbols)
+    symbols, many = parse_symbols(symbol_or_symbols)
     validate_interval(interval)
     _columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL)
     frames = run(conn.sync, lambda: candles_read_plan(layout_of(conn), symbols, interval, start, end, columns))
-    return _keyed(frames, symbols) if many else frames[0]
+    return keyed_frame(frames, symbols) if many else frames[0]
 
 
 def candles_from_frame(frame: pd.DataFrame | Iterable[dict], interval: str) -> tuple[np.ndarray, np.ndarray]:

@@ -308,6 +308,46 @@ class SeriesLayout:
         records = np.frombuffer(b"".join(b for b in blobs if b), dtype=TICK_DTYPE)
         return _between(records, records["ts"], start_ms, end_ms)
 
+    def recent_ticks_plan(self, symbol: str, limit: int, start_ms: int | None, end_ms: int | None):
+        """Plan: the newest ``limit`` records with ``start <= ts <= end``, oldest first.
+
+        Chunks are fetched newest first, a few per round trip, until ``limit`` records are in hand.
+        """
+        index = self.keys.tick_index(symbol)
+        low = "-inf" if start_ms is None else start_ms // self.chunk_ms * self.chunk_ms
+        high = "+inf" if end_ms is None else end_ms
+        (members,) = yield Batch([("ZREVRANGEBYSCORE", index, high, low)])
+        found: list[np.ndarray] = []
+        have = 0
+        per_trip = 4
+        for at in range(0, len(members), per_trip):
+            group = members[at : at + per_trip]
+            (blobs,) = yield Batch([("MGET", *(self.keys.tick_chunk(symbol, int(m)) for m in group))])
+            for blob in blobs:
+                records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+                records = _between(records, records["ts"], start_ms, end_ms)
+                found.append(records)
+                have += len(records)
+            if have >= limit:
+                break
+        if not found:
+            return np.zeros(0, dtype=TICK_DTYPE)
+        return np.concatenate(found[::-1])[-limit:] if limit else np.zeros(0, dtype=TICK_DTYPE)
+
+    def price_at_plan(self, symbol: str, at_ms: int):
+        """Plan: the last record at or before ``at_ms``, or None.
+
+        The chunk holding ``at_ms`` may start after it has no tick before ``at_ms``; the chunk
+        before it then ends before ``at_ms``, so two chunks always suffice.
+        """
+        (members,) = yield Batch([("ZREVRANGEBYSCORE", self.keys.tick_index(symbol), at_ms, "-inf", "LIMIT", 0, 2)])
+        if not members:
+            return None
+        (blobs,) = yield Batch([("MGET", *(self.keys.tick_chunk(symbol, int(m)) for m in reversed(members)))])
+        records = np.frombuffer(b"".join(b for b in blobs if b), dtype=TICK_DTYPE)
+        records = records[records["ts"] <= at_ms]
+        return records[-1] if len(records) else None
+
     def _stored_interval(self, interval: str) -> int:
         if interval not in self.intervals:
             raise InvalidData(f"interval {interval!r} is not stored; stored intervals are {', '.join(self.intervals)}")

@@ -83,9 +83,9 @@ def run(client, make_plan: Callable[[], Plan]) -> Any:
                     reply = pipe.execute() if step.commands else []
                     watcher = None
                 elif isinstance(step, Script):
-                    from redtick.scripts import script_for
+                    from redtick.scripts import bound
 
-                    reply = script_for(client, step.name)(keys=step.keys, args=step.args)
+                    reply = bound(client, step.name)(keys=step.keys, args=step.args)
                 else:
                     raise TypeError(f"unknown plan step {step!r}")
         except StopIteration as stop:
@@ -126,9 +126,9 @@ async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
                     reply = await pipe.execute() if step.commands else []
                     watcher = None
                 elif isinstance(step, Script):
-                    from redtick.scripts import script_for
+                    from redtick.scripts import bound
 
-                    reply = await script_for(client, step.name)(keys=step.keys, args=step.args)
+                    reply = await bound(client, step.name)(keys=step.keys, args=step.args)
                 else:
                     raise TypeError(f"unknown plan step {step!r}")
         except StopIteration as stop:

@@ -1,0 +1,282 @@
+"""``PriceCache``: the async face of the price series and candles, and the spec's alert calls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from redtick.caches.alerts import PriceAlerts
+from redtick.connection import Connection, connect
+from redtick.errors import InvalidData
+from redtick.frames import (
+    DEFAULT_BATCH,
+    candles_from_frame,
+    candles_read_plan,
+    keyed_frame,
+    layout_of,
+    parse_symbols,
+    retention_cutoffs,
+    ticks_read_plan,
+    write_plans,
+)
+from redtick.keys import validate_interval, validate_symbol
+from redtick.series import WriteResult
+from redtick.steps import run_async
+from redtick.ticks import to_epoch_ms
+
+__all__ = ["PriceCache", "price_cache"]
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise InvalidData(f"{name}={value!r}: expected a whole number from 1")
+    return int(value)
+
+
+class PriceCache:
+    """Price series, candles and alerts for the backend (async); the readers researchers use, too.
+
+    Writes go through the same plans as :func:`redtick.write_ticks`: every tick is kept once and
+    merged into every interval's candles in one transaction, then the symbol's alerts are checked.
+
+    Parameters
+    ----------
+    conn : Connection, optional
+        Defaults to ``redtick.connect()``.
+    alerts : PriceAlerts, optional
+        Where the alert calls go; defaults to one on the same connection.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> cache = PriceCache()
+    >>> async def demo():
+    ...     await cache.set_current_price("DOCSUSD", 50_000.0, volume=1_000.0)
+    ...     return await cache.get_current_price("DOCSUSD")
+    >>> asyncio.run(demo())
+    50000.0
+    """
+
+    def __init__(self, conn: Connection | None = None, alerts: PriceAlerts | None = None):
+        self._conn = conn
+        self._alerts = alerts
+
+    def __repr__(self) -> str:
+        return "PriceCache()"
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = connect()
+        return self._conn
+
+    @property
+    def alerts(self) -> PriceAlerts:
+        if self._alerts is None:
+            self._alerts = PriceAlerts(self.conn)
+        return self._alerts
+
+    @property
+    def layout(self):
+        return layout_of(self.conn)
+
+    async def _run(self, make_plan):
+        return await run_async(self.conn.async_client(), make_plan)
+
+    # -- writing ---------------------------------------------------------------------------------
+    async def write_ticks(
+        self, ticks: Any, symbol: str, *, errors: Literal["raise", "skip"] = "raise", batch_size: int = DEFAULT_BATCH
+    ) -> WriteResult:
+        """Store ticks, update candles and fire alerts; the async twin of :func:`redtick.write_ticks`."""
+        layout = self.layout
+        total, batches = write_plans(layout, symbol, ticks, errors, batch_size)
+        for _, make_plan in batches:
+            total += await self._run(make_plan)
+        if total.written:
+            newest = await self._run(lambda: layout.newest_plan(total.symbol))
+            total.trimmed_chunks += await self._run(
+                lambda: layout.trim_plan(total.symbol, *retention_cutoffs(layout, newest)))
+        return total
+
+    async def set_current_price(
+        self,
+        symbol: str,
+        price: float,
+        volume: float = 0.0,
+        *,
+        timestamp: Any = None,
+        trade_id: int | None = None,
+        side: str | None = None,
+    ) -> WriteResult:
+        """Record a price update as a tick of the series (time defaults to now).
+
+        Without a ``trade_id`` the tick's id is the nanosecond clock, so two updates in one
+        millisecond stay two ticks in the order they were made.
+        """
+        now_ns = time.time_ns()
+        ts = now_ns // 1_000_000 if timestamp is None else to_epoch_ms(timestamp, name="timestamp")
+        tick = {"ts": ts, "price": price, "volume": volume, "trade_id": now_ns if trade_id is None else trade_id}
+        if side is not None:
+            tick["side"] = side
+        return await self.write_ticks([tick], symbol)
+
+    async def get_current_quote(self, symbol: str) -> dict[str, Any] | None:
+        """The newest tick as ``{symbol, price, volume, timestamp, ts}``, or None."""
+        raw = await self.conn.async_client().hgetall(self.conn.keys.current_price(validate_symbol(symbol)))
+        if not raw:
+            return None
+        ts = int(raw[b"ts"])
+        return {"symbol": symbol, "price": float(raw[b"price"]), "volume": float(raw[b"volume"]),
+                "timestamp": _iso(ts), "ts": ts}
+
+    async def get_current_price(self, symbol: str) -> float | None:
+        """The newest price of ``symbol``, or None."""
+        quote = await self.get_current_quote(symbol)
+        return None if quote is None else quote["price"]
+
+    async def get_price_change(self, symbol: str, period_minutes: int = 1440, *, at: Any = None) -> dict[str, Any] | None:
+        """Change of the price over ``period_minutes`` up to ``at`` (default: the newest tick).
+
+        Returns ``{symbol, period_minutes, current_price, previous_price, change, change_percent,
+        from_time, to_time}``; ``previous_price`` is the last tick at or before the period's start.
+        None when the series has no tick at or before that time.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = PriceCache()
+        >>> async def demo():
+        ...     await cache.set_current_price("CHG", 100.0, timestamp="2024-01-01T00:00:00Z")
+        ...     await cache.set_current_price("CHG", 110.0, timestamp="2024-01-01T01:00:00Z")
+        ...     change = await cache.get_price_change("CHG", period_minutes=60)
+        ...     return change["change"], change["change_percent"]
+        >>> asyncio.run(demo())
+        (10.0, 10.0)
+        """
+        symbol = validate_symbol(symbol)
+        minutes = _positive_int(period_minutes, "period_minutes")
+        layout = self.layout
+        if at is None:
+            end = await self._run(lambda: layout.newest_plan(symbol))
+            if end is None:
+                return None
+        else:
+            end = to_epoch_ms(at, name="at")
+        start = end - minutes * 60_000
+        current = await self._run(lambda: layout.price_at_plan(symbol, end))
+        previous = await self._run(lambda: layout.price_at_plan(symbol, start))
+        if current is None or previous is None:
+            return None
+        now, before = float(current["price"]), float(previous["price"])
+        return {
+            "symbol": symbol,
+            "period_minutes": minutes,
+            "current_price": now,
+            "previous_price": before,
+            "change": now - before,
+            "change_percent": (now - before) / before * 100.0,
+            "from_time": _iso(int(previous["ts"])),
+            "to_time": _iso(int(current["ts"])),
+        }
+
+    async def get_price_history(
+        self, symbol: str, limit: int = 100, start_time: Any = None, end_time: Any = None
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` ticks between ``start_time`` and ``end_time`` (inclusive), oldest first."""
+        symbol = validate_symbol(symbol)
+        limit = _positive_int(limit, "limit")
+        start = None if start_time is None else to_epoch_ms(start_time, name="start_time")
+        end = None if end_time is None else to_epoch_ms(end_time, name="end_time")
+        records = await self._run(lambda: self.layout.recent_ticks_plan(symbol, limit, start, end))
+        return [
+            {"timestamp": _iso(ts), "ts": ts, "price": price, "volume": volume, "trade_id": trade_id, "side": side}
+            for ts, trade_id, price, volume, side in zip(
+                records["ts"].tolist(), records["id"].tolist(), records["price"].tolist(),
+                records["volume"].tolist(), records["side"].tolist(), strict=True)
+        ]
+
+    # -- research reads, async ---------------------------------------------------------------------
+    async def load_ticks(self, symbol_or_symbols: str | Iterable[str], start: Any = None, end: Any = None, *,
+                         columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The async twin of :func:`redtick.load_ticks`."""
+        symbols, many = parse_symbols(symbol_or_symbols)
+        result = await self._run(lambda: ticks_read_plan(self.layout, symbols, start, end, columns))
+        return keyed_frame(result, symbols) if many else result[0]
+
+    async def load_ohlcv(self, symbol_or_symbols: str | Iterable[str], interval: str = "1m", start: Any = None,
+                         end: Any = None, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The async twin of :func:`redtick.load_ohlcv`."""
+        symbols, many = parse_symbols(symbol_or_symbols)
+        validate_interval(interval)
+        result = await self._run(lambda: candles_read_plan(self.layout, symbols, interval, start, end, columns))
+        return keyed_frame(result, symbols) if many else result[0]
+
+    # -- candles -----------------------------------------------------------------------------------
+    async def set_ohlcv_data(self, symbol: str, interval: str, candles: pd.DataFrame | Iterable[dict]) -> int:
+        """Store candles from elsewhere (each needs a ``timestamp``/``ts`` bucket start); returns how many."""
+        starts, packed = candles_from_frame(candles, interval)
+        return await self._run(lambda: self.layout.set_candles_plan(symbol, interval, starts, packed))
+
+    async def get_ohlcv_data(self, symbol: str, interval: str = "1h", start_time: Any = None, end_time: Any = None,
+                             limit: int | None = None) -> list[dict[str, Any]]:
+        """Candles as dicts ``{timestamp, ts, open, high, low, close, volume, count}``, oldest first.
+
+        ``limit`` keeps the newest ``limit`` candles.
+        """
+        frame = await self.load_ohlcv(symbol, interval, start_time, end_time,
+                                      columns=["open", "high", "low", "close", "volume", "count"])
+        if limit is not None:
+            frame = frame.iloc[-_positive_int(limit, "limit"):]
+        ms = frame.index.asi8.tolist()
+        rows = frame.to_dict("records")
+        return [{"timestamp": _iso(ts), "ts": ts, **{k: (None if v != v else v) for k, v in row.items()}}
+                for ts, row in zip(ms, rows, strict=True)]
+
+    # -- housekeeping ------------------------------------------------------------------------------
+    async def get_all_symbols(self) -> list[str]:
+        """Symbols that have a price series or candles."""
+        members = await self.conn.async_client().smembers(self.conn.keys.series_symbols())
+        return sorted(m.decode() for m in members)
+
+    async def cleanup_old_data(self, days: float = 7) -> dict[str, int]:
+        """Delete tick and candle chunks that ended more than ``days`` ago (wall clock).
+
+        Returns ``{"symbols": checked, "chunks_removed": n}``.
+        """
+        if isinstance(days, bool) or not isinstance(days, int | float) or not days > 0:
+            raise InvalidData(f"days={days!r}: expected a positive number")
+        cutoff = int(time.time() * 1000 - days * 86_400_000)
+        removed = 0
+        symbols = await self.get_all_symbols()
+        for symbol in symbols:
+            removed += await self._run(lambda symbol=symbol: self.layout.trim_plan(symbol, cutoff, cutoff))
+        return {"symbols": len(symbols), "chunks_removed": removed}
+
+    # -- alerts (the spec's calls on price_cache) --------------------------------------------------
+    async def set_price_alert(self, user_id: str, symbol: str, target_price: float, condition: str,
+                              ttl: int | None = None) -> str:
+        """Set an alert; see :meth:`PriceAlerts.set_price_alert`."""
+        return await self.alerts.set_price_alert(user_id, symbol, target_price, condition, ttl=ttl)
+
+    async def get_user_alerts(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's live alerts; see :meth:`PriceAlerts.get_user_alerts`."""
+        return await self.alerts.get_user_alerts(user_id)
+
+    async def delete_price_alert(self, user_id: str, alert_id: str) -> bool:
+        """Delete one of the user's alerts; see :meth:`PriceAlerts.delete_price_alert`."""
+        return await self.alerts.delete_price_alert(user_id, alert_id)
+
+    async def check_price_alerts(self, symbol: str, price: float) -> list[str]:
+        """Fire the alerts ``price`` meets, each exactly once; returns their ids."""
+        return await self.alerts.check_price_alerts(symbol, price)
+
+
+price_cache = PriceCache()
