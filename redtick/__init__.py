@@ -1,5 +1,6 @@
 """redtick: a Redis-backed market data cache for a trading backend, and a research toolkit over it."""
 
+from redtick import snapshot
 from redtick.caches.alerts import FiredAlert, PriceAlerts
 from redtick.caches.base import BaseCache, EncryptedCache
 from redtick.caches.market import MarketDataCache, market_data_cache
@@ -68,6 +69,7 @@ __all__ = [
     "market_data_cache",
     "price_cache",
     "redis_client",
+    "snapshot",
     "user_session_cache",
     "write_candles",
     "write_ticks",

@@ -256,9 +256,17 @@ class KeySchema:
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self, name: str, part: int | None = None) -> str:
-        """Key of an Arrow snapshot, or of one of its parts when it is split."""
-        base = self.key("snapshot", validate_name(name, "snapshot name"))
+        """Hash describing an Arrow snapshot, or the key of one of its byte parts.
+
+        The name is the hash tag, so a snapshot and its parts share a slot and are replaced in
+        one transaction.
+        """
+        base = f"{self.prefix}snapshot:{{{validate_name(name, 'snapshot name')}}}"
         return base if part is None else f"{base}:part:{int(part)}"
+
+    def snapshot_pattern(self) -> str:
+        """Pattern of every snapshot key (descriptions and parts)."""
+        return self.prefix + "snapshot:*"
 
     # -- HTTP response cache ---------------------------------------------------------------------
     def response(self, key_prefix: str, digest: str) -> str:
