@@ -15,6 +15,15 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(data_dir=args.data, out=args.out)
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from redtick.ingest import format_report, ingest_file
+
+    report = ingest_file(args.file, args.symbol, kind=args.kind, interval=args.interval,
+                         chunk_rows=args.chunk_rows, progress=not args.quiet)
+    print(format_report(report))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -32,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", default="data", help="folder with the sample data (default: data)")
     demo.add_argument("--out", default="reports", help="folder for the HTML report (default: reports)")
     demo.set_defaults(func=_demo)
+    ingest = sub.add_parser("ingest", help="load a CSV or Parquet file of ticks or candles")
+    ingest.add_argument("file", help="a .csv or .parquet file")
+    ingest.add_argument("--symbol", required=True, help="the symbol to store it under, such as ES or BTCUSDT")
+    ingest.add_argument("--kind", choices=["auto", "ticks", "candles"], default="auto",
+                        help="auto: candles when the file has open/high/low/close columns (default)")
+    ingest.add_argument("--interval", help="the candles' interval, such as 1m (guessed from bar times if omitted)")
+    ingest.add_argument("--chunk-rows", type=int, default=250_000, help="rows per write (default: 250000)")
+    ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=_ingest)
     serve = sub.add_parser("serve", help="run the HTTP API (FastAPI) with uvicorn")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")

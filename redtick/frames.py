@@ -20,7 +20,7 @@ from redtick.errors import InvalidData
 from redtick.keys import validate_interval, validate_symbol
 from redtick.series import SeriesLayout, WriteResult
 from redtick.steps import Script, gather, run
-from redtick.ticks import normalise_ticks, times_ms, to_epoch_ms
+from redtick.ticks import normalise_ticks, screen_rows, times_ms, to_epoch_ms
 
 __all__ = [
     "CANDLE_COLUMNS",
@@ -305,55 +305,67 @@ def load_ohlcv(
     return keyed_frame(frames, symbols) if many else frames[0]
 
 
-def candles_from_frame(frame: pd.DataFrame | Iterable[dict], interval: str) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket starts and packed candles from bars with a time and open/high/low/close[/volume/count].
+def candles_from_frame(
+    frame: pd.DataFrame | Iterable[dict], interval: str, *, errors: Literal["raise", "skip"] = "raise"
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Bucket starts, packed candles and rejections from bars with a time and open/high/low/close[/volume/count].
 
     The time is the bucket start: a DatetimeIndex or a ``ts``/``timestamp``/``time`` column.
-    Raises InvalidData for a missing time, a non-finite or non-positive price, high below low,
-    a negative volume, or a time that is not on the interval's grid.
+    A row is bad when its time is missing or off the interval's grid, a price is not finite and
+    positive, high or low do not bound open and close, the volume is negative, or an earlier
+    row has the same time; ``errors`` says whether that raises or drops the row.
     """
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame.from_records(list(frame))
     iv = validate_interval(interval)
-    ms = times_ms(frame)
-    if np.isnan(ms).any():
-        raise InvalidData(f"{int(np.isnan(ms).sum())} candles have a missing or unparseable time")
-    starts = ms.astype(np.int64)
     missing = [c for c in ("open", "high", "low", "close") if c not in frame.columns]
     if missing:
         raise InvalidData(f"candles need columns {missing}")
+    ms = times_ms(frame)
     out = np.zeros(len(frame), dtype=CANDLE_DTYPE)
-    for name in ("open", "high", "low", "close"):
-        out[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64, na_value=np.nan)
-    out["volume"] = pd.to_numeric(frame["volume"], errors="coerce").to_numpy(np.float64, na_value=np.nan) \
-        if "volume" in frame.columns else 0.0
+    for name in ("open", "high", "low", "close", "volume"):
+        out[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64, na_value=np.nan) \
+            if name in frame.columns else 0.0
     prices = np.stack([out[n] for n in ("open", "high", "low", "close")])
-    if not np.all(np.isfinite(prices) & (prices > 0)):
-        raise InvalidData("candle prices must be finite and positive")
-    if np.any(out["high"] < np.maximum(out["open"], out["close"])) or np.any(out["low"] > np.minimum(out["open"], out["close"])):
-        raise InvalidData("candle high must be >= open, close and low; low must be <= open and close")
-    if not np.all(np.isfinite(out["volume"]) & (out["volume"] >= 0)):
-        raise InvalidData("candle volume must be finite and not negative")
-    if np.any(starts % iv):
-        raise InvalidData(f"candle times must be on the {interval} grid from the epoch")
-    if len(np.unique(starts)) != len(starts):
-        raise InvalidData("two candles have the same time")
+    starts = np.where(np.isnan(ms), 0, ms).astype(np.int64)
+    reasons = {
+        "unparseable time": np.isnan(ms),
+        "price is missing, NaN, infinite or not positive": ~np.all(np.isfinite(prices) & (prices > 0), axis=0),
+        "high or low does not bound open and close": (out["high"] < np.maximum(out["open"], out["close"]))
+        | (out["low"] > np.minimum(out["open"], out["close"])),
+        "volume is NaN, infinite or negative": ~(np.isfinite(out["volume"]) & (out["volume"] >= 0)),
+        f"time is not on the {interval} grid from the epoch": starts % iv != 0,
+        "an earlier candle has the same time": pd.Series(starts).duplicated().to_numpy() & ~np.isnan(ms),
+    }
+    bad, rejected = screen_rows(reasons, len(frame), errors, "candles")
     out["count"] = pd.to_numeric(frame["count"], errors="coerce").fillna(-1).to_numpy(np.int64) \
         if "count" in frame.columns else -1
     # An imported candle spans its whole bucket: its open and close stand unless ticks come earlier or later.
     out["first_ts"], out["first_id"] = starts, np.iinfo(np.int64).min
     out["last_ts"], out["last_id"] = starts + iv - 1, np.iinfo(np.int64).max
-    order = np.argsort(starts)
-    return starts[order], out[order]
+    starts, out = starts[~bad], out[~bad]
+    order = np.argsort(starts, kind="stable")
+    return starts[order], out[order], rejected
 
 
 def write_candles(candles: pd.DataFrame | Iterable[dict], symbol: str, interval: str, *,
-                  conn: Connection | None = None) -> int:
+                  conn: Connection | None = None, errors: Literal["raise", "skip"] = "raise") -> WriteResult:
     """Store whole candles from elsewhere (an exchange, a file) in the same keys the tick writer fills.
 
-    Each candle replaces its bucket. Returns how many were stored.
+    Each candle replaces its bucket, and the stored intervals that are multiples of ``interval``
+    are rebuilt over the same span. Bad rows raise, or with ``errors="skip"`` are dropped and
+    counted in ``rejected``.
+
+    Examples
+    --------
+    >>> import redtick
+    >>> bars = [{"ts": "2024-01-01T00:00Z", "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 7.0}]
+    >>> redtick.write_candles(bars, "DOCSBAR", "1m").written
+    1
     """
     conn = conn or connect()
-    starts, packed = candles_from_frame(candles, interval)
-    return run(conn.sync, lambda: layout_of(conn).set_candles_plan(symbol, interval, starts, packed))
-
+    symbol = validate_symbol(symbol)
+    frame = candles if isinstance(candles, pd.DataFrame) else pd.DataFrame.from_records(list(candles))
+    starts, packed, rejected = candles_from_frame(frame, interval, errors=errors)
+    written = run(conn.sync, lambda: layout_of(conn).set_candles_plan(symbol, interval, starts, packed))
+    return WriteResult(symbol, received=len(frame), written=written, rejected=rejected)

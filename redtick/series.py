@@ -61,9 +61,9 @@ class WriteResult:
             self.rejected[reason] = self.rejected.get(reason, 0) + n
         self.candles_updated += other.candles_updated
         self.trimmed_chunks += other.trimmed_chunks
-        if other.written:
-            self.low = np.nanmin([self.low, other.low])
-            self.high = np.nanmax([self.high, other.high])
+        if other.written and not math.isnan(other.last):
+            self.low = other.low if math.isnan(self.low) else min(self.low, other.low)
+            self.high = other.high if math.isnan(self.high) else max(self.high, other.high)
             self.last = other.last
         self.fired_alerts.extend(other.fired_alerts)
         return self

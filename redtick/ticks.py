@@ -18,7 +18,7 @@ import pandas as pd
 from redtick.codec import TICK_DTYPE
 from redtick.errors import InvalidData
 
-__all__ = ["NormalisedTicks", "normalise_ticks", "times_ms", "to_epoch_ms"]
+__all__ = ["NormalisedTicks", "normalise_ticks", "screen_rows", "times_ms", "to_epoch_ms"]
 
 # Times outside [1970, 2200) are almost certainly a unit mistake (seconds for ms, ns for ms).
 MIN_TS_MS = 0
@@ -153,6 +153,24 @@ def _rank_within_ms(ts: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def screen_rows(reasons: dict[str, np.ndarray], rows: int, errors: str, what: str) -> tuple[np.ndarray, dict[str, int]]:
+    """A mask of bad rows and their counts by reason (a row counts once, under its first reason).
+
+    With ``errors="raise"`` any bad row raises InvalidData naming every reason and its count.
+    """
+    bad = np.zeros(rows, dtype=bool)
+    rejected: dict[str, int] = {}
+    for reason, mask in reasons.items():
+        fresh = mask & ~bad
+        if fresh.any():
+            rejected[reason] = int(fresh.sum())
+        bad |= mask
+    if rejected and errors == "raise":
+        detail = ", ".join(f"{n} {reason}" for reason, n in rejected.items())
+        raise InvalidData(f"{int(bad.sum())} of {rows} {what} are invalid ({detail}); nothing was written")
+    return bad, rejected
+
+
 def normalise_ticks(ticks: Any, *, errors: Literal["raise", "skip"] = "raise") -> NormalisedTicks:
     """Validate ``ticks`` and pack them as records sorted by (ts, id), duplicates dropped.
 
@@ -190,17 +208,7 @@ def normalise_ticks(ticks: Any, *, errors: Literal["raise", "skip"] = "raise") -
         "trade id is missing or not a whole number": bad_id,
         "side is not buy or sell": bad_side,
     }
-    bad = np.zeros(len(frame), dtype=bool)
-    rejected: dict[str, int] = {}
-    for reason, mask in reasons.items():
-        fresh = mask & ~bad  # a row counts once, under its first reason
-        if fresh.any():
-            rejected[reason] = int(fresh.sum())
-        bad |= mask
-    if rejected and errors == "raise":
-        detail = ", ".join(f"{n} {reason}" for reason, n in rejected.items())
-        raise InvalidData(f"{int(bad.sum())} of {len(frame)} ticks are invalid ({detail}); nothing was written")
-
+    bad, rejected = screen_rows(reasons, len(frame), errors, "ticks")
     keep = ~bad
     records = np.empty(int(keep.sum()), dtype=TICK_DTYPE)
     records["ts"] = ts[keep].astype(np.int64)

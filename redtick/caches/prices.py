@@ -222,7 +222,7 @@ class PriceCache:
     # -- candles -----------------------------------------------------------------------------------
     async def set_ohlcv_data(self, symbol: str, interval: str, candles: pd.DataFrame | Iterable[dict]) -> int:
         """Store candles from elsewhere (each needs a ``timestamp``/``ts`` bucket start); returns how many."""
-        starts, packed = candles_from_frame(candles, interval)
+        starts, packed, _ = candles_from_frame(candles, interval)
         return await self._run(lambda: self.layout.set_candles_plan(symbol, interval, starts, packed))
 
     async def get_ohlcv_data(self, symbol: str, interval: str = "1h", start_time: Any = None, end_time: Any = None,
