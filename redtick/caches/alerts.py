@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from redtick import codec, scripts
-from redtick.caches.base import check_ttl
-from redtick.connection import Connection, connect
+from redtick.caches.base import BaseCache
+from redtick.connection import Connection
 from redtick.errors import InvalidData
 from redtick.keys import ALERT_CONDITIONS, KeySchema, validate_id, validate_symbol, validate_user_id
 
@@ -179,13 +179,14 @@ def decode_fired(reply: Sequence[Any]) -> list[FiredAlert]:
     return [FiredAlert.from_record(record) for record in reply[1::2]]
 
 
-class PriceAlerts:
+class PriceAlerts(BaseCache):
     """Price alerts per symbol, indexed by target price, that fire exactly once.
 
     Each condition of a symbol has a sorted set of alert ids scored by target price, so a check
     reads only the alerts it fires (a range of each set). Firing, logging to the owner's log and
     publishing happen in one script (see :func:`alert_check_args`). The spec's ``price_cache``
-    delegates its alert calls here.
+    delegates its alert calls here. As a :class:`BaseCache` with prefix ``alerts``, its
+    ``clear()`` and ``count_keys()`` cover every symbol's alert keys and fired logs.
 
     Parameters
     ----------
@@ -215,23 +216,8 @@ class PriceAlerts:
         default_ttl: int = 30 * 86_400,
         clock: Callable[[], float] = time.time,
     ):
-        self._conn = conn
-        self.default_ttl = check_ttl(default_ttl, name="default_ttl")
+        super().__init__("alerts", default_ttl, conn)
         self.clock = clock
-
-    def __repr__(self) -> str:
-        return f"PriceAlerts(default_ttl={self.default_ttl})"
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            self._conn = connect()
-        return self._conn
-
-    @property
-    def redis(self):
-        """The async client of the running event loop."""
-        return self.conn.async_client()
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -283,7 +269,7 @@ class PriceAlerts:
 
     def _new_alert(self, user_id, symbol, target_price, condition, ttl, now: int) -> dict[str, Any]:
         """A validated alert record with a fresh id; raises before anything is written."""
-        seconds = self.default_ttl if ttl is None else check_ttl(ttl)
+        seconds = self._ttl(ttl)
         return {
             "alert_id": secrets.token_urlsafe(_ALERT_ID_BYTES),
             "user_id": validate_user_id(user_id),
@@ -320,10 +306,6 @@ class PriceAlerts:
                     if targets:
                         pipe.zadd(keys.alert_index(symbol, condition), targets)
             await pipe.execute()
-
-    @property
-    def keys(self) -> KeySchema:
-        return self.conn.keys
 
     async def get_user_alerts(self, user_id: str) -> list[dict[str, Any]]:
         """The user's live alerts, oldest first; records of fired, deleted or expired ones are dropped.
