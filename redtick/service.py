@@ -319,7 +319,10 @@ class CacheService:
         >>> isinstance(asyncio.run(CacheService().cleanup_expired_data()), dict)
         True
         """
-        return {"expired_sessions": await self.get_session_cache().cleanup_expired_sessions()}
+        results = {"expired_sessions": await self.get_session_cache().cleanup_expired_sessions()}
+        for step, removed in (await self.get_price_cache().cleanup_old_data()).items():
+            results[f"price_{step}"] = removed
+        return results
 
     async def clear_all_cache(self) -> dict[str, Any]:
         """Delete every key in redtick's namespace (and nothing outside it); returns counts.
@@ -347,6 +350,18 @@ class CacheService:
         if name not in self._caches:
             self._caches[name] = factory()
         return self._caches[name]
+
+    def get_market_cache(self):
+        """The service's :class:`~redtick.caches.market.MarketDataCache`, on its connection."""
+        from redtick.caches.market import MarketDataCache
+
+        return self._cache("market", lambda: MarketDataCache(conn=self.conn))
+
+    def get_price_cache(self):
+        """The service's :class:`~redtick.caches.prices.PriceCache`, on its connection (alerts shared)."""
+        from redtick.caches.prices import PriceCache
+
+        return self._cache("price", lambda: PriceCache(conn=self.conn, alerts=self.get_alerts()))
 
     def get_session_cache(self):
         """The service's :class:`~redtick.caches.sessions.UserSessionCache`, on its connection."""

@@ -110,6 +110,7 @@ async def test_start_stop_and_periodic_maintenance(conn):
         await until(lambda: service.maintenance_runs >= 3)
         assert service.last_maintenance["ok"] is True
         assert "expired_sessions" in service.last_maintenance["cleanup"]
+        assert any(step.startswith("price_") for step in service.last_maintenance["cleanup"])
     finally:
         await service.stop()
     assert not service.is_running

@@ -95,7 +95,7 @@ async def test_clear_needs_confirm_and_stays_in_the_namespace(client, conn):
 
 async def test_cleanup(client):
     response = await client.post(f"{API}/cleanup", headers=ADMIN)
-    assert response.status_code == 200 and response.json()["data"] == {"expired_sessions": 0}
+    assert response.status_code == 200 and response.json()["data"]["expired_sessions"] == 0
 
 
 async def test_sessions_show_only_the_callers_own(client, conn):
@@ -109,7 +109,7 @@ async def test_sessions_show_only_the_callers_own(client, conn):
     assert (await client.get(f"{API}/sessions/alice")).status_code == 401
     assert (await client.get(f"{API}/sessions/alice", headers={"Authorization": "Bearer nope"})).status_code == 401
     bad = await client.get(f"{API}/sessions/al ice", headers=alice)
-    assert bad.status_code == 422 and "user id" in bad.json()["message"]
+    assert bad.status_code == 422 and "user_id" in bad.json()["message"]
 
 
 async def test_price_alerts_belong_to_their_owner(client, conn):
@@ -159,11 +159,32 @@ async def test_redis_down_is_503_with_a_json_body():
         assert alerts.status_code == 503 and "s3cretpw" not in alerts.text
 
 
+async def test_market_data_price_and_symbols(client, conn):
+    service = CacheService(conn)
+    market, prices = service.get_market_cache(), service.get_price_cache()
+    assert (await client.get(f"{API}/market-data/BTCUSDT")).status_code == 404
+    assert (await client.get(f"{API}/price/BTCUSDT")).status_code == 404
+    await market.set_symbol_price("BTCUSDT", {"price": 50000.0, "volume": 1000.0})
+    await market.set_order_book("BTCUSDT", {"bids": [[49950.0, 1.5]], "asks": [[50050.0, 1.2]]})
+    await market.add_trade_history("BTCUSDT", {"price": 50000.0, "quantity": 0.1, "side": "buy"})
+    await prices.set_current_price("ETHUSDT", 2500.0, volume=3.0)
+    data = (await client.get(f"{API}/market-data/BTCUSDT", headers={"Accept": "text/json"})).json()["data"]
+    assert data["symbol"] == "BTCUSDT" and data["price"]["price"] == 50000.0
+    assert data["order_book"]["bids"] == [[49950.0, 1.5]] and data["trade"]["side"] == "buy"
+    quote = (await client.get(f"{API}/price/ETHUSDT", headers={"Accept": "text/json"})).json()["data"]
+    assert quote["symbol"] == "ETHUSDT" and quote["price"] == 2500.0
+    listed = (await client.get(f"{API}/symbols")).json()["data"]
+    assert listed == {"symbols": ["BTCUSDT", "ETHUSDT"], "count": 2}
+    bad = await client.get(f"{API}/market-data/btc usdt")
+    assert bad.status_code == 422 and "symbol" in bad.json()["message"]
+
+
 def test_openapi_documents_every_endpoint_and_both_security_schemes(app):
     schema = app.openapi()
     assert set(schema["components"]["securitySchemes"]) == {"SessionBearer", "AdminToken"}
     operations = {(path.removeprefix(API), method) for path, item in schema["paths"].items() for method in item}
     assert operations >= {
+        ("/market-data/{symbol}", "get"), ("/price/{symbol}", "get"), ("/symbols", "get"),
         ("/health", "get"), ("/stats", "get"), ("/sessions/{user_id}", "get"), ("/price-alerts", "get"),
         ("/price-alert", "post"), ("/price-alert/{alert_id}", "delete"), ("/cleanup", "post"), ("/clear", "delete"),
     }
@@ -193,7 +214,7 @@ def test_schemathesis_finds_no_server_error(conn):
                 failures.append((case.method, case.formatted_path, response.status_code, str(exc)[:300]))
 
         run()
-    assert len(calls) > 50 and len(set(calls)) == 8
+    assert len(calls) > 50 and len(set(calls)) == 11
     assert failures == []
 
 

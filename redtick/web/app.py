@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redtick import errors
 from redtick.connection import Connection
-from redtick.keys import validate_user_id
+from redtick.keys import validate_symbol, validate_user_id
 from redtick.service import CacheService, cache_service
 from redtick.web import models
 from redtick.web.response_cache import cache_response
@@ -24,6 +25,8 @@ __all__ = ["create_app", "router"]
 
 API_PREFIX = "/api/v1/cache"
 HEALTH_TTL = 2  # seconds; health counts keys by SCAN, so a burst of probes shares one scan
+MARKET_TTL = 1  # market data moves: a second of staleness, but ETag/304 and one Redis read per burst
+SYMBOLS_TTL = 5
 
 _session_scheme = HTTPBearer(
     auto_error=False, scheme_name="SessionBearer", description="`Authorization: Bearer <session id>` of a live session"
@@ -124,6 +127,69 @@ async def stats(service: Service) -> Any:
     return {"status": "success", "data": await service.get_cache_summary()}
 
 
+SymbolPath = Annotated[
+    str, Path(description="1-32 of A-Z 0-9 . _ - /", pattern=r"^[A-Z0-9._/-]{1,32}$", examples=["BTCUSDT"])
+]
+
+
+@router.get(
+    "/market-data/{symbol}",
+    response_model=models.MarketDataResponse,
+    responses=_errors(404, 422, 503),
+    summary="Cached price, order book and latest trade of a symbol",
+)
+@cache_response(ttl=MARKET_TTL, key_prefix="market_data")
+async def market_data(symbol: SymbolPath, request: Request, service: Service) -> Any:
+    """The symbol's cached price, order book, latest trade and 24h stats; 404 if none is cached."""
+    market = service.get_market_cache()
+    symbol = validate_symbol(symbol)
+    price, book, trades, stats_24h = await asyncio.gather(
+        market.get_symbol_price(symbol), market.get_order_book(symbol),
+        market.get_trade_history(symbol, limit=1), market.get_24h_stats(symbol),
+    )
+    if price is None and book is None and not trades and stats_24h is None:
+        raise errors.NotFound(f"no market data cached for {symbol}")
+    data = {"symbol": symbol, "price": price, "order_book": book, "trade": trades[0] if trades else None,
+            "stats_24h": stats_24h}
+    return {"status": "success", "data": data}
+
+
+@router.get(
+    "/price/{symbol}",
+    response_model=models.PriceResponse,
+    responses=_errors(404, 422, 503),
+    summary="Newest price of a symbol and its 1h and 24h change",
+)
+@cache_response(ttl=MARKET_TTL, key_prefix="price")
+async def price(symbol: SymbolPath, request: Request, service: Service) -> Any:
+    """The newest tick of the symbol's price series with its 1h and 24h change; 404 if none."""
+    prices = service.get_price_cache()
+    symbol = validate_symbol(symbol)
+    quote = await prices.get_current_quote(symbol)
+    if quote is None:
+        raise errors.NotFound(f"no price cached for {symbol}")
+    change_1h, change_24h = await asyncio.gather(
+        prices.get_price_change(symbol, period_minutes=60), prices.get_price_change(symbol, period_minutes=1440)
+    )
+    return {"status": "success", "data": {**quote, "change_1h": change_1h, "change_24h": change_24h}}
+
+
+@router.get(
+    "/symbols",
+    response_model=models.SymbolsResponse,
+    responses=_errors(503),
+    summary="Every symbol with cached market data or a price series",
+)
+@cache_response(ttl=SYMBOLS_TTL, key_prefix="symbols")
+async def symbols(request: Request, service: Service) -> Any:
+    """Symbols priced in the market cache within the last day, or with a price series."""
+    market, series = await asyncio.gather(
+        service.get_market_cache().get_all_symbols(), service.get_price_cache().get_all_symbols()
+    )
+    merged = sorted(set(market) | set(series))
+    return {"status": "success", "data": {"symbols": merged, "count": len(merged)}}
+
+
 @router.get(
     "/sessions/{user_id}",
     response_model=models.SessionsResponse,
@@ -131,7 +197,9 @@ async def stats(service: Service) -> Any:
     summary="The caller's own sessions",
 )
 async def sessions(
-    user_id: Annotated[str, Path(description="Must be the caller's own user id")], caller: User, service: Service
+    user_id: Annotated[str, Path(description="Must be the caller's own user id", pattern=r"^[A-Za-z0-9._@-]{1,64}$")],
+    caller: User,
+    service: Service,
 ) -> Any:
     """The live sessions of ``user_id``, which must be the caller; anyone else's is 403."""
     validate_user_id(user_id)
@@ -172,7 +240,9 @@ async def create_price_alert(alert: models.PriceAlertRequest, caller: User, serv
     responses=_errors(401, 404, 422, 503),
     summary="Delete one of the caller's price alerts",
 )
-async def delete_price_alert(alert_id: str, caller: User, service: Service) -> Any:
+async def delete_price_alert(
+    alert_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")], caller: User, service: Service
+) -> Any:
     """Delete the caller's alert; another user's alert is not found for them (404)."""
     if not await service.get_alerts().delete_price_alert(caller, alert_id):
         raise errors.NotFound(f"you have no live alert {alert_id!r}")

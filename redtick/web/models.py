@@ -138,3 +138,40 @@ class AlertDeleted(BaseModel):
 class AlertDeletedResponse(BaseModel):
     status: Literal["success"] = "success"
     data: AlertDeleted
+
+
+class MarketData(BaseModel):
+    symbol: str
+    price: dict[str, Any] | None
+    order_book: dict[str, Any] | None
+    trade: dict[str, Any] | None = Field(description="The latest trade")
+    stats_24h: dict[str, Any] | None
+
+
+class MarketDataResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: MarketData
+
+
+class PriceData(BaseModel):
+    model_config = {"extra": "allow"}
+
+    symbol: str
+    price: float
+    change_1h: dict[str, Any] | None
+    change_24h: dict[str, Any] | None
+
+
+class PriceResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: PriceData
+
+
+class Symbols(BaseModel):
+    symbols: list[str]
+    count: int
+
+
+class SymbolsResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: Symbols
