@@ -14,6 +14,7 @@ from redtick.config import NAMESPACE_PATTERN, NAMESPACE_RULE, parse_duration
 from redtick.errors import ConfigurationError, InvalidKey
 
 __all__ = [
+    "KEY_FAMILIES",
     "KeySchema",
     "validate_id",
     "validate_interval",
@@ -28,6 +29,16 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NAME = re.compile(r"[A-Za-z0-9._:/@=+-]{1,200}")
 _GLOB_SPECIAL = re.compile(r"([\[\]\\])")
 ALERT_CONDITIONS = ("above", "below", "crosses")
+KEY_FAMILIES = ("series ticks", "candles", "market", "sessions", "alerts", "rate limits", "HTTP cache",
+                "repository cache", "snapshots", "other")
+"""The families :meth:`KeySchema.family_of` sorts keys into, in report order."""
+_FAMILY_OF_HEAD = {
+    "ticks": "series ticks", "price": "series ticks", "series": "series ticks", "candles": "candles",
+    "market": "market", "session": "sessions", "sessions": "sessions", "alerts": "alerts",
+    "ratelimit": "rate limits", "http": "HTTP cache", "repo": "repository cache", "repogen": "repository cache",
+    "snapshot": "snapshots",
+}
+_SYMBOL_HEADS = frozenset({"ticks", "price", "candles", "market", "alerts"})
 
 
 def _describe(value: object) -> str:
@@ -127,6 +138,35 @@ class KeySchema:
     def everything(self) -> str:
         """The pattern of every key redtick wrote under this namespace."""
         return self.prefix + "*"
+
+    def family_of(self, key: str | bytes) -> tuple[str, str | None]:
+        """(family, symbol or None) of a key of this namespace; the family is one of ``KEY_FAMILIES``.
+
+        The symbol is read from the hash tag of symbol-scoped keys (ticks, candles, current
+        price, market data, alerts). Per-user keys count as ``alerts`` when they hold alerts,
+        else as ``sessions``. Keys outside the namespace, or of no known family, are ``other``.
+
+        Examples
+        --------
+        >>> keys = KeySchema("redtick")
+        >>> keys.family_of(keys.tick_chunk("BTCUSDT", 0))
+        ('series ticks', 'BTCUSDT')
+        >>> keys.family_of(keys.user_alerts("u1"))
+        ('alerts', None)
+        """
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        if not key.startswith(self.prefix):
+            return "other", None
+        head, _, tail = key[len(self.prefix):].partition(":")
+        if head == "user":
+            return ("alerts" if tail.partition("}:")[2].startswith("alerts") else "sessions"), None
+        symbol = None
+        if head in _SYMBOL_HEADS:
+            opened = tail.find("{")
+            closed = tail.find("}", opened + 1)
+            symbol = tail[opened + 1 : closed] if 0 <= opened < closed else None
+        return _FAMILY_OF_HEAD.get(head, "other"), symbol
 
     def owns(self, key: str | bytes) -> bool:
         """True if ``key`` is inside this namespace."""
