@@ -56,7 +56,7 @@ def demo_alerts(before: float, replay: pd.Series, user_id: str = DEMO_USER, symb
     Examples
     --------
     >>> [(a["condition"], a["target_price"]) for a in demo_alerts(10.0, pd.Series([9.0, 12.0, 11.0]))]
-    [('above', 12.0), ('below', 9.0), ('crosses', 12.0), ('above', 22.0)]
+    [('above', 12.0), ('below', 9.0), ('crosses', 12.0), ('above', 23.0)]
     """
     high, low = float(replay.max()), float(replay.min())
     far = high if high - before >= before - low else low
