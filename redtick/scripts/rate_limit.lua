@@ -40,8 +40,9 @@ if cost > 0 and count + cost <= limit then
   end
   count = count + cost
   allowed = 1
-  -- The newest hit is now, so the whole log is useless one window from now.
-  redis.call('PEXPIRE', key, string.format('%.0f', math.ceil(window / 1000)))
+  -- The newest hit is now, so the whole log is useless one window from now, on the clock the
+  -- hits are timed with (absolute, so an explicit test clock keeps its keys alive consistently).
+  redis.call('PEXPIREAT', key, string.format('%.0f', math.ceil((now + window) / 1000)))
 end
 
 local reset = 0
