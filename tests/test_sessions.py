@@ -59,7 +59,7 @@ async def test_session_ids_are_long_random_and_url_safe(conn):
 
 
 async def test_session_expiry_is_the_same_everywhere_it_is_indexed(conn):
-    now = 1_800_000_000.0
+    now = 4_000_000_000.0  # ahead of the real clock, so absolute expiries from it stay in the future
     cache = UserSessionCache(conn=conn, clock=lambda: now)
     short = await cache.set_user_session("u1", {"n": 1}, ttl=30)
     long = await cache.set_user_session("u1", {"n": 2}, ttl=900)
@@ -93,7 +93,7 @@ async def test_expired_session_vanishes_and_cleanup_drops_its_index_entries(conn
 
 
 async def test_cleanup_keeps_entries_of_live_sessions_even_when_the_clock_says_expired(conn):
-    clock = [1_800_000_000.0]
+    clock = [4_000_000_000.0]
     cache = UserSessionCache(conn=conn, clock=lambda: clock[0])
     session_id = await cache.set_user_session("u1", {}, ttl=60)
     clock[0] += 3600  # this process's clock jumps ahead; the server still holds the session
