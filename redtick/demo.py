@@ -22,7 +22,7 @@ from redtick.connection import Connection
 from redtick.frames import layout_of, load_ohlcv, write_ticks
 from redtick.service import CacheService
 
-__all__ = ["DEMO_SYMBOL", "DEMO_USER", "REPLAY_TICKS", "demo_alerts", "run_demo"]
+__all__ = ["DEMO_SYMBOL", "DEMO_USER", "REPLAY_TICKS", "demo_alerts", "demo_connection", "find_data", "run_demo"]
 
 DEMO_SYMBOL = "ES"
 DEMO_USER = "quant_1"
@@ -45,6 +45,45 @@ async def _round_trip(conn: Connection) -> list[tuple[str, str]]:
         rows.append(("encrypted cache round trip", repr(await secret.get("note"))))
     await client.disconnect()
     return rows
+
+
+def find_data(name: str = ES_FILE, start: str | pathlib.Path | None = None) -> pathlib.Path:
+    """The sample file ``data/<name>``, looked for from ``start`` (default: the working folder) upward.
+
+    Notebooks run from the repository root (nbval) or from ``notebooks/`` (Jupyter); both find
+    the repository's ``data/``. Without one up the tree, the checkout holding this package is tried.
+
+    Examples
+    --------
+    >>> find_data().name
+    'es_ticks_20130901.parquet'
+    """
+    here = pathlib.Path(start or pathlib.Path.cwd()).resolve()
+    for folder in (here, *here.parents, pathlib.Path(__file__).resolve().parent.parent):
+        candidate = folder / "data" / name
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no data/{name} in {here} or above it; run from the redtick checkout")
+
+
+def demo_connection(suffix: str = "demo") -> Connection:
+    """A connection to the configured Redis in the namespace ``<namespace>-<suffix>``, emptied first.
+
+    The demo and each notebook work in a namespace of their own, so they can run again on a real
+    Redis and never touch other keys.
+
+    Examples
+    --------
+    >>> demo_connection("docs").keys.namespace
+    'redtick-docs'
+    """
+    settings = get_settings()
+    conn = Connection(dataclasses.replace(settings, namespace=f"{settings.namespace[:31 - len(suffix)]}-{suffix}"))
+    if next(conn.sync.scan_iter(match=conn.keys.everything(), count=1000), None) is not None:
+        from redtick.reports import blocking
+
+        blocking(conn, lambda: CacheService(conn).clear_all_cache())
+    return conn
 
 
 def demo_alerts(before: float, replay: pd.Series, user_id: str = DEMO_USER, symbol: str = DEMO_SYMBOL) -> list[dict]:
@@ -82,14 +121,9 @@ def run_demo(data_dir: str = "data", out: str = "reports") -> int:
     from redtick import reports  # plotly lives at the edges: only the demo and notebooks need it
 
     started = time.perf_counter()
-    settings = get_settings()
-    conn = Connection(dataclasses.replace(settings, namespace=f"{settings.namespace[:27]}-demo"))
-    print(f"redtick demo on {conn.settings.safe_url}, namespace {conn.keys.namespace!r}")
-    cleared = 0
-    if next(conn.sync.scan_iter(match=conn.keys.everything(), count=1000), None) is not None:
-        cleared = reports.blocking(conn, lambda: CacheService(conn).clear_all_cache())["deleted_keys"]
-    rows: list[tuple[str, str]] = [("keys cleared from an earlier demo run", f"{cleared:,}")]
-    rows += reports.blocking(conn, lambda: _round_trip(conn))
+    conn = demo_connection()
+    print(f"redtick demo on {conn.settings.safe_url}, namespace {conn.keys.namespace!r} (emptied first)")
+    rows = reports.blocking(conn, lambda: _round_trip(conn))
 
     ticks = pd.read_parquet(pathlib.Path(data_dir) / ES_FILE)
     history, live = ticks.iloc[:-REPLAY_TICKS], ticks.iloc[-REPLAY_TICKS:]

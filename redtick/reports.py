@@ -44,10 +44,12 @@ __all__ = [
     "fired_alert_history",
     "memory_figure",
     "memory_report",
+    "period_minutes",
     "price_change_figure",
     "price_changes",
     "replay_ticks",
     "set_alerts",
+    "table_html",
     "write_html_report",
 ]
 
@@ -100,7 +102,8 @@ def _as_list(value: str | Iterable[str]) -> list[str]:
 
 
 # -- price change ---------------------------------------------------------------------------------------
-def _period_minutes(period: str | int) -> int:
+def period_minutes(period: str | int) -> int:
+    """Whole minutes in a period given as minutes or a duration such as ``"4h"``; InvalidData otherwise."""
     if isinstance(period, bool):
         raise InvalidData(f"period {period!r}: expected whole minutes or a duration such as '1h'")
     if isinstance(period, int | np.integer):
@@ -159,7 +162,7 @@ def price_changes(
     """
     conn = conn or connect()
     names = [validate_symbol(s) for s in _as_list(symbols)]
-    wanted = [(_period_label(p), _period_minutes(p)) for p in periods]
+    wanted = [(_period_label(p), period_minutes(p)) for p in periods]
     cache = PriceCache(conn)
 
     async def gather() -> list[dict | None]:
@@ -657,7 +660,7 @@ def memory_figure(report: MemoryReport) -> go.Figure:
     True
     """
     families = report.families[report.families["keys"] > 0].sort_values("bytes")
-    figure = go.Figure(go.Bar(x=families["bytes"], y=families.index, orientation="h",
+    figure = go.Figure(go.Bar(x=families["bytes"].tolist(), y=families.index.tolist(), orientation="h",
                               text=[f"{b / 2**20:,.2f} MiB · {k:,} keys" for b, k in zip(families["bytes"], families["keys"],
                                                                                        strict=True)],
                               textposition="auto"))
@@ -677,7 +680,8 @@ th { background: #f4f4f4; } .note { color: #555; }
 """
 
 
-def _table_html(table: pd.DataFrame, index: bool = False) -> str:
+def table_html(table: pd.DataFrame, index: bool = False) -> str:
+    """A frame as a plain HTML table (``none`` when empty), numbers without trailing zeros."""
     if table.empty:
         return "<p class='note'>none</p>"
     return table.to_html(index=index, border=0, na_rep="n/a", float_format=lambda x: f"{x:,.4f}".rstrip("0").rstrip("."))
@@ -741,13 +745,13 @@ def write_html_report(
     sections = [
         f"<h1>{html.escape(title)}</h1><p class='note'>{html.escape(symbol)} on {html.escape(conn.settings.safe_url)}, "
         f"namespace {html.escape(conn.keys.namespace)}</p>",
-        "" if summary is None else _table_html(summary),
+        "" if summary is None else table_html(summary),
         f"<h2>Candles</h2>{charts[0]}",
-        f"<h2>Price change</h2>{_table_html(changes)}{charts[1]}",
-        f"<h2>Alerts</h2>{charts[2]}<h3>Fired</h3>{_table_html(fired)}<h3>Live</h3>{_table_html(live)}",
+        f"<h2>Price change</h2>{table_html(changes)}{charts[1]}",
+        f"<h2>Alerts</h2>{charts[2]}<h3>Fired</h3>{table_html(fired)}<h3>Live</h3>{table_html(live)}",
         f"<h2>Memory ({html.escape(memory.method)})</h2><p class='note'>{html.escape(memory.note)}</p>"
-        f"{_table_html(memory.summary())}{charts[3]}<h3>By family</h3>{_table_html(family_table, index=True)}"
-        f"<h3>By symbol</h3>{_table_html(memory.symbols, index=True)}<h3>Biggest keys</h3>{_table_html(memory.biggest)}",
+        f"{table_html(memory.summary())}{charts[3]}<h3>By family</h3>{table_html(family_table, index=True)}"
+        f"<h3>By symbol</h3>{table_html(memory.symbols, index=True)}<h3>Biggest keys</h3>{table_html(memory.biggest)}",
     ]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(sections)}</body></html>")

@@ -14,8 +14,6 @@ import redtick
 from redtick import reports
 from redtick.errors import InvalidData
 
-pytest.importorskip("plotly")
-
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
 
 
