@@ -7,7 +7,7 @@ process default unless ``conn=`` is given); the async ``PriceCache`` runs the sa
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +35,7 @@ __all__ = [
 
 TICK_COLUMNS = ("price", "volume")
 TICK_OPTIONAL = ("trade_id", "side")
+TICK_FIELDS = {"price": "price", "volume": "volume", "trade_id": "id", "side": "side"}
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 CANDLE_OPTIONAL = ("count",)
 UTC_MS = pd.DatetimeTZDtype("ms", "UTC")
@@ -65,18 +66,19 @@ def _columns(columns: Sequence[str] | None, default: tuple[str, ...], optional: 
     return list(columns)
 
 
-def ticks_frame(records: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """A DataFrame of packed tick records: UTC ``ts`` index, float64 ``price`` and ``volume``.
+def ticks_frame(ticks: Mapping[str, np.ndarray], columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A DataFrame of tick columns: UTC ``ts`` index, float64 ``price`` and ``volume``.
 
     Optional columns: ``trade_id`` (int64) and ``side`` (int8: 1 buy, -1 sell, 0 unknown).
+    ``ticks`` maps field names (``ts``, ``id``, ``price``, ``volume``, ``side``) to arrays, as
+    a packed record array does.
     """
     wanted = _columns(columns, TICK_COLUMNS, TICK_OPTIONAL)
-    source = {"price": "price", "volume": "volume", "trade_id": "id", "side": "side"}
-    data = {name: np.ascontiguousarray(records[source[name]]) for name in wanted}
-    return pd.DataFrame(data, index=utc_index(records["ts"]), columns=wanted)
+    data = {name: np.ascontiguousarray(ticks[TICK_FIELDS[name]]) for name in wanted}
+    return pd.DataFrame(data, index=utc_index(ticks["ts"]), columns=wanted, copy=False)
 
 
-def candles_frame(starts: np.ndarray, candles: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def candles_frame(starts: np.ndarray, candles: Mapping[str, np.ndarray], columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A DataFrame of packed candles: UTC ``ts`` index (bucket start), float64 OHLCV (and ``count``)."""
     wanted = _columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL)
     data = {}
@@ -109,13 +111,15 @@ def keyed_frame(frames: list[pd.DataFrame], symbols: list[str]) -> pd.DataFrame:
 # -- sync plans shared with the async caches ---------------------------------------------------------
 def ticks_read_plan(layout: SeriesLayout, symbols: list[str], start, end, columns):
     start_ms, end_ms = _time_bound(start, "start"), _time_bound(end, "end")
-    results = yield from gather(*(layout.read_ticks_plan(s, start_ms, end_ms) for s in symbols))
+    fields = ["ts", *(TICK_FIELDS[c] for c in _columns(columns, TICK_COLUMNS, TICK_OPTIONAL))]
+    results = yield from gather(*(layout.read_ticks_plan(s, start_ms, end_ms, fields) for s in symbols))
     return [ticks_frame(r, columns) for r in results]
 
 
 def candles_read_plan(layout: SeriesLayout, symbols: list[str], interval: str, start, end, columns):
     start_ms, end_ms = _time_bound(start, "start"), _time_bound(end, "end")
-    results = yield from gather(*(layout.read_candles_plan(s, interval, start_ms, end_ms) for s in symbols))
+    fields = list(dict.fromkeys([*_columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL), "count"]))
+    results = yield from gather(*(layout.read_candles_plan(s, interval, start_ms, end_ms, fields) for s in symbols))
     return [candles_frame(starts, candles, columns) for starts, candles in results]
 
 

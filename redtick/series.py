@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -296,17 +297,27 @@ class SeriesLayout:
         yield Commit(commands)
 
     # -- reading ---------------------------------------------------------------------------------
-    def read_ticks_plan(self, symbol: str, start_ms: int | None, end_ms: int | None):
-        """Plan: the records with ``start <= ts <= end``, sorted by (ts, id)."""
+    def read_ticks_plan(self, symbol: str, start_ms: int | None, end_ms: int | None,
+                        fields: Sequence[str] = TICK_DTYPE.names) -> dict[str, np.ndarray]:
+        """Plan: columns ``fields`` of the ticks with ``start <= ts <= end``, sorted by (ts, id).
+
+        Each chunk is sliced where it is (records in a chunk are sorted by time) and each wanted
+        field is gathered straight from the reply's buffers, never copying whole records.
+        """
         index = self.keys.tick_index(symbol)
         low = "-inf" if start_ms is None else start_ms // self.chunk_ms * self.chunk_ms
         high = "+inf" if end_ms is None else end_ms
         (members,) = yield Batch([("ZRANGEBYSCORE", index, low, high)])
-        if not members:
-            return np.zeros(0, dtype=TICK_DTYPE)
-        (blobs,) = yield Batch([("MGET", *(self.keys.tick_chunk(symbol, int(m)) for m in members))])
-        records = np.frombuffer(b"".join(b for b in blobs if b), dtype=TICK_DTYPE)
-        return _between(records, records["ts"], start_ms, end_ms)
+        blobs = []
+        if members:
+            (blobs,) = yield Batch([("MGET", *(self.keys.tick_chunk(symbol, int(m)) for m in members))])
+        pieces = []
+        for blob in blobs:
+            records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+            lo = 0 if start_ms is None else int(np.searchsorted(records["ts"], start_ms, side="left"))
+            hi = len(records) if end_ms is None else int(np.searchsorted(records["ts"], end_ms, side="right"))
+            pieces.append(records[lo:hi])
+        return {name: _concat([p[name] for p in pieces], TICK_DTYPE[name]) for name in fields}
 
     def recent_ticks_plan(self, symbol: str, limit: int, start_ms: int | None, end_ms: int | None):
         """Plan: the newest ``limit`` records with ``start <= ts <= end``, oldest first.
@@ -366,31 +377,49 @@ class SeriesLayout:
             )
         return max(divisors, key=self.intervals.__getitem__)
 
-    def read_candles_plan(self, symbol: str, interval: str, start_ms: int | None, end_ms: int | None):
-        """Plan: (bucket starts, candles) of ``interval`` with ``start <= bucket start <= end``."""
+    def read_candles_plan(self, symbol: str, interval: str, start_ms: int | None, end_ms: int | None,
+                          fields: Sequence[str] = CANDLE_DTYPE.names):
+        """Plan: (bucket starts, candle columns) of ``interval`` with ``start <= bucket start <= end``.
+
+        The candles come back as a dict of field arrays: gathering the wanted rows field by
+        field from the reply's buffer is several times faster than copying 80-byte records.
+        """
         source = self.source_interval(interval)
         iv = self.intervals[source]
+        wanted = validate_interval(interval)
         span = iv * SLOTS
-        index = self.keys.candle_index(symbol, source)
+        # A coarser bucket that starts by ``end`` takes its finer candles up to its own end.
+        fine_end = None if end_ms is None else end_ms // wanted * wanted + wanted - 1
         low = "-inf" if start_ms is None else start_ms // span * span
-        high = "+inf" if end_ms is None else end_ms
-        (members,) = yield Batch([("ZRANGEBYSCORE", index, low, high)])
+        high = "+inf" if fine_end is None else fine_end
+        (members,) = yield Batch([("ZRANGEBYSCORE", self.keys.candle_index(symbol, source), low, high)])
         chunks = [int(m) for m in members]
-        starts = np.zeros(0, dtype=np.int64)
-        candles = np.zeros(0, dtype=CANDLE_DTYPE)
+        blobs = []
         if chunks:
             (blobs,) = yield Batch([("MGET", *(self.keys.candle_chunk(symbol, source, c) for c in chunks))])
-            pieces = [(c, np.frombuffer(b, dtype=CANDLE_DTYPE)) for c, b in zip(chunks, blobs, strict=True) if b]
-            if pieces:
-                candles = np.concatenate([p for _, p in pieces])
-                starts = np.concatenate([c + np.arange(len(p), dtype=np.int64) * iv for c, p in pieces])
-                present = candles["count"] != 0
-                starts, candles = starts[present], candles[present]
-        wanted = validate_interval(interval)
+        starts_of, pieces = [], []
+        for chunk, blob in zip(chunks, blobs, strict=True):
+            records = np.frombuffer(blob or b"", dtype=CANDLE_DTYPE)
+            starts = chunk + np.arange(len(records), dtype=np.int64) * iv
+            keep = records["count"] != 0
+            if start_ms is not None:
+                keep &= starts >= start_ms
+            if fine_end is not None:
+                keep &= starts <= fine_end
+            rows = np.flatnonzero(keep)
+            starts_of.append(starts[rows])
+            pieces.append((records, rows))
+        starts = _concat(starts_of, np.dtype(np.int64))
+        # A roll-up needs every field; a plain read only the wanted ones.
+        gathered = CANDLE_DTYPE.names if wanted != iv else fields
+        candles = {name: _concat([r[name][rows] for r, rows in pieces], CANDLE_DTYPE[name]) for name in gathered}
         if wanted != iv:
-            starts, candles = rollup_candles(starts, candles, wanted)
-        keep = _between(np.arange(len(starts)), starts, start_ms, end_ms)
-        return starts[keep], candles[keep]
+            starts, rolled = rollup_candles(starts, candles, wanted)
+            candles = {name: rolled[name] for name in fields}
+        if end_ms is not None:
+            last = int(np.searchsorted(starts, end_ms, side="right"))
+            starts, candles = starts[:last], {name: column[:last] for name, column in candles.items()}
+        return starts, candles
 
     # -- retention -------------------------------------------------------------------------------
     def trim_plan(self, symbol: str, tick_cutoff_ms: int | None, candle_cutoff_ms: int | None):
@@ -422,6 +451,10 @@ class SeriesLayout:
         """Plan: the newest tick's time (ms), or None."""
         (reply,) = yield Batch([("HGET", self.keys.current_price(symbol), "ts")])
         return None if reply is None else int(reply)
+
+
+def _concat(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
 
 
 def _between(values: np.ndarray, times: np.ndarray, start_ms: int | None, end_ms: int | None) -> np.ndarray:
