@@ -103,7 +103,13 @@ def _as_list(value: str | Iterable[str]) -> list[str]:
 
 # -- price change ---------------------------------------------------------------------------------------
 def period_minutes(period: str | int) -> int:
-    """Whole minutes in a period given as minutes or a duration such as ``"4h"``; InvalidData otherwise."""
+    """Whole minutes in a period given as minutes or a duration such as ``"4h"``; InvalidData otherwise.
+
+    Examples
+    --------
+    >>> period_minutes("4h"), period_minutes(90)
+    (240, 90)
+    """
     if isinstance(period, bool):
         raise InvalidData(f"period {period!r}: expected whole minutes or a duration such as '1h'")
     if isinstance(period, int | np.integer):
@@ -681,7 +687,13 @@ th { background: #f4f4f4; } .note { color: #555; }
 
 
 def table_html(table: pd.DataFrame, index: bool = False) -> str:
-    """A frame as a plain HTML table (``none`` when empty), numbers without trailing zeros."""
+    """A frame as a plain HTML table (``none`` when empty), numbers without trailing zeros.
+
+    Examples
+    --------
+    >>> "<td>1.5</td>" in table_html(pd.DataFrame({"x": [1.5]}))
+    True
+    """
     if table.empty:
         return "<p class='note'>none</p>"
     return table.to_html(index=index, border=0, na_rep="n/a", float_format=lambda x: f"{x:,.4f}".rstrip("0").rstrip("."))
