@@ -150,10 +150,14 @@ def _write_and_check_alerts(layout: SeriesLayout, symbol: str, part):
     return result
 
 
-def retention_cutoffs(layout: SeriesLayout, newest_ms: int) -> tuple[int | None, int | None]:
-    ticks = None if layout.tick_retention_ms is None else newest_ms - layout.tick_retention_ms
-    candles = None if layout.candle_retention_ms is None else newest_ms - layout.candle_retention_ms
-    return ticks, candles
+def retention_plan(layout: SeriesLayout, written: WriteResult):
+    """Plan: trim the symbol's chunks that fell out of retention, once a write reached a new chunk."""
+    if not written.new_chunk or written.newest_ms is None:
+        return 0
+    newest = written.newest_ms
+    ticks = None if layout.tick_retention_ms is None else newest - layout.tick_retention_ms
+    candles = None if layout.candle_retention_ms is None else newest - layout.candle_retention_ms
+    return (yield from layout.trim_plan(written.symbol, ticks, candles))
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -225,9 +229,7 @@ def write_ticks(
     finally:
         if bar is not None:
             bar.close()
-    if total.written:
-        newest = run(conn.sync, lambda: layout.newest_plan(total.symbol))
-        total.trimmed_chunks += run(conn.sync, lambda: layout.trim_plan(total.symbol, *retention_cutoffs(layout, newest)))
+    total.trimmed_chunks += run(conn.sync, lambda: retention_plan(layout, total))
     return total
 
 

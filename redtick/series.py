@@ -49,6 +49,8 @@ class WriteResult:
     rejected: dict[str, int] = dataclasses.field(default_factory=dict)
     candles_updated: int = 0
     trimmed_chunks: int = 0
+    newest_ms: int | None = None
+    new_chunk: bool = False
     low: float = math.nan
     high: float = math.nan
     last: float = math.nan
@@ -62,6 +64,9 @@ class WriteResult:
             self.rejected[reason] = self.rejected.get(reason, 0) + n
         self.candles_updated += other.candles_updated
         self.trimmed_chunks += other.trimmed_chunks
+        if other.newest_ms is not None:
+            self.newest_ms = other.newest_ms if self.newest_ms is None else max(self.newest_ms, other.newest_ms)
+        self.new_chunk |= other.new_chunk
         if other.written and not math.isnan(other.last):
             self.low = other.low if math.isnan(self.low) else min(self.low, other.low)
             self.high = other.high if math.isnan(self.high) else max(self.high, other.high)
@@ -254,8 +259,12 @@ class SeriesLayout:
         if current_ts is None or (int(newest["ts"]), int(newest["id"])) > (int(current_ts), int(current_id)):
             commands.append(("HSET", current_key, "ts", int(newest["ts"]), "id", int(newest["id"]),
                              "price", repr(float(newest["price"])), "volume", repr(float(newest["volume"]))))
+        result.newest_ms = max(int(newest["ts"]), -1 if current_ts is None else int(current_ts))
+        # Retention only needs a look when the series reaches into a new chunk.
+        result.new_chunk = old_head is None or new_head > old_head
         yield Commit(commands)
-        yield Batch([("SADD", keys.series_symbols(), symbol)])
+        if old_head is None:  # a new series: list its symbol (another slot, so not in the transaction)
+            yield Batch([("SADD", keys.series_symbols(), symbol)])
         return result
 
     # -- candles from elsewhere ------------------------------------------------------------------

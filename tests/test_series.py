@@ -240,6 +240,11 @@ def test_retention_trims_old_chunks_and_keeps_recent_ones(conn):
     assert len(left) == 3
     # Candles are kept longer: their own retention is off here.
     assert len(frames.load_ohlcv("KEEP", "1h", conn=connection)) == 10
+    # A feed that sends one tick at a time stays bounded too.
+    for i in range(len(ticks)):
+        frames.write_ticks(ticks.iloc[i : i + 1], "STREAMED", conn=connection)
+    assert len(frames.load_ticks("STREAMED", conn=connection)) == 3
+    assert connection.sync.zcard(connection.keys.tick_index("STREAMED")) == 3
 
 
 def test_imported_candles_are_read_by_the_same_readers(series_conn):

@@ -19,7 +19,7 @@ from redtick.frames import (
     keyed_frame,
     layout_of,
     parse_symbols,
-    retention_cutoffs,
+    retention_plan,
     ticks_read_plan,
     write_plans,
 )
@@ -100,10 +100,7 @@ class PriceCache:
         total, batches = write_plans(layout, symbol, ticks, errors, batch_size)
         for _, make_plan in batches:
             total += await self._run(make_plan)
-        if total.written:
-            newest = await self._run(lambda: layout.newest_plan(total.symbol))
-            total.trimmed_chunks += await self._run(
-                lambda: layout.trim_plan(total.symbol, *retention_cutoffs(layout, newest)))
+        total.trimmed_chunks += await self._run(lambda: retention_plan(layout, total))
         return total
 
     async def set_current_price(
