@@ -553,7 +553,9 @@ def _server_memory(conn: Connection) -> tuple[int | None, int | None]:
         info = conn.sync.info("memory")
     except RedisError:
         return None, None  # the embedded fakeredis has no INFO
-    return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    # A cluster client may answer per node ({node: info}); memory is then the sum over the nodes.
+    nodes = list(info.values()) if info and all(isinstance(v, dict) for v in info.values()) else [info]
+    return sum(int(n.get("used_memory", 0)) for n in nodes), sum(int(n.get("maxmemory", 0)) for n in nodes)
 
 
 def _tick_counts(conn: Connection, symbols: Iterable[str]) -> dict[str, int]:
