@@ -15,7 +15,8 @@ import inspect
 import logging
 import threading
 import weakref
-from typing import Any
+from time import perf_counter
+from typing import Any, NoReturn
 
 import redis
 import redis.asyncio
@@ -26,6 +27,7 @@ from redis.retry import Retry
 from redtick import errors
 from redtick.config import Settings, get_settings
 from redtick.keys import KeySchema
+from redtick.metrics import Metrics
 
 __all__ = ["Connection", "connect", "translate_error", "translated"]
 
@@ -68,49 +70,120 @@ def translated():
         raise new from exc
 
 
-async def _awaited(awaitable):
-    with translated():
-        return await awaitable
+# The mixins below time every round trip into the client's Metrics (set by Connection; None
+# leaves a client unmeasured) and translate its errors, with try/except rather than
+# `translated()`: a context manager per command would cost more than the timing does.
+
+
+def _failed(metrics: Metrics | None, args: tuple, start: float, exc: redis.exceptions.RedisError) -> NoReturn:
+    new = translate_error(exc)
+    if metrics is not None:
+        metrics.command_failed(args, perf_counter() - start, new)
+    if new is exc:
+        raise exc
+    raise new from exc
+
+
+def _pipeline_failed(pipe, kind: str, stack: list, start: float, exc: redis.exceptions.RedisError) -> NoReturn:
+    new = translate_error(exc)
+    if pipe._redtick_metrics is not None and stack:
+        pipe._redtick_metrics.pipeline_failed(kind, stack, perf_counter() - start, new)
+    if new is exc:
+        raise exc
+    raise new from exc
+
+
+def _stack_of(pipe) -> list:
+    """The commands a pipeline holds; redis-py's cluster pipelines keep them in an execution strategy."""
+    strategy = getattr(pipe, "_execution_strategy", None)
+    stack = getattr(strategy, "_command_queue", None) if strategy is not None else None
+    if stack is None:
+        stack = getattr(pipe, "command_stack", None)
+    return list(stack) if stack else []
+
+
+def _pipeline_kind(pipe) -> str:
+    transaction = getattr(pipe, "transaction", False) or getattr(pipe, "is_transaction", False)
+    return "MULTI" if transaction or getattr(pipe, "explicit_transaction", False) else "PIPELINE"
+
+
+async def _awaited(awaitable, metrics: Metrics | None = None, args: tuple = ()):
+    start = perf_counter()
+    try:
+        result = await awaitable
+    except redis.exceptions.RedisError as exc:
+        _failed(metrics, args, start, exc)
+    if metrics is not None:
+        metrics.command_done(args, perf_counter() - start)
+    return result
 
 
 class _SyncTranslation:
-    """Mixin for sync clients and pipelines: every command's exceptions are translated."""
+    """Mixin for sync clients and pipelines: every command's exceptions are translated, its time measured."""
+
+    _redtick_metrics: Metrics | None = None
 
     def execute_command(self, *args, **options):
-        with translated():
-            return super().execute_command(*args, **options)
+        metrics = self._redtick_metrics
+        start = perf_counter()
+        try:
+            result = super().execute_command(*args, **options)
+        except redis.exceptions.RedisError as exc:
+            _failed(metrics, args, start, exc)
+        if metrics is not None and result is not self:  # a pipeline buffering a command returns itself
+            metrics.command_done(args, perf_counter() - start)
+        return result
+
 
     def pipeline(self, transaction=True, shard_hint=None):
         pipe = super().pipeline(transaction, shard_hint)
         pipe.__class__ = _subclass(type(pipe), _SyncPipelineTranslation)
+        pipe._redtick_metrics = self._redtick_metrics
         return pipe
 
 
 class _SyncPipelineTranslation(_SyncTranslation):
     def execute(self, raise_on_error=True):
-        with translated():
-            return super().execute(raise_on_error)
+        stack, kind = _stack_of(self), _pipeline_kind(self)
+        start = perf_counter()
+        try:
+            result = super().execute(raise_on_error)
+        except redis.exceptions.RedisError as exc:
+            _pipeline_failed(self, kind, stack, start, exc)
+        if self._redtick_metrics is not None and stack:
+            self._redtick_metrics.pipeline_done(kind, stack, perf_counter() - start)
+        return result
 
 
 class _AsyncTranslation:
     """Mixin for async clients and pipelines; buffered pipeline commands return self, not a coroutine."""
 
+    _redtick_metrics: Metrics | None = None
+
     def execute_command(self, *args, **options):
         result = super().execute_command(*args, **options)
         if result is self or not inspect.isawaitable(result):  # a pipeline buffering a command
             return result
-        return _awaited(result)
+        return _awaited(result, self._redtick_metrics, args)
 
     def pipeline(self, transaction=True, shard_hint=None):
         pipe = super().pipeline(transaction, shard_hint)
         pipe.__class__ = _subclass(type(pipe), _AsyncPipelineTranslation)
+        pipe._redtick_metrics = self._redtick_metrics
         return pipe
 
 
 class _AsyncPipelineTranslation(_AsyncTranslation):
     async def execute(self, raise_on_error=True):
-        with translated():
-            return await super().execute(raise_on_error)
+        stack, kind = _stack_of(self), _pipeline_kind(self)
+        start = perf_counter()
+        try:
+            result = await super().execute(raise_on_error)
+        except redis.exceptions.RedisError as exc:
+            _pipeline_failed(self, kind, stack, start, exc)
+        if self._redtick_metrics is not None and stack:
+            self._redtick_metrics.pipeline_done(kind, stack, perf_counter() - start)
+        return result
 
 
 @functools.cache
@@ -158,6 +231,8 @@ class Connection:
     def __init__(self, settings: Settings | None = None, *, embedded_server=None):
         self.settings = settings or get_settings()
         self.keys = KeySchema(self.settings.namespace)
+        self.metrics = Metrics(self.keys)
+        """This connection's counters and round-trip timings (:mod:`redtick.metrics`)."""
         self._embedded_server = embedded_server
         self._sync: redis.Redis | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, Any]] = (
@@ -188,7 +263,7 @@ class Connection:
         if self._sync is None:
             with self._lock:
                 if self._sync is None:
-                    self._sync = self._make(asynchronous=False)
+                    self._sync = self._measured(self._make(asynchronous=False))
         return self._sync
 
     def async_client(self, *, decode: bool = False) -> redis.asyncio.Redis:
@@ -199,8 +274,12 @@ class Connection:
         loop = asyncio.get_running_loop()
         clients = self._async.setdefault(loop, {})
         if decode not in clients:
-            clients[decode] = self._make(asynchronous=True, decode=decode)
+            clients[decode] = self._measured(self._make(asynchronous=True, decode=decode))
         return clients[decode]
+
+    def _measured(self, client):
+        client._redtick_metrics = self.metrics
+        return client
 
     def _make(self, *, asynchronous: bool, decode: bool = False):
         s = self.settings

@@ -8,6 +8,7 @@ so a bad part raises :class:`~redtick.errors.InvalidKey` before anything is sent
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from redtick.config import NAMESPACE_PATTERN, NAMESPACE_RULE, parse_duration
@@ -39,6 +40,14 @@ _FAMILY_OF_HEAD = {
     "snapshot": "snapshots",
 }
 _SYMBOL_HEADS = frozenset({"ticks", "price", "candles", "market", "alerts"})
+# (cache, family) that redtick.metrics counts a key's events under, by the key's head.
+_METRIC_LABELS_OF_HEAD = {
+    "ticks": ("price", "ticks"), "candles": ("price", "candles"), "price": ("price", "quote"),
+    "series": ("price", "symbols"), "alerts": ("alerts", "alert"), "session": ("user_session", "session"),
+    "sessions": ("user_session", "session"), "snapshot": ("snapshot", "snapshot"),
+}
+# Heads whose hash tag is a secret (a session id is a bearer token): redacted in log lines.
+_SECRET_TAG_HEADS = ("session",)
 
 
 def _describe(value: object) -> str:
@@ -167,6 +176,66 @@ class KeySchema:
             closed = tail.find("}", opened + 1)
             symbol = tail[opened + 1 : closed] if 0 <= opened < closed else None
         return _FAMILY_OF_HEAD.get(head, "other"), symbol
+
+    def metric_labels(self, key: str | bytes) -> tuple[str, str]:
+        """(cache, family) under which :mod:`redtick.metrics` counts an event on ``key``.
+
+        The same labels the caches count their hits, misses and writes under, so an error on a
+        key lands in the row of the cache that owns it. Keys outside the namespace are
+        ``("other", "other")``; other heads inside it are a :class:`~redtick.caches.base.BaseCache`'s
+        prefix, counted as ``(prefix, prefix)``.
+
+        Examples
+        --------
+        >>> keys = KeySchema("redtick")
+        >>> keys.metric_labels(keys.market("orderbook", "BTCUSDT"))
+        ('market_data', 'orderbook')
+        >>> keys.metric_labels(keys.user_preferences("u1"))
+        ('user_session', 'preferences')
+        """
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        if not key.startswith(self.prefix):
+            return "other", "other"
+        head, _, tail = key[len(self.prefix):].partition(":")
+        if head == "user":
+            kind = tail.partition("}:")[2].partition(":")[0]
+            if kind == "alerts":
+                return "alerts", "alert"
+            return "user_session", "session" if kind == "sessions" else kind or "other"
+        labels = _METRIC_LABELS_OF_HEAD.get(head)
+        if labels is not None:
+            return labels
+        first = tail.partition(":")[0]
+        if head in ("market", "http", "repo", "repogen", "ratelimit"):
+            cache = {"market": "market_data", "http": "http_response", "ratelimit": "rate_limit"}.get(head, "repository")
+            return cache, first or "other"
+        return head, head
+
+    def redact(self, key: str | bytes) -> str:
+        """``key`` fit for a log line: key parts that are secrets (session ids) replaced by a digest.
+
+        The digest (8 hex digits of SHA-256) lets a reader match the commands of one session
+        without learning its id.
+
+        Examples
+        --------
+        >>> keys = KeySchema("redtick")
+        >>> keys.redact(keys.session("s3cr3t-session-id"))
+        'redtick:session:{#b2a9af2d}'
+        >>> keys.redact(keys.tick_index("BTCUSDT"))
+        'redtick:ticks:{BTCUSDT}:index'
+        """
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        for head in _SECRET_TAG_HEADS:
+            start = self.prefix + head + ":{"
+            if key.startswith(start):
+                closed = key.find("}", len(start))
+                secret = key[len(start) : closed if closed >= 0 else len(key)]
+                digest = hashlib.sha256(secret.encode()).hexdigest()[:8]
+                return f"{start}#{digest}" + (key[closed:] if closed >= 0 else "}")
+        return key
 
     def owns(self, key: str | bytes) -> bool:
         """True if ``key`` is inside this namespace."""
