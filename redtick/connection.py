@@ -49,6 +49,10 @@ def translate_error(exc: BaseException) -> BaseException:
         return errors.Unavailable(f"Redis refused the credentials: {message}")
     if isinstance(exc, redis.exceptions.ConnectionError):
         return errors.Unavailable(f"Redis is unavailable: {message}")
+    if isinstance(exc, redis.exceptions.WatchError) and isinstance(exc.__context__, _RETRYABLE):
+        # redis-py reports a connection lost while WATCHing (an EXEC whose reply never came) as a
+        # WatchError. It is no conflict: rerunning the plan for it would wait out many timeouts.
+        return translate_error(exc.__context__)
     if isinstance(exc, redis.exceptions.WatchError):
         return errors.ConflictError(f"a concurrent writer changed the keys first: {message}")
     if isinstance(exc, redis.exceptions.DataError):

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
+import redis
+
 from redtick.errors import ConflictError
 
 __all__ = ["Batch", "Commit", "Plan", "Script", "Watch", "gather", "run", "run_async"]
@@ -55,6 +57,29 @@ Plan = Generator[Any, Any, Any]
 def _backoff(attempt: int) -> float:
     # Jittered, so writers that collided once do not collide again in lock step.
     return min(0.05, 0.0005 * 2**attempt) * random.random()
+
+
+def _release(watcher) -> None:
+    """UNWATCH and give the connection back; a connection that fails at it is dropped, not leaked.
+
+    redis-py's sync ``Pipeline.reset`` swallows a ConnectionError but not a TimeoutError (a
+    server stalled past the socket timeout), and then keeps the connection out of the pool.
+    """
+    try:
+        watcher.reset()
+    except redis.exceptions.RedisError:
+        if watcher.connection is not None:
+            watcher.connection.disconnect()  # a new connection never carries the old WATCH
+        watcher.watching = False
+        watcher.reset()
+
+
+async def _release_async(watcher) -> None:
+    try:
+        await watcher.reset()  # always returns the connection to the pool, even when it raises
+    except redis.exceptions.RedisError:
+        if watcher.connection is not None:
+            await watcher.connection.disconnect()
 
 
 def run(client, make_plan: Callable[[], Plan]) -> Any:
@@ -94,7 +119,7 @@ def run(client, make_plan: Callable[[], Plan]) -> Any:
             time.sleep(_backoff(attempt))
         finally:
             if watcher is not None:
-                watcher.reset()
+                _release(watcher)
     raise ConflictError(f"gave up after {MAX_ATTEMPTS} attempts: other writers kept changing the same keys")
 
 
@@ -137,7 +162,7 @@ async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
             await asyncio.sleep(_backoff(attempt))
         finally:
             if watcher is not None:
-                await watcher.reset()
+                await _release_async(watcher)
     raise ConflictError(f"gave up after {MAX_ATTEMPTS} attempts: other writers kept changing the same keys")
 
 
