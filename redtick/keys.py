@@ -274,10 +274,6 @@ class KeySchema:
         """Set of the symbols that have a tick series or candles."""
         return self.prefix + "series:symbols"
 
-    def series_pattern(self) -> str:
-        """Pattern of every tick and candle key."""
-        return self.prefix + "ticks:*"
-
     # -- market data -----------------------------------------------------------------------------
     def market(self, kind: str, symbol: str) -> str:
         """``market:<kind>:{SYMBOL}`` for price, orderbook, trades, stats24h, info."""
