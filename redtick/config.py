@@ -153,6 +153,7 @@ class Settings:
     candle_retention_ms: int | None = 365 * 86_400_000
     maintenance_interval_ms: int = 300_000
     memory_warn_percent: float = 80.0
+    metrics_public: bool = False
 
     @property
     def embedded(self) -> bool:
@@ -218,6 +219,7 @@ class Settings:
                 env.get("REDTICK_MAINTENANCE_INTERVAL") or "5m", name="REDTICK_MAINTENANCE_INTERVAL"
             ),
             memory_warn_percent=_float(env, "REDTICK_MEMORY_WARN_PERCENT", 80.0, 1.0, 100.0),
+            metrics_public=_bool(env, "REDTICK_METRICS_PUBLIC", False),
         )
 
 

@@ -107,8 +107,14 @@ def _stack_of(pipe) -> list:
 
 
 def _pipeline_kind(pipe) -> str:
-    transaction = getattr(pipe, "transaction", False) or getattr(pipe, "is_transaction", False)
-    return "MULTI" if transaction or getattr(pipe, "explicit_transaction", False) else "PIPELINE"
+    # The async pipeline's flag is `is_transaction` (its `transaction` is redis-py's helper
+    # method), the async cluster pipeline's `_transaction`, the sync pipelines' `transaction`.
+    transaction = getattr(pipe, "is_transaction", None)
+    if transaction is None:
+        transaction = getattr(pipe, "_transaction", None)
+    if transaction is None:
+        transaction = getattr(pipe, "transaction", False)
+    return "MULTI" if transaction is True or getattr(pipe, "explicit_transaction", False) else "PIPELINE"
 
 
 async def _awaited(awaitable, metrics: Metrics | None = None, args: tuple = ()):

@@ -36,6 +36,9 @@ _SPEC_CACHES = ("market_data", "user_session", "price")
 # Families whose keys carry a symbol as their hash tag.
 _SYMBOL_FAMILIES = frozenset({"market", "price", "ticks", "candles", "alerts"})
 _INFO_FIELDS = ("version", "used_memory", "connected_clients", "uptime")
+# Server-wide INFO counters an operator reads next to redtick's own: Redis sees every client.
+_KEYSPACE_FIELDS = {"hits": "keyspace_hits", "misses": "keyspace_misses", "expired_keys": "expired_keys",
+                    "evicted_keys": "evicted_keys"}
 _DELETE_BATCH = 500
 
 
@@ -226,7 +229,10 @@ class CacheService:
 
         ``status`` is "healthy", "degraded" (memory above the warning threshold) or "unhealthy"
         (Redis unreachable). Facts the server cannot give (the embedded fakeredis has no INFO) are
-        None and listed in ``redis_info["unavailable"]``.
+        None and listed in ``redis_info["unavailable"]``. ``hit_rate`` and each cache's
+        ``hit_rate``, ``hits`` and ``misses`` are this process's counts (:mod:`redtick.metrics`),
+        there even when Redis is not; ``redis_info["keyspace"]`` holds the server's own
+        hits, misses, expired and evicted keys when it has INFO.
 
         Examples
         --------
@@ -242,6 +248,7 @@ class CacheService:
             "redis_connected": False,
             "redis_info": redis_info,
             "cache_stats": {name: {"total_keys": None} for name in _SPEC_CACHES},
+            "hit_rate": self.conn.metrics.overall_hit_rate(),
             "is_running": self.is_running,
             "maintenance": self._maintenance_facts(),
         }
@@ -257,12 +264,17 @@ class CacheService:
                     uptime=info.get("uptime_in_seconds"),
                 )
                 redis_info["unavailable"] = [f for f in _INFO_FIELDS if redis_info[f] is None]
+                redis_info["keyspace"] = {name: int(info.get(field, 0)) for name, field in _KEYSPACE_FIELDS.items()}
             redis_info["memory"] = self._memory(info)
             summary = await self.get_cache_summary()
             health["cache_stats"] = {name: {"total_keys": count} for name, count in summary["caches"].items()}
             health["status"] = "degraded" if redis_info["memory"]["warning"] else "healthy"
         except RedtickError as exc:
             health["error"] = type(exc).__name__
+        counted = self.conn.metrics.cache_stats()
+        for name, stats in health["cache_stats"].items():
+            mine = counted.get(name, {})
+            stats.update(hit_rate=mine.get("hit_rate"), hits=mine.get("hits", 0), misses=mine.get("misses", 0))
         return health
 
     def _maintenance_facts(self) -> dict[str, Any]:
@@ -283,14 +295,16 @@ class CacheService:
         """Key counts by SCAN inside the namespace: total, symbols, per cache and per key family.
 
         ``symbol_count`` is the number of distinct symbols that have any market, price, series or
-        alert key (read from the keys' hash tags).
+        alert key (read from the keys' hash tags). ``hit_rates`` maps each cache to hits / (hits +
+        misses) in this process (None before its first read), and ``metrics`` holds the counts
+        behind them: ``{"hit_rate": overall, "caches": Metrics.cache_stats()}``.
 
         Examples
         --------
         >>> import asyncio
         >>> summary = asyncio.run(CacheService().get_cache_summary())
         >>> sorted(summary)
-        ['caches', 'families', 'namespace', 'symbol_count', 'total_keys']
+        ['caches', 'families', 'hit_rates', 'metrics', 'namespace', 'symbol_count', 'total_keys']
         """
         prefix_length = len(self.conn.keys.prefix)
         families: Counter[str] = Counter()
@@ -308,6 +322,8 @@ class CacheService:
             "symbol_count": len(symbols),
             "caches": dict(caches),
             "families": dict(sorted(families.items())),
+            "hit_rates": {**dict.fromkeys(_SPEC_CACHES), **self.conn.metrics.hit_rates()},
+            "metrics": {"hit_rate": self.conn.metrics.overall_hit_rate(), "caches": self.conn.metrics.cache_stats()},
         }
 
     async def cleanup_expired_data(self) -> dict[str, int]:

@@ -281,6 +281,10 @@ class PriceAlerts(BaseCache):
         }
 
     async def _write(self, alerts: list[dict[str, Any]]) -> None:
+        await self._write_records(alerts)
+        self.counters.write("alert", len(alerts))
+
+    async def _write_records(self, alerts: list[dict[str, Any]]) -> None:
         keys = self.keys
         by_user: dict[str, list[dict]] = collections.defaultdict(list)
         by_symbol: dict[str, list[dict]] = collections.defaultdict(list)
@@ -339,6 +343,7 @@ class PriceAlerts(BaseCache):
                 live.append(alert)
         if stale:
             await self.redis.hdel(user_alerts, *stale)
+        self.counters.reads("alert", hits=len(live), misses=len(records) - len(live))
         return sorted(live, key=lambda a: (a["created_at"], a["alert_id"]))
 
     async def delete_price_alert(self, user_id: str, alert_id: str) -> bool:

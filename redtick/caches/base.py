@@ -10,6 +10,7 @@ from redtick import codec
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData
 from redtick.keys import validate_name
+from redtick.metrics import CacheCounters
 
 __all__ = ["BaseCache", "EncryptedCache", "check_ttl"]
 
@@ -47,6 +48,9 @@ class BaseCache:
     {'text': 'hi'}
     """
 
+    metrics_name: str | None = None
+    """The ``cache`` label of this cache's counters (:mod:`redtick.metrics`); the prefix unless set."""
+
     def __init__(self, prefix: str, default_ttl: int | None = 300, conn: Connection | None = None):
         self.prefix = validate_name(prefix, "cache prefix")
         self.default_ttl = None if default_ttl is None else check_ttl(default_ttl, name="default_ttl")
@@ -69,6 +73,11 @@ class BaseCache:
     @property
     def keys(self):
         return self.conn.keys
+
+    @property
+    def counters(self) -> CacheCounters:
+        """This cache's hit, miss and write counters on its connection's metrics."""
+        return self.conn.metrics.cache(self.metrics_name or self.prefix)
 
     def _key(self, key: str) -> str:
         return self.keys.key(self.prefix, key)
@@ -95,12 +104,15 @@ class BaseCache:
     async def get(self, key: str, default: Any = None) -> Any:
         """The value under ``key``, or ``default`` if absent or expired."""
         raw = await self.redis.get(self._key(key))
+        self.counters.read(self.prefix, raw is not None)
         return default if raw is None else self._decode(raw)
 
     async def set(self, key: str, value: Any, ttl: int | None = None) -> bool:
         """Store ``value`` under ``key`` for ``ttl`` seconds (default: the cache's)."""
         data = self._encode(value)
-        return bool(await self.redis.set(self._key(key), data, ex=self._ttl(ttl)))
+        stored = bool(await self.redis.set(self._key(key), data, ex=self._ttl(ttl)))
+        self.counters.write(self.prefix)
+        return stored
 
     async def delete(self, *keys: str) -> int:
         """Delete keys; returns how many existed."""
@@ -122,7 +134,9 @@ class BaseCache:
         if not keys:
             return {}
         raws = await self.redis.mget([self._key(k) for k in keys])
-        return {k: self._decode(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None}
+        found = {k: self._decode(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None}
+        self.counters.reads(self.prefix, hits=len(found), misses=len(keys) - len(found))
+        return found
 
     async def set_many(self, items: Mapping[str, Any], ttl: int | None = None) -> int:
         """Store every item with one pipelined round trip; all are encoded before any is sent."""
@@ -134,6 +148,7 @@ class BaseCache:
             for key, data in encoded:
                 pipe.set(key, data, ex=seconds)
             await pipe.execute()
+        self.counters.write(self.prefix, len(encoded))
         return len(encoded)
 
     # -- housekeeping ----------------------------------------------------------------------------

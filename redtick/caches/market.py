@@ -73,6 +73,8 @@ class MarketDataCache(BaseCache):
     (50000.0, True)
     """
 
+    metrics_name = "market_data"
+
     def __init__(self, conn: Connection | None = None, ttls: dict[str, int] | None = None):
         super().__init__("market", default_ttl=DEFAULT_TTLS["price"], conn=conn)
         self.ttls = {**DEFAULT_TTLS, **(ttls or {})}
@@ -84,10 +86,14 @@ class MarketDataCache(BaseCache):
 
     async def _put(self, kind: str, symbol: str, value: Any, ttl: int | None) -> bool:
         key = self.keys.market(kind, symbol)
-        return bool(await self.redis.set(key, self._encode(value), ex=self._ttl_of(kind, ttl)))
+        stored = bool(await self.redis.set(key, self._encode(value), ex=self._ttl_of(kind, ttl)))
+        self.counters.write(kind)
+        return stored
 
     async def _get(self, kind: str, symbol: str) -> Any:
-        return self._decode(await self.redis.get(self.keys.market(kind, symbol)))
+        raw = await self.redis.get(self.keys.market(kind, symbol))
+        self.counters.read(kind, raw is not None)
+        return self._decode(raw)
 
     # -- prices ----------------------------------------------------------------------------------
     async def set_symbol_price(self, symbol: str, price_data: dict[str, Any], ttl: int | None = None) -> bool:
@@ -105,6 +111,7 @@ class MarketDataCache(BaseCache):
             pipe.zadd(self.keys.market_symbols(), {symbol: stamp})
             pipe.zremrangebyscore(self.keys.market_symbols(), "-inf", now - SYMBOL_LIST_HORIZON_MS)
             await pipe.execute()
+        self.counters.write("price")
         return True
 
     async def get_symbol_price(self, symbol: str) -> dict[str, Any] | None:
@@ -167,6 +174,7 @@ class MarketDataCache(BaseCache):
             pipe.expire(key, self._ttl_of("trades", ttl))
             pipe.llen(key)
             *_, length = await pipe.execute()
+        self.counters.write("trades")
         return length
 
     async def get_trade_history(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -174,6 +182,7 @@ class MarketDataCache(BaseCache):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidData(f"limit={limit!r}: expected a whole number from 1")
         raw = await self.redis.lrange(self.keys.market("trades", validate_symbol(symbol)), 0, limit - 1)
+        self.counters.read("trades", bool(raw))
         return [self._decode(item) for item in raw]
 
     # -- 24h statistics and symbol information ---------------------------------------------------

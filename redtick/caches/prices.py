@@ -88,6 +88,11 @@ class PriceCache:
     def layout(self):
         return layout_of(self.conn)
 
+    @property
+    def counters(self):
+        """The ``price`` cache's counters (families ``quote``, ``ticks``, ``candles``)."""
+        return self.conn.metrics.cache("price")
+
     async def _run(self, make_plan):
         return await run_async(self.conn.async_client(), make_plan)
 
@@ -100,6 +105,7 @@ class PriceCache:
         total, batches = write_plans(layout, symbol, ticks, errors, batch_size)
         for _, make_plan in batches:
             total += await self._run(make_plan)
+        self.counters.write("ticks", total.written)
         total.trimmed_chunks += await self._run(lambda: retention_plan(layout, total))
         return total
 
@@ -128,6 +134,7 @@ class PriceCache:
     async def get_current_quote(self, symbol: str) -> dict[str, Any] | None:
         """The newest tick as ``{symbol, price, volume, timestamp, ts}``, or None."""
         raw = await self.conn.async_client().hgetall(self.conn.keys.current_price(validate_symbol(symbol)))
+        self.counters.read("quote", bool(raw))
         if not raw:
             return None
         ts = int(raw[b"ts"])
@@ -193,6 +200,7 @@ class PriceCache:
         start = None if start_time is None else to_epoch_ms(start_time, name="start_time")
         end = None if end_time is None else to_epoch_ms(end_time, name="end_time")
         records = await self._run(lambda: self.layout.recent_ticks_plan(symbol, limit, start, end))
+        self.counters.read("ticks", len(records) > 0)
         return [
             {"timestamp": _iso(ts), "ts": ts, "price": price, "volume": volume, "trade_id": trade_id, "side": side}
             for ts, trade_id, price, volume, side in zip(
@@ -206,6 +214,7 @@ class PriceCache:
         """The async twin of :func:`redtick.load_ticks`."""
         symbols, many = parse_symbols(symbol_or_symbols)
         result = await self._run(lambda: ticks_read_plan(self.layout, symbols, start, end, columns))
+        self._count_frames("ticks", result)
         return keyed_frame(result, symbols) if many else result[0]
 
     async def load_ohlcv(self, symbol_or_symbols: str | Iterable[str], interval: str = "1m", start: Any = None,
@@ -214,13 +223,21 @@ class PriceCache:
         symbols, many = parse_symbols(symbol_or_symbols)
         validate_interval(interval)
         result = await self._run(lambda: candles_read_plan(self.layout, symbols, interval, start, end, columns))
+        self._count_frames("candles", result)
         return keyed_frame(result, symbols) if many else result[0]
+
+    def _count_frames(self, family: str, frames: list[pd.DataFrame]) -> None:
+        # One read per symbol: a hit if the range held anything.
+        found = sum(1 for frame in frames if len(frame))
+        self.counters.reads(family, hits=found, misses=len(frames) - found)
 
     # -- candles -----------------------------------------------------------------------------------
     async def set_ohlcv_data(self, symbol: str, interval: str, candles: pd.DataFrame | Iterable[dict]) -> int:
         """Store candles from elsewhere (each needs a ``timestamp``/``ts`` bucket start); returns how many."""
         starts, packed, _ = candles_from_frame(candles, interval)
-        return await self._run(lambda: self.layout.set_candles_plan(symbol, interval, starts, packed))
+        written = await self._run(lambda: self.layout.set_candles_plan(symbol, interval, starts, packed))
+        self.counters.write("candles", written)
+        return written
 
     async def get_ohlcv_data(self, symbol: str, interval: str = "1h", start_time: Any = None, end_time: Any = None,
                              limit: int | None = None) -> list[dict[str, Any]]:

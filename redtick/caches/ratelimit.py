@@ -166,7 +166,10 @@ class RateLimiter:
     async def _run(self, identity: str, cost: int) -> RateLimitState:
         keys, args = self.script_args(identity, cost)
         client = self.conn.async_client()
-        return self.decode(await scripts.bound(client, "rate_limit")(keys=keys, args=args))
+        state = self.decode(await scripts.bound(client, "rate_limit")(keys=keys, args=args))
+        if cost and state.allowed:
+            self.conn.metrics.cache("rate_limit").write(self.name)
+        return state
 
     async def hit(self, identity: str, cost: int = 1) -> RateLimitState:
         """Count ``cost`` hits by ``identity`` if they fit in the window; the state says whether they did.

@@ -109,10 +109,14 @@ class RepositoryCache:
             log.warning("repository cache %r unavailable (%s); reading from the database", self.prefix,
                         type(exc).__name__)
             return await call()
+        counters = self.conn.metrics.cache("repository")
         if raw is not None:
             self.hits += 1
+            counters.read(self.prefix, True)
             return _rebuild(codec.loads(raw), annotation)
         self.misses += 1
+        if use_cache:
+            counters.read(self.prefix, False)
         result = await call()
         await self._store(key, result, annotation)
         return result
@@ -131,6 +135,8 @@ class RepositoryCache:
             await self.conn.async_client().set(key, data, ex=self.ttl)
         except RedisError as exc:
             log.warning("repository cache %r: storing a read failed (%s)", self.prefix, type(exc).__name__)
+        else:
+            self.conn.metrics.cache("repository").write(self.prefix)
 
     async def write(self, call: Callable) -> Any:
         """Run a database write between two generation changes.

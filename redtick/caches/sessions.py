@@ -61,6 +61,7 @@ class UserSessionCache(BaseCache):
         clock: Callable[[], float] = time.time,
     ):
         super().__init__("session", default_ttl, conn)
+        self.metrics_name = "user_session"
         self._encryption_key = encryption_key
         self._fernet: Any = None
         self._fernet_ready = False
@@ -128,6 +129,7 @@ class UserSessionCache(BaseCache):
             )
             pipe.zadd(keys.session_expiry(), {f"{user_id}:{session_id}": expires_at})
             await pipe.execute()
+        self.counters.write("session")
         return session_id
 
     def _decode_session(self, session_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
@@ -160,6 +162,7 @@ class UserSessionCache(BaseCache):
         'u2'
         """
         fields = await self.redis.hgetall(self.keys.session(session_id))
+        self.counters.read("session", b"user_id" in fields)
         return self._decode_session(session_id, fields) if b"user_id" in fields else None
 
     async def get_user_session(self, user_id: str, session_id: str) -> dict[str, Any] | None:
@@ -197,6 +200,7 @@ class UserSessionCache(BaseCache):
         except InvalidKey:  # a malformed token is just not a session
             return None
         user_id = await self.redis.hget(key, "user_id")
+        self.counters.read("session", user_id is not None)
         return None if user_id is None else user_id.decode()
 
     async def get_user_sessions(self, user_id: str) -> list[dict[str, Any]]:
@@ -221,11 +225,13 @@ class UserSessionCache(BaseCache):
             for session_id in ids:
                 pipe.hgetall(keys.session(session_id))
             replies = await pipe.execute()
-        return [
+        live = [
             self._decode_session(session_id, fields)
             for session_id, fields in zip(ids, replies, strict=True)
             if fields.get(b"user_id") == user_id.encode()
         ]
+        self.counters.reads("session", hits=len(live), misses=len(ids) - len(live))
+        return live
 
     async def update_session_activity(self, user_id: str, session_id: str, activity: Any) -> bool:
         """Record ``activity`` as the session's latest; False if the session is gone or not the user's.
@@ -247,7 +253,11 @@ class UserSessionCache(BaseCache):
         key = self.keys.session(session_id)
         encoded = self._encode(activity)
         touch = scripts.bound(self.redis, "session_touch")
-        return bool(await touch(keys=[key], args=[user_id, encoded, self._now_ms()]))
+        touched = bool(await touch(keys=[key], args=[user_id, encoded, self._now_ms()]))
+        self.counters.read("session", touched)
+        if touched:
+            self.counters.write("session")
+        return touched
 
     async def delete_session(self, user_id: str, session_id: str) -> bool:
         """End one session of the user (log out); False if it was not a live session of theirs.
@@ -320,6 +330,9 @@ class UserSessionCache(BaseCache):
                     pipe.exists(keys.session(session_id))
                 alive = await pipe.execute()
             gone = [(u, s) for (u, s), live in zip(entries, alive, strict=True) if not live]
+            # Sessions end by TTL or by delete_session, which drops their index entries with the
+            # hash; so an entry past its expiry whose hash is gone is a session the TTL ended.
+            self.counters.expired("session", len(gone))
             start += len(entries) - len(gone)  # live ones stay in the index: page past them
             if gone:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -345,11 +358,15 @@ class UserSessionCache(BaseCache):
         """
         key = self.keys.user_preferences(user_id)
         seconds = None if ttl is None else check_ttl(ttl)
-        return bool(await self.redis.set(key, self._encode(preferences), ex=seconds))
+        stored = bool(await self.redis.set(key, self._encode(preferences), ex=seconds))
+        self.counters.write("preferences")
+        return stored
 
     async def get_user_preferences(self, user_id: str) -> Any:
         """The user's preferences, or None if never set."""
-        return self._decode(await self.redis.get(self.keys.user_preferences(user_id)))
+        raw = await self.redis.get(self.keys.user_preferences(user_id))
+        self.counters.read("preferences", raw is not None)
+        return self._decode(raw)
 
     async def set_user_subscription(self, user_id: str, kind: str, data: Any) -> None:
         """Store the user's subscription of one ``kind`` (``"websocket"``, ...), replacing the old one.
@@ -367,10 +384,12 @@ class UserSessionCache(BaseCache):
         key = self.keys.user_subscriptions(user_id)
         field = validate_name(kind, "subscription kind")
         await self.redis.hset(key, field, self._encode(data))
+        self.counters.write("subscriptions")
 
     async def get_user_subscriptions(self, user_id: str) -> dict[str, Any]:
         """``{kind: data}`` of the user's subscriptions."""
         fields = await self.redis.hgetall(self.keys.user_subscriptions(user_id))
+        self.counters.read("subscriptions", bool(fields))
         return {kind.decode(): self._decode(raw) for kind, raw in fields.items()}
 
     async def delete_user_subscription(self, user_id: str, kind: str) -> bool:

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redtick import errors
@@ -90,6 +91,12 @@ def require_admin(request: Request, token: Annotated[str | None, Security(_admin
         raise errors.Forbidden("maintenance endpoints are disabled: REDTICK_ADMIN_TOKEN is not set")
     if token is None or not secrets.compare_digest(token.encode(), expected.encode()):
         raise errors.AuthError("this endpoint needs the admin token in the X-Admin-Token header")
+
+
+def require_metrics_access(request: Request, token: Annotated[str | None, Security(_admin_scheme)]) -> None:
+    """Pass everyone when ``/metrics`` is public (``REDTICK_METRICS_PUBLIC``), else as :func:`require_admin`."""
+    if not getattr(request.app.state, "metrics_public", False):
+        require_admin(request, token)
 
 
 Service = Annotated[CacheService, Depends(get_service)]
@@ -281,6 +288,26 @@ async def clear(
     return {"status": "success", "data": await service.clear_all_cache()}
 
 
+metrics_router = APIRouter(tags=["monitoring"])
+
+
+@metrics_router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(require_metrics_access)],
+    responses=_errors(401, 403),
+    summary="Prometheus metrics (admin unless REDTICK_METRICS_PUBLIC=true)",
+)
+async def metrics(request: Request) -> Response:
+    """Cache hits, misses, writes, errors and Redis round-trip times, in the Prometheus text format.
+
+    The app's connection's metrics (:mod:`redtick.metrics`), then the process-wide default
+    registry (process and Python runtime metrics, and anything the host registered there).
+    """
+    body = request.app.state.redtick_conn.metrics.exposition() + generate_latest(REGISTRY)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
 # -- the app -------------------------------------------------------------------------------------
 def _status_of(exc: errors.RedtickError) -> int:
     return next((status for kind, status in _STATUS_OF if isinstance(exc, kind)), 500)
@@ -317,6 +344,7 @@ def create_app(
     service: CacheService | None = None,
     admin_token: str | None = None,
     maintenance: bool = True,
+    metrics_public: bool | None = None,
 ) -> FastAPI:
     """The FastAPI app with redtick's router, error mapping and a service bound to ``conn``.
 
@@ -330,6 +358,8 @@ def create_app(
         Token of the maintenance endpoints; defaults to ``REDTICK_ADMIN_TOKEN``. None refuses them.
     maintenance : bool
         Run the service's maintenance loop for the app's lifetime.
+    metrics_public : bool, optional
+        Serve ``/metrics`` without the admin token; defaults to ``REDTICK_METRICS_PUBLIC``.
 
     Examples
     --------
@@ -359,8 +389,10 @@ def create_app(
     app.state.cache_service = service
     app.state.redtick_conn = conn
     app.state.admin_token = admin_token if admin_token is not None else conn.settings.admin_token
+    app.state.metrics_public = conn.settings.metrics_public if metrics_public is None else metrics_public
     app.add_exception_handler(errors.RedtickError, _redtick_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(router)
+    app.include_router(metrics_router)
     return app

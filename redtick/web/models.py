@@ -32,10 +32,16 @@ class RedisInfo(BaseModel):
     backend: Literal["redis", "embedded"]
     unavailable: list[str] = Field(description="Facts this server cannot give (the embedded fakeredis has no INFO)")
     memory: MemoryFacts | None = None
+    keyspace: dict[str, int] | None = Field(
+        default=None, description="The server's keyspace hits, misses, expired and evicted keys (INFO stats)"
+    )
 
 
 class KeyCount(BaseModel):
     total_keys: int | None
+    hit_rate: float | None = Field(default=None, description="Hits / (hits + misses) in this process; None before a read")
+    hits: int = 0
+    misses: int = 0
 
 
 class MaintenanceFacts(BaseModel):
@@ -51,6 +57,7 @@ class HealthResponse(BaseModel):
     redis_connected: bool
     redis_info: RedisInfo
     cache_stats: dict[str, KeyCount]
+    hit_rate: float | None = Field(default=None, description="Over every cache, in this process")
     is_running: bool
     maintenance: MaintenanceFacts
     error: str | None = None
@@ -62,6 +69,8 @@ class CacheSummary(BaseModel):
     symbol_count: int
     caches: dict[str, int]
     families: dict[str, int]
+    hit_rates: dict[str, float | None] = Field(default_factory=dict, description="Per cache, in this process")
+    metrics: dict[str, Any] | None = Field(default=None, description="Hits, misses, writes, expired, errors per cache")
 
 
 class StatsResponse(BaseModel):

@@ -187,6 +187,8 @@ class ResponseCache:
                 await pipe.execute()
         except RedisError as exc:
             self._failed("write", exc)
+        else:
+            conn.metrics.cache("http_response").write(self.key_prefix)
 
     async def fetch(
         self, conn: Connection, key: str, produce: Callable[[], Awaitable[CachedResponse]]
@@ -198,6 +200,7 @@ class ResponseCache:
         does not cancel it for the others.
         """
         entry, reachable = await self.load(conn, key)
+        conn.metrics.cache("http_response").read(self.key_prefix, entry is not None)
         if entry is not None:
             return entry, True
         flights = _inflight.setdefault(asyncio.get_running_loop(), {})
