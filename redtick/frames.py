@@ -60,7 +60,10 @@ def _columns(columns: Sequence[str] | None, default: tuple[str, ...], optional: 
         return list(default)
     if isinstance(columns, str):
         columns = [columns]
-    unknown = [c for c in columns if c not in default + optional]
+    if not isinstance(columns, Iterable) or isinstance(columns, bytes | Mapping):
+        raise InvalidData(f"columns={columns!r}: expected a list of names from {list(default + optional)}")
+    columns = list(columns)
+    unknown = [c for c in columns if not isinstance(c, str) or c not in default + optional]
     if unknown:
         raise InvalidData(f"unknown columns {unknown}; expected some of {list(default + optional)}")
     return list(columns)
@@ -97,6 +100,8 @@ def _time_bound(value: Any, name: str) -> int | None:
 def parse_symbols(symbol_or_symbols: str | Iterable[str]) -> tuple[list[str], bool]:
     if isinstance(symbol_or_symbols, str):
         return [validate_symbol(symbol_or_symbols)], False
+    if not isinstance(symbol_or_symbols, Iterable) or isinstance(symbol_or_symbols, bytes | Mapping):
+        validate_symbol(symbol_or_symbols)  # raises InvalidKey naming the type
     symbols = [validate_symbol(s) for s in symbol_or_symbols]
     if not symbols:
         raise InvalidData("no symbols given")

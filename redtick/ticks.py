@@ -69,7 +69,8 @@ def to_epoch_ms(value: Any, *, name: str = "time") -> int:
         raise InvalidData(f"{name}={value!r} is not a time")
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
-    return int(stamp.value // 1_000_000)
+    # In the stamp's own unit: ``.value`` (nanoseconds) overflows past 2262.
+    return int(stamp.asm8.astype("datetime64[ms]").astype(np.int64))
 
 
 def _frame(ticks: Any) -> pd.DataFrame:
@@ -104,8 +105,11 @@ def times_ms(frame: pd.DataFrame) -> np.ndarray:
         values = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
     stamps = pd.DatetimeIndex(values)
     stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
-    # Integer division: nanoseconds since 1970 exceed 2**53, so dividing as floats would round.
-    ms = (stamps.as_unit("ns").asi8 // 1_000_000).astype(np.float64)
+    # Integer division: nanoseconds since 1970 exceed 2**53, so dividing as floats would round. The
+    # index keeps its own unit: a time past 2262 has no nanosecond form, but its range check says why.
+    ticks_per_ms = {"s": 1, "ms": 1, "us": 1_000, "ns": 1_000_000}[stamps.unit]
+    raw = stamps.asi8 * 1_000 if stamps.unit == "s" else stamps.asi8 // ticks_per_ms
+    ms = raw.astype(np.float64)
     ms[stamps.isna()] = np.nan
     return ms
 
@@ -215,5 +219,6 @@ def normalise_ticks(ticks: Any, *, errors: Literal["raise", "skip"] = "raise") -
     records["id"] = _rank_within_ms(records["ts"]) if ids is None else ids[keep]
     records["price"], records["volume"], records["side"] = price[keep], volume[keep], side[keep]
     records = records[np.lexsort((records["id"], records["ts"]))]
-    unique = np.r_[True, (records["ts"][1:] != records["ts"][:-1]) | (records["id"][1:] != records["id"][:-1])]
+    unique = np.ones(len(records), dtype=bool)  # empty when every row was rejected (or none given)
+    unique[1:] = (records["ts"][1:] != records["ts"][:-1]) | (records["id"][1:] != records["id"][:-1])
     return NormalisedTicks(records[unique], len(frame), rejected, int(len(records) - unique.sum()))

@@ -145,6 +145,8 @@ class MarketDataCache(BaseCache):
 
     async def get_order_book(self, symbol: str, depth: int | None = None) -> dict[str, Any] | None:
         """The cached order book, optionally cut to ``depth`` levels a side."""
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+            raise InvalidData(f"depth={depth!r}: expected a whole number of levels, 0 or more")
         book = await self._get("orderbook", validate_symbol(symbol))
         if book is not None and depth is not None:
             book["bids"], book["asks"] = book["bids"][:depth], book["asks"][:depth]
