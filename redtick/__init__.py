@@ -27,6 +27,7 @@ from redtick.errors import (
 )
 from redtick.frames import load_ohlcv, load_ticks, write_candles, write_ticks
 from redtick.keys import KeySchema
+from redtick.metrics import Metrics
 from redtick.series import WriteResult
 from redtick.service import CacheService, cache_service
 
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidKey",
     "KeySchema",
     "MarketDataCache",
+    "Metrics",
     "NotFound",
     "PriceAlerts",
     "PriceCache",

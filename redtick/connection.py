@@ -82,7 +82,10 @@ def translated():
 def _failed(metrics: Metrics | None, args: tuple, start: float, exc: redis.exceptions.RedisError) -> NoReturn:
     new = translate_error(exc)
     if metrics is not None:
-        metrics.command_failed(args, perf_counter() - start, new)
+        if isinstance(exc, redis.exceptions.NoScriptError):  # the server answered; Script loads it and retries
+            metrics.command_done(args, perf_counter() - start)
+        else:
+            metrics.command_failed(args, perf_counter() - start, new)
     if new is exc:
         raise exc
     raise new from exc

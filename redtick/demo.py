@@ -152,6 +152,8 @@ def run_demo(data_dir: str = "data", out: str = "reports") -> int:
         (f"memory in namespace ({memory.method})", f"{memory.total_bytes / 2**20:,.2f} MiB in {memory.total_keys:,} keys, "
                                                    f"{memory.bytes_per_tick:,.1f} B/tick"),
         ("share of maxmemory in use", "n/a" if memory.maxmemory_share is None else f"{memory.maxmemory_share:.2%}"),
+        ("cache hit rates (this process)", ", ".join(
+            f"{cache} {rate:.0%}" for cache, rate in conn.metrics.hit_rates().items() if rate is not None) or "no reads"),
         ("Arrow snapshot of 1h candles", f"{saved.rows:,} rows, {saved.bytes:,} bytes ({saved.compression})"),
     ]
     summary = pd.DataFrame(rows, columns=["figure", "value"])
@@ -160,6 +162,7 @@ def run_demo(data_dir: str = "data", out: str = "reports") -> int:
     _print_table("price change", changes[["symbol", "period", "previous_price", "current_price", "change", "change_percent"]])
     _print_table("fired alerts", fired[["condition", "target_price", "price", "fired_at"]])
     _print_table(f"memory by key family ({memory.method})", memory.families[memory.families["keys"] > 0], index=True)
+    _print_table("cache hits, misses and writes (this process)", conn.metrics.frame(), index=True)
     path = reports.write_html_report(pathlib.Path(out) / "redtick_report.html", DEMO_SYMBOL, user_ids=DEMO_USER,
                                      summary=summary, memory=memory, title="redtick demo: ES ticks", conn=conn)
     summary.loc[len(summary)] = ["finished in", f"{time.perf_counter() - started:,.1f} s"]

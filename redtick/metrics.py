@@ -323,6 +323,26 @@ class Metrics:
         stats = self.cache_stats().values()
         return _rate({"hits": sum(s["hits"] for s in stats), "misses": sum(s["misses"] for s in stats)})
 
+    def frame(self):
+        """The per-family counts of :meth:`cache_stats` as a DataFrame indexed by (cache, family).
+
+        Examples
+        --------
+        >>> metrics = Metrics()
+        >>> metrics.cache("market_data").reads("price", hits=3, misses=1)
+        >>> frame = metrics.frame()
+        >>> int(frame.loc[("market_data", "price"), "hits"]), float(frame.loc[("market_data", "price"), "hit_rate"])
+        (3, 0.75)
+        """
+        import pandas as pd
+
+        columns = [*CACHE_EVENTS, "hit_rate"]
+        rows = {(cache, family): [row[c] for c in columns]
+                for cache, stats in self.cache_stats().items() for family, row in stats["families"].items()}
+        index = pd.MultiIndex.from_tuples(list(rows), names=["cache", "family"])
+        frame = pd.DataFrame(list(rows.values()), index=index, columns=columns)
+        return frame.astype({**dict.fromkeys(CACHE_EVENTS, "int64"), "hit_rate": "float64"})
+
     def exposition(self) -> bytes:
         """This connection's metrics in the Prometheus text format."""
         return generate_latest(self.registry)

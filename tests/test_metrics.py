@@ -166,6 +166,17 @@ async def test_redis_failures_count_as_errors_of_the_cache_and_family():
     await conn.aclose()
 
 
+async def test_a_script_loaded_on_first_use_is_no_error(conn):
+    from redtick.caches.ratelimit import RateLimiter
+
+    limiter = RateLimiter("api", limit=5, window=60, conn=conn)
+    assert (await limiter.hit("u1")).allowed
+    assert (await limiter.hit("u1")).allowed
+    assert conn.metrics.cache_stats()["rate_limit"]["errors"] == 0
+    assert counts(conn, "rate_limit", "api")["writes"] == 2
+    assert conn.metrics.value("redtick_redis_round_trip_seconds_count", command="EVALSHA") >= 2
+
+
 async def test_response_cache_counts_hits_and_misses_by_prefix(conn):
     app = create_app(conn, admin_token=TOKEN, maintenance=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
