@@ -10,11 +10,12 @@ from urllib.parse import urlsplit
 
 from redtick.errors import ConfigurationError
 
-__all__ = ["Settings", "get_settings", "parse_duration"]
+__all__ = ["Settings", "get_settings", "parse_duration", "parse_nodes_url"]
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
-_URL_SCHEMES = ("redis", "rediss", "unix", "embedded")
+_URL_SCHEMES = ("redis", "rediss", "unix", "embedded", "redis+cluster", "rediss+cluster", "redis+sentinel")
+_NODES_SCHEMES = {"redis+cluster": 6379, "rediss+cluster": 6379, "redis+sentinel": 26379}
 DEFAULT_INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d")
 NAMESPACE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 NAMESPACE_RULE = "a namespace is 1-32 of a-z 0-9 _ - starting with a letter"
@@ -111,7 +112,9 @@ def _url(env: Mapping[str, str]) -> str | None:
             f"REDIS_URL has scheme {parts.scheme!r}; expected one of "
             + ", ".join(f"{s}://" for s in _URL_SCHEMES)
         )
-    if parts.scheme in ("redis", "rediss"):
+    if parts.scheme in _NODES_SCHEMES:
+        parse_nodes_url(raw)  # raises on a malformed node list or a sentinel URL without a service
+    elif parts.scheme in ("redis", "rediss"):
         try:
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError:
@@ -119,6 +122,43 @@ def _url(env: Mapping[str, str]) -> str | None:
         if not parts.hostname:
             raise ConfigurationError("REDIS_URL has no host; expected redis://host:port/db")
     return raw
+
+
+def parse_nodes_url(url: str) -> tuple[list[tuple[str, int]], str | None, int]:
+    """(nodes, sentinel service or None, db) of a ``redis+cluster://`` or ``redis+sentinel://`` URL.
+
+    ``redis+cluster://[user:password@]host:port,host:port`` lists startup nodes of a Redis
+    Cluster (any few masters; the client discovers the rest). ``redis+sentinel://[user:password@]
+    host:port,host:port/<service>[/<db>]`` lists sentinels and names the monitored master. A
+    missing port is 6379 for cluster nodes and 26379 for sentinels. Credentials in the URL are
+    the data nodes' (as ``REDIS_USERNAME``/``REDIS_PASSWORD``), never the sentinels'.
+
+    Examples
+    --------
+    >>> parse_nodes_url("redis+sentinel://10.0.0.1,10.0.0.2:26380/mymaster/2")
+    ([('10.0.0.1', 26379), ('10.0.0.2', 26380)], 'mymaster', 2)
+    """
+    scheme, _, rest = url.partition("://")
+    default_port = _NODES_SCHEMES[scheme]
+    netloc, _, path = rest.partition("/")
+    hosts = netloc.rpartition("@")[2]
+    expected = "host:port,host:port" + ("/<service>[/<db>]" if scheme == "redis+sentinel" else "")
+    nodes = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon:
+            host, port = port, str(default_port)
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigurationError(f"REDIS_URL node {item.strip()!r} is malformed; expected {scheme}://{expected}")
+        nodes.append((host.strip("[]"), int(port)))
+    if scheme != "redis+sentinel":
+        if path.strip("/"):
+            raise ConfigurationError(f"REDIS_URL: a cluster has only db 0 and no path; expected {scheme}://{expected}")
+        return nodes, None, 0
+    service, _, db = path.strip("/").partition("/")
+    if not service or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", service) or (db and not db.isdigit()):
+        raise ConfigurationError(f"REDIS_URL names no valid master; expected {scheme}://{expected}")
+    return nodes, service, int(db or 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,10 +203,24 @@ class Settings:
         return self.host is None
 
     @property
+    def topology(self) -> str:
+        """``"embedded"``, ``"single"``, ``"cluster"`` (redis-py's RedisCluster) or ``"sentinel"``."""
+        if self.embedded:
+            return "embedded"
+        scheme = (self.url or "").partition("://")[0]
+        return {"redis+cluster": "cluster", "rediss+cluster": "cluster", "redis+sentinel": "sentinel"}.get(
+            scheme, "single"
+        )
+
+    @property
     def safe_url(self) -> str:
         """The server address with any password removed, fit for a log line."""
         if self.embedded:
             return "embedded fakeredis (in-process)"
+        if self.topology in ("cluster", "sentinel"):
+            nodes, service, db = parse_nodes_url(self.url)
+            tail = f"/{service}/{db}" if service else ""
+            return self.url.partition("://")[0] + "://" + ",".join(f"{h}:{p}" for h, p in nodes) + tail
         if self.url is not None:
             parts = urlsplit(self.url)
             host = parts.hostname or parts.path

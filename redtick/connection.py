@@ -34,12 +34,19 @@ __all__ = ["Connection", "connect", "translate_error", "translated"]
 log = logging.getLogger("redtick")
 
 _RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# redis-py's cluster client raises RedisClusterException, which is not a RedisError.
+_REDIS_EXCEPTIONS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 
 
 def translate_error(exc: BaseException) -> BaseException:
     """The redtick error for a redis-py exception; anything else is returned unchanged."""
-    if isinstance(exc, errors.RedtickError) or not isinstance(exc, redis.exceptions.RedisError):
+    if isinstance(exc, errors.RedtickError) or not isinstance(exc, _REDIS_EXCEPTIONS):
         return exc
+    if isinstance(exc, redis.exceptions.RedisClusterException):
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, redis.exceptions.SlotNotCoveredError) or "cannot be connected" in message:
+            return errors.Unavailable(f"Redis Cluster is unavailable: {message}")
+        return errors.RedisError(f"Redis Cluster refused the command: {message}")
     if isinstance(exc, redis.exceptions.NoScriptError):
         return exc  # redis-py's Script reloads on it; it must reach Script untouched
     message = str(exc) or type(exc).__name__
@@ -67,7 +74,7 @@ def translated():
     """Re-raise redis-py exceptions raised inside the block as redtick errors."""
     try:
         yield
-    except redis.exceptions.RedisError as exc:
+    except _REDIS_EXCEPTIONS as exc:
         new = translate_error(exc)
         if new is exc:
             raise
@@ -124,7 +131,7 @@ async def _awaited(awaitable, metrics: Metrics | None = None, args: tuple = ()):
     start = perf_counter()
     try:
         result = await awaitable
-    except redis.exceptions.RedisError as exc:
+    except _REDIS_EXCEPTIONS as exc:
         _failed(metrics, args, start, exc)
     if metrics is not None:
         metrics.command_done(args, perf_counter() - start)
@@ -141,15 +148,16 @@ class _SyncTranslation:
         start = perf_counter()
         try:
             result = super().execute_command(*args, **options)
-        except redis.exceptions.RedisError as exc:
+        except _REDIS_EXCEPTIONS as exc:
             _failed(metrics, args, start, exc)
         if metrics is not None and result is not self:  # a pipeline buffering a command returns itself
             metrics.command_done(args, perf_counter() - start)
         return result
 
-
-    def pipeline(self, transaction=True, shard_hint=None):
-        pipe = super().pipeline(transaction, shard_hint)
+    def pipeline(self, *args, **kwargs):
+        # Each client keeps its own default: True on one server, None (no MULTI) on a cluster,
+        # whose multi-key commands such as DELETE call ``self.pipeline()`` and split by slot.
+        pipe = super().pipeline(*args, **kwargs)
         pipe.__class__ = _subclass(type(pipe), _SyncPipelineTranslation)
         pipe._redtick_metrics = self._redtick_metrics
         return pipe
@@ -161,7 +169,7 @@ class _SyncPipelineTranslation(_SyncTranslation):
         start = perf_counter()
         try:
             result = super().execute(raise_on_error)
-        except redis.exceptions.RedisError as exc:
+        except _REDIS_EXCEPTIONS as exc:
             _pipeline_failed(self, kind, stack, start, exc)
         if self._redtick_metrics is not None and stack:
             self._redtick_metrics.pipeline_done(kind, stack, perf_counter() - start)
@@ -179,8 +187,10 @@ class _AsyncTranslation:
             return result
         return _awaited(result, self._redtick_metrics, args)
 
-    def pipeline(self, transaction=True, shard_hint=None):
-        pipe = super().pipeline(transaction, shard_hint)
+    def pipeline(self, *args, **kwargs):
+        # Each client keeps its own default: True on one server, None (no MULTI) on a cluster,
+        # whose multi-key commands such as DELETE call ``self.pipeline()`` and split by slot.
+        pipe = super().pipeline(*args, **kwargs)
         pipe.__class__ = _subclass(type(pipe), _AsyncPipelineTranslation)
         pipe._redtick_metrics = self._redtick_metrics
         return pipe
@@ -192,7 +202,7 @@ class _AsyncPipelineTranslation(_AsyncTranslation):
         start = perf_counter()
         try:
             result = await super().execute(raise_on_error)
-        except redis.exceptions.RedisError as exc:
+        except _REDIS_EXCEPTIONS as exc:
             _pipeline_failed(self, kind, stack, start, exc)
         if self._redtick_metrics is not None and stack:
             self._redtick_metrics.pipeline_done(kind, stack, perf_counter() - start)
@@ -202,6 +212,64 @@ class _AsyncPipelineTranslation(_AsyncTranslation):
 @functools.cache
 def _subclass(base: type, mixin: type) -> type:
     return type(f"Redtick{base.__name__}", (mixin, base), {})
+
+
+def _url_credentials(url: str, options: dict[str, Any]) -> None:
+    """Credentials written in a node-list URL win over REDIS_USERNAME/REDIS_PASSWORD, as redis:// ones do."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    if parts.password:
+        options["password"] = unquote(parts.password)
+
+
+def _make_cluster(s: Settings, options: dict[str, Any], tls: dict[str, Any], asynchronous: bool, mixin: type):
+    """redis-py's RedisCluster (sync or asyncio) over the startup nodes of a ``redis+cluster://`` URL.
+
+    The client discovers every master from any one node, routes each command by its key's slot
+    and follows MOVED/ASK itself. ``max_connections`` is per node.
+    """
+    from redtick.config import parse_nodes_url
+
+    nodes, _, _ = parse_nodes_url(s.url)
+    _url_credentials(s.url, options)
+    if s.url.startswith("rediss+"):
+        options.update(ssl=True, **{k: v for k, v in tls.items() if v})
+    # redis-py builds each node's plain pool itself (no blocking pool outside from_url), so a
+    # node's pool does not wait for a free connection: past max_connections it raises.
+    options.pop("timeout")
+    if asynchronous:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+    else:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        options.pop("health_check_interval")  # not a cluster-client option in sync redis-py
+        options.pop("retry_on_error")
+    startup = [ClusterNode(host, port) for host, port in nodes]
+    return _subclass(RedisCluster, mixin)(startup_nodes=startup, **options)
+
+
+def _make_sentinel(s: Settings, options: dict[str, Any], asynchronous: bool, mixin: type):
+    """A client of the master that the sentinels of a ``redis+sentinel://`` URL name.
+
+    redis-py's Sentinel pool asks the sentinels for the master's address on every new connection,
+    so after a failover the retry that follows a connection error lands on the promoted replica.
+    """
+    from redtick.config import parse_nodes_url
+
+    nodes, service, db = parse_nodes_url(s.url)
+    _url_credentials(s.url, options)
+    options.pop("timeout")  # a sentinel pool does not block for a free connection
+    sentinel_options = {"socket_timeout": s.connect_timeout, "socket_connect_timeout": s.connect_timeout}
+    if asynchronous:
+        from redis.asyncio.sentinel import Sentinel
+    else:
+        from redis.sentinel import Sentinel
+    base = redis.asyncio.Redis if asynchronous else redis.Redis
+    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_options, db=db, **options)
+    return sentinel.master_for(service, redis_class=_subclass(base, mixin))
 
 
 class _EmbeddedServer:
@@ -327,6 +395,10 @@ class Connection:
             "ssl_certfile": s.ssl_certfile,
             "ssl_keyfile": s.ssl_keyfile,
         }
+        if s.topology == "cluster":
+            return _make_cluster(s, options, tls, asynchronous, mixin)
+        if s.topology == "sentinel":
+            return _make_sentinel(s, options, asynchronous, mixin)
         if s.url is not None:
             if s.url.startswith("rediss:"):
                 options.update({k: v for k, v in tls.items() if v})

@@ -1,8 +1,10 @@
 """One Redis fixture for the whole suite, parametrised over the embedded fakeredis and a real server.
 
-A test that asks for ``conn`` runs twice: on a fresh in-process fakeredis server and on a real
-``redis-server`` (a throwaway one started on a free port for the session, or ``REDTICK_TEST_REDIS_URL``).
-Without the binary the real leg is skipped, except under ``CI=true``, where that is a failure.
+A test that asks for ``conn`` runs three times: on a fresh in-process fakeredis server, on a real
+``redis-server`` (a throwaway one started on a free port for the session, or ``REDTICK_TEST_REDIS_URL``)
+and on a throwaway 3-master Redis Cluster (or ``REDTICK_TEST_CLUSTER_URL``). Without the binaries the
+real legs are skipped, except under ``CI=true``, where that is a failure. A test marked
+``@pytest.mark.single_node("why")`` skips the cluster leg.
 """
 
 from __future__ import annotations
@@ -31,12 +33,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too, so both fit below 65536."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20_000, 45_000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10_000))
+                return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisServer:
     """A throwaway ``redis-server`` on a free loopback port that a test may stop and restart."""
 
-    def __init__(self, binary: str, *extra: str):
+    def __init__(self, binary: str, *extra: str, port: int | None = None):
         self.binary = binary
-        self.port = free_port()
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="redtick-redis-")
         self.extra = extra
         self.process: subprocess.Popen | None = None
@@ -78,6 +96,65 @@ class RedisServer:
         self.start()
 
 
+class RedisClusterServers:
+    """A throwaway Redis Cluster of ``masters`` ``redis-server`` processes (no replicas) on free ports."""
+
+    def __init__(self, binary: str, cli: str, masters: int = 3):
+        self.servers = [RedisServer(binary, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                                    "--cluster-config-file", "nodes.conf", port=free_cluster_port())
+                        for _ in range(masters)]
+        self.cli = cli
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+
+    def start(self, timeout: float = 30.0) -> None:
+        for server in self.servers:
+            server.start()
+        subprocess.run([self.cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for server in self.servers:  # every node must agree the cluster is whole before tests use it
+            probe = redis.Redis(port=server.port, socket_timeout=1.0)
+            while probe.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cluster on ports {[s.port for s in self.servers]} not ok in {timeout}s")
+                time.sleep(0.05)  # polling a readiness condition, not waiting and hoping
+            probe.close()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """The session's throwaway 3-master cluster, or None without the binaries (a failure in CI)."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        if IN_CI:
+            pytest.fail("CI=true but redis-server or redis-cli is not on PATH: the cluster leg must run in CI")
+        return None
+    cluster = RedisClusterServers(binary, cli)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_redis_url(redis_cluster):
+    url = os.environ.get("REDTICK_TEST_CLUSTER_URL")
+    if url:
+        return url
+    if redis_cluster is None:
+        pytest.skip("no redis-server/redis-cli on PATH (set REDTICK_TEST_CLUSTER_URL or install redis-server)")
+    return redis_cluster.url
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     """The session's throwaway real server, or None when there is no binary (a failure in CI)."""
@@ -106,8 +183,12 @@ def _namespace() -> str:
     return "t" + secrets.token_hex(4)
 
 
-@pytest.fixture(params=["embedded", "real"])
+@pytest.fixture(params=["embedded", "real", "cluster"])
 def backend(request) -> str:
+    if request.param == "cluster":
+        reason = request.node.get_closest_marker("single_node")
+        if reason is not None:
+            pytest.skip(f"single-node only: {reason.args[0]}")
     return request.param
 
 
@@ -116,7 +197,7 @@ def settings(backend, request) -> Settings:
     """Settings for the backend under test, in a namespace of the test's own."""
     if backend == "embedded":
         return Settings(namespace=_namespace())
-    url = request.getfixturevalue("real_redis_url")
+    url = request.getfixturevalue("cluster_redis_url" if backend == "cluster" else "real_redis_url")
     return Settings(url=url, namespace=_namespace(), socket_timeout=5.0, connect_timeout=2.0)
 
 
@@ -126,8 +207,8 @@ def conn(settings, backend):
     server = fakeredis.FakeServer(version=(7, 0)) if backend == "embedded" else None
     connection = Connection(settings, embedded_server=server)
     yield connection
-    if backend == "real":
-        client = connection.sync
+    if backend != "embedded":
+        client = connection.sync  # on a cluster, scan_iter visits every master and delete splits by slot
         keys = list(client.scan_iter(match=connection.keys.everything(), count=1000))
         if keys:
             client.delete(*keys)

@@ -239,6 +239,7 @@ async def test_only_the_owner_deletes_and_delete_leaves_no_index_entry(conn):
     assert await alerts.check_price_alerts("BTCUSDT", 5.0) == []
 
 
+@pytest.mark.single_node("queues a script in a MULTI with a key of another slot; redis-py refuses scripts in cluster pipelines")
 async def test_the_tick_writer_call_runs_in_a_pipeline(conn):
     """The integration point: the series writer queues the check next to its own commands."""
     alerts = PriceAlerts(conn=conn, clock=lambda: T0)

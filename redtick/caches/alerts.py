@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from redtick import codec, scripts
-from redtick.caches.base import BaseCache
+from redtick.caches.base import BaseCache, commit_in_phases
 from redtick.connection import Connection
 from redtick.errors import InvalidData
 from redtick.keys import ALERT_CONDITIONS, KeySchema, validate_id, validate_symbol, validate_user_id
@@ -110,7 +110,8 @@ def alert_check_args(
     ``low == high == last == price``.
 
     Run it with ``redtick.scripts.bound(client, ALERT_CHECK_SCRIPT)(keys=keys, args=args)``,
-    on a sync or async client or inside a pipeline, and read the reply with
+    on a sync or async client or inside a pipeline (one server only: redis-py refuses scripts
+    in cluster pipelines), and read the reply with
     :func:`decode_fired`. All keys carry the symbol's hash tag: one slot on Redis Cluster.
 
     Parameters
@@ -291,25 +292,35 @@ class PriceAlerts(BaseCache):
         for alert in alerts:
             by_user[alert["user_id"]].append(alert)
             by_symbol[alert["symbol"]].append(alert)
-        # One MULTI: the users' records and the symbols' indexes appear together. (On Redis
-        # Cluster they are separate slots; the users' records are queued first, and a record
-        # whose alert is gone is dropped by get_user_alerts.)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for user_id, mine in by_user.items():
+        # Users' records first, then the symbols' indexes. On one server both go into one MULTI;
+        # on Redis Cluster (a user's keys and a symbol's keys are separate slots) each user and
+        # each symbol is its own MULTI, and a failure between the phases leaves only records of
+        # alerts that do not exist yet: get_user_alerts drops them, and no alert can fire that
+        # its owner cannot list or delete.
+        def user_records(user_id: str, mine: list[dict]):
+            def queue(pipe):
                 user_alerts = keys.user_alerts(user_id)
                 latest = max(a["expires_at"] for a in mine)
                 pipe.hset(user_alerts, mapping={a["alert_id"]: a["symbol"] for a in mine})
                 pipe.pexpireat(user_alerts, latest, nx=True)  # the record outlives no alert of it
                 pipe.pexpireat(user_alerts, latest, gt=True)
                 pipe.sadd(keys.user_alert_symbols(user_id), *{a["symbol"] for a in mine})
-            for symbol, theirs in by_symbol.items():
+            return queue
+
+        def symbol_indexes(symbol: str, theirs: list[dict]):
+            def queue(pipe):
                 pipe.hset(keys.alert_data(symbol), mapping={a["alert_id"]: codec.dumps(a) for a in theirs})
                 pipe.zadd(keys.alert_expiry(symbol), {a["alert_id"]: a["expires_at"] for a in theirs})
                 for condition in ALERT_CONDITIONS:
                     targets = {a["alert_id"]: a["target_price"] for a in theirs if a["condition"] == condition}
                     if targets:
                         pipe.zadd(keys.alert_index(symbol, condition), targets)
-            await pipe.execute()
+            return queue
+
+        await commit_in_phases(self.conn, [
+            [user_records(u, mine) for u, mine in by_user.items()],
+            [symbol_indexes(s, theirs) for s, theirs in by_symbol.items()],
+        ])
 
     async def get_user_alerts(self, user_id: str) -> list[dict[str, Any]]:
         """The user's live alerts, oldest first; records of fired, deleted or expired ones are dropped.

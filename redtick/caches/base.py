@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from redtick import codec
@@ -12,7 +12,9 @@ from redtick.errors import InvalidData
 from redtick.keys import validate_name
 from redtick.metrics import CacheCounters
 
-__all__ = ["BaseCache", "EncryptedCache", "check_ttl"]
+__all__ = ["BaseCache", "EncryptedCache", "check_ttl", "commit_in_phases"]
+
+_CLUSTER_CONCURRENT_COMMITS = 8  # per phase; well inside the per-node pool
 
 
 def check_ttl(ttl: Any, *, name: str = "ttl") -> int:
@@ -20,6 +22,58 @@ def check_ttl(ttl: Any, *, name: str = "ttl") -> int:
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl) or ttl <= 0:
         raise InvalidData(f"{name}={ttl!r}: expected a positive number of seconds")
     return max(1, math.ceil(ttl))
+
+
+async def commit_in_phases(conn: Connection, phases: Sequence[Sequence[Callable[[Any], Any]]]) -> list[list[Any]]:
+    """Run groups of commands transactionally; the replies of each group, in order.
+
+    Each group is a function that queues commands on a pipeline and must touch keys of one
+    cluster slot, or a :class:`~redtick.steps.Script` (its reply is a one-item list). On one
+    server every group of every phase goes into a single MULTI/EXEC. On Redis Cluster, where
+    one MULTI cannot span slots, each function group is its own MULTI/EXEC and each script
+    its own EVALSHA (redis-py refuses scripts in cluster pipelines; a script is atomic
+    anyway): the groups of a phase run concurrently, and a phase starts only once the one
+    before it succeeded. A caller orders its phases so that stopping after any of them leaves
+    nothing a reader could misread.
+    """
+    import asyncio
+
+    from redtick import scripts
+    from redtick.steps import Script
+
+    groups = [group for phase in phases for group in phase]
+    client = conn.async_client()
+    if conn.settings.topology != "cluster":
+        sizes = []
+        async with client.pipeline(transaction=True) as pipe:
+            for group in groups:
+                before = len(pipe)
+                if isinstance(group, Script):
+                    await scripts.bound(client, group.name)(keys=group.keys, args=group.args, client=pipe)
+                else:
+                    group(pipe)
+                sizes.append(len(pipe) - before)
+            replies = await pipe.execute()
+        out, at = [], 0
+        for size in sizes:
+            out.append(replies[at : at + size])
+            at += size
+        return out
+
+    limit = asyncio.Semaphore(_CLUSTER_CONCURRENT_COMMITS)
+
+    async def commit(group) -> list[Any]:
+        async with limit:
+            if isinstance(group, Script):
+                return [await scripts.bound(client, group.name)(keys=group.keys, args=group.args)]
+            async with client.pipeline(transaction=True) as pipe:
+                group(pipe)
+                return await pipe.execute()
+
+    out = []
+    for phase in phases:
+        out += await asyncio.gather(*(commit(group) for group in phase))
+    return out
 
 
 class BaseCache:
@@ -133,7 +187,10 @@ class BaseCache:
         keys = list(keys)
         if not keys:
             return {}
-        raws = await self.redis.mget([self._key(k) for k in keys])
+        names = [self._key(k) for k in keys]
+        # Keys of a cache hash to many slots; on a cluster redis-py splits the MGET per slot.
+        cluster = self.conn.settings.topology == "cluster"
+        raws = await (self.redis.mget_nonatomic(names) if cluster else self.redis.mget(names))
         found = {k: self._decode(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None}
         self.counters.reads(self.prefix, hits=len(found), misses=len(keys) - len(found))
         return found
@@ -144,7 +201,10 @@ class BaseCache:
         encoded = [(self._key(k), self._encode(v)) for k, v in items.items()]
         if not encoded:
             return 0
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # One server: one MULTI, all or none. A cluster cannot run a MULTI over many slots, so
+        # there each SET is atomic on its own and the pipeline is sent to every node at once.
+        cluster = self.conn.settings.topology == "cluster"
+        async with self.redis.pipeline(transaction=not cluster) as pipe:
             for key, data in encoded:
                 pipe.set(key, data, ex=seconds)
             await pipe.execute()

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from redtick import codec, scripts
-from redtick.caches.base import BaseCache, check_ttl
+from redtick.caches.base import BaseCache, check_ttl, commit_in_phases
 from redtick.caches.ratelimit import RateLimiter, check_window
 from redtick.connection import Connection
 from redtick.errors import InvalidData, InvalidKey
 from redtick.keys import validate_name, validate_user_id
+from redtick.steps import Script
 
 __all__ = ["UserSessionCache", "user_session_cache"]
 
@@ -108,27 +109,32 @@ class UserSessionCache(BaseCache):
         True
         """
         keys = self.keys
-        user_index = keys.user_sessions(user_id)
         seconds = self._ttl(ttl)
         encoded = self._encode(data)
         session_id = secrets.token_urlsafe(_SESSION_ID_BYTES)
         now = self._now_ms()
         expires_at = now + seconds * 1000
         session_key = keys.session(session_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            # The hash's own TTL is relative, so it holds whatever the clocks say; the index
-            # scores are absolute and only decide which entries cleanup may drop.
+        # The hash's own TTL is relative, so it holds whatever the clocks say; the index scores
+        # are absolute and only decide which entries cleanup may drop. Indexes first, the hash
+        # last: on one server all is one MULTI, on Redis Cluster (three slots: the user's, the
+        # session's and the expiry index's) one MULTI each, and a failure before the hash leaves
+        # only index entries of a session that does not exist, which readers skip and cleanup
+        # drops. A live session is therefore always listed, and ended by delete_all_user_sessions.
+        user_index = Script("session_index", [keys.user_sessions(user_id)], [session_id, expires_at, now])
+
+        def expiry_index(pipe):
+            pipe.zadd(keys.session_expiry(), {f"{user_id}:{session_id}": expires_at})
+
+        def session_hash(pipe):
             pipe.hset(
                 session_key,
                 mapping={"user_id": user_id, "data": encoded, "created_at": now, "last_activity": now,
                          "expires_at": expires_at},
             )
             pipe.expire(session_key, seconds)
-            await scripts.bound(self.redis, "session_index")(
-                keys=[user_index], args=[session_id, expires_at, now], client=pipe
-            )
-            pipe.zadd(keys.session_expiry(), {f"{user_id}:{session_id}": expires_at})
-            await pipe.execute()
+
+        await commit_in_phases(self.conn, [[user_index, expiry_index], [session_hash]])
         self.counters.write("session")
         return session_id
 
@@ -295,13 +301,22 @@ class UserSessionCache(BaseCache):
 
     async def _delete_sessions(self, user_id: str, session_ids: list[str]) -> int:
         keys = self.keys
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*(keys.session(s) for s in session_ids))
-            # Remove only these members, not the index: a session started meanwhile stays indexed.
+        # The hashes go first: once one is gone its session is over. The index entries follow
+        # (one MULTI with the rest on one server, their own on Redis Cluster); left behind by a
+        # failure, they point at nothing, which readers skip and cleanup drops. Only these
+        # members are removed, not the index: a session started meanwhile stays indexed.
+        def session_hash(session_id: str):
+            return lambda pipe: pipe.delete(keys.session(session_id))
+
+        def user_index(pipe):
             pipe.zrem(keys.user_sessions(user_id), *session_ids)
+
+        def expiry_index(pipe):
             pipe.zrem(keys.session_expiry(), *(f"{user_id}:{s}" for s in session_ids))
-            deleted, _, _ = await pipe.execute()
-        return deleted
+
+        replies = await commit_in_phases(self.conn, [[session_hash(s) for s in session_ids],
+                                                     [user_index, expiry_index]])
+        return sum(reply[0] for reply in replies[: len(session_ids)])
 
     async def cleanup_expired_sessions(self) -> int:
         """Drop the index entries of sessions that expired; returns how many.
