@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from redtick import codec
-from redtick.connection import Connection, connect
+from redtick.connection import Connection, UsesConnection
 
 __all__ = ["RedisClient", "redis_client"]
 
 
-class RedisClient:
+class RedisClient(UsesConnection):
     """Async Redis client over redtick's pooled, retrying connection; replies are ``str``.
 
     Keys are used as given: this is the plain client. Errors are :mod:`redtick.errors`.
@@ -31,13 +31,6 @@ class RedisClient:
 
     def __init__(self, conn: Connection | None = None):
         self._conn = conn
-
-    @property
-    def conn(self) -> Connection:
-        """The connection this client uses (the process default unless one was given)."""
-        if self._conn is None:
-            self._conn = connect()
-        return self._conn
 
     @property
     def redis(self):

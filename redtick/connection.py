@@ -29,7 +29,7 @@ from redtick.config import Settings, get_settings
 from redtick.keys import KeySchema
 from redtick.metrics import Metrics
 
-__all__ = ["Connection", "connect", "translate_error", "translated"]
+__all__ = ["Connection", "UsesConnection", "connect", "translate_error", "translated"]
 
 log = logging.getLogger("redtick")
 
@@ -248,7 +248,29 @@ def _make_cluster(s: Settings, options: dict[str, Any], tls: dict[str, Any], asy
         options.pop("health_check_interval")  # not a cluster-client option in sync redis-py
         options.pop("retry_on_error")
     startup = [ClusterNode(host, port) for host, port in nodes]
-    return _subclass(RedisCluster, mixin)(startup_nodes=startup, **options)
+    if asynchronous:
+        RedisCluster = _subclass(RedisCluster, _AsyncClusterCommandLimit)  # noqa: N806
+    client = _subclass(RedisCluster, mixin)(startup_nodes=startup, **options)
+    if asynchronous:
+        client._redtick_limit = asyncio.Semaphore(s.max_connections)
+    return client
+
+
+class _AsyncClusterCommandLimit:
+    """Commands wait for one of ``max_connections`` turns instead of failing past the pool.
+
+    redis-py's async cluster node pool raises MaxConnectionsError, rather than waiting, when
+    more commands are in flight than it may open connections; its cluster retry then resets
+    connections other commands are using. Bounding single commands in flight per client (so per
+    node) makes a burst of requests queue as it does on one server. Pipelines and transactions
+    are not bounded here: they come from plans that run one step at a time.
+    """
+
+    _redtick_limit: asyncio.Semaphore
+
+    async def execute_command(self, *args, **options):
+        async with self._redtick_limit:
+            return await super().execute_command(*args, **options)
 
 
 def _make_sentinel(s: Settings, options: dict[str, Any], asynchronous: bool, mixin: type):
@@ -455,3 +477,16 @@ def connect(url: str | None = None, *, settings: Settings | None = None) -> Conn
 
         settings = dataclasses.replace(settings or get_settings(), url=_url({"REDIS_URL": url}))
     return Connection(settings)
+
+
+class UsesConnection:
+    """Mixin for objects built with ``conn=None``: ``conn`` is then the process default, made on first use."""
+
+    _conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        """The connection in use: the one given, else ``redtick.connect()``."""
+        if self._conn is None:
+            self._conn = connect()
+        return self._conn

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from redtick.connection import Connection, connect
+from redtick.connection import Connection, UsesConnection
 from redtick.errors import RedisError, RedtickError
 
 __all__ = ["CacheService", "cache_service"]
@@ -42,6 +42,28 @@ _KEYSPACE_FIELDS = {"hits": "keyspace_hits", "misses": "keyspace_misses", "expir
 _DELETE_BATCH = 500
 
 
+def merge_node_info(per_node: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One INFO for a Redis Cluster from its masters' (``{node name: INFO}``).
+
+    Memory, clients and keyspace counters are summed; ``maxmemory`` is the sum when every
+    master has one, else 0 (no limit); ``fullest_master_percent`` is the highest share of
+    ``maxmemory`` any master uses, since one full master refuses writes whatever the others
+    hold. Version and other facts come from the first master.
+    """
+    infos = [per_node[name] for name in sorted(per_node)]
+    merged = dict(infos[0])
+    for field in ("used_memory", "connected_clients", *_KEYSPACE_FIELDS.values()):
+        merged[field] = sum(int(info.get(field, 0)) for info in infos)
+    limits = [int(info.get("maxmemory", 0)) for info in infos]
+    merged["maxmemory"] = sum(limits) if all(limits) else 0
+    merged["used_memory_human"] = f"{merged['used_memory'] / 2**20:.2f}M"
+    merged["uptime_in_seconds"] = min(int(info.get("uptime_in_seconds", 0)) for info in infos)
+    merged["cluster_masters"] = len(infos)
+    shares = [100.0 * int(info.get("used_memory", 0)) / limit for info, limit in zip(infos, limits, strict=True) if limit]
+    merged["fullest_master_percent"] = round(max(shares), 2) if shares else None
+    return merged
+
+
 def _classify(rest: str) -> tuple[str, str, str | None]:
     """(family, cache, symbol or None) of a key with the namespace removed."""
     family, _, tail = rest.partition(":")
@@ -55,7 +77,7 @@ def _classify(rest: str) -> tuple[str, str, str | None]:
     return family, cache, tag if family in _SYMBOL_FAMILIES else None
 
 
-class CacheService:
+class CacheService(UsesConnection):
     """The caches of one Redis, their health, counts, cleanup and a maintenance loop.
 
     Parameters
@@ -99,12 +121,6 @@ class CacheService:
 
     def __repr__(self) -> str:
         return f"CacheService({self._conn!r}, running={self.is_running})"
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            self._conn = connect()
-        return self._conn
 
     @property
     def maintenance_interval(self) -> float:
@@ -185,6 +201,8 @@ class CacheService:
     async def _server_info(self) -> dict[str, Any] | None:
         """INFO, or None when the server has no INFO (the embedded fakeredis)."""
         try:
+            if self.conn.settings.topology == "cluster":
+                return merge_node_info(await self.redis.info(target_nodes=self.redis.PRIMARIES))
             return await self.redis.info()
         except RedisError as exc:
             if isinstance(exc, ConnectionError):  # Unavailable: a real outage, not a missing command
@@ -197,6 +215,8 @@ class CacheService:
                     "warning": False}
         used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
         percent = round(100.0 * used / limit, 2) if limit > 0 else None
+        if info.get("fullest_master_percent") is not None:  # a cluster: warn on its fullest master
+            percent = info["fullest_master_percent"]
         return {
             "available": True,
             "used_bytes": used,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from redtick import codec
-from redtick.connection import Connection, connect
+from redtick.connection import Connection, UsesConnection
 from redtick.errors import InvalidData
 from redtick.keys import validate_name
 from redtick.metrics import CacheCounters
@@ -76,7 +76,7 @@ async def commit_in_phases(conn: Connection, phases: Sequence[Sequence[Callable[
     return out
 
 
-class BaseCache:
+class BaseCache(UsesConnection):
     """A family of JSON values under ``<namespace>:<prefix>:`` with a default TTL.
 
     Subclasses may override :meth:`_serialize` / :meth:`_deserialize` (text in, text out) to
@@ -112,12 +112,6 @@ class BaseCache:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self.prefix!r}, default_ttl={self.default_ttl})"
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            self._conn = connect()
-        return self._conn
 
     @property
     def redis(self):

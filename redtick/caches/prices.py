@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from redtick.caches.alerts import PriceAlerts
-from redtick.connection import Connection, connect
+from redtick.connection import Connection, UsesConnection
 from redtick.errors import InvalidData
 from redtick.frames import (
     DEFAULT_BATCH,
@@ -41,7 +41,7 @@ def _positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-class PriceCache:
+class PriceCache(UsesConnection):
     """Price series, candles and alerts for the backend (async); the readers researchers use, too.
 
     Writes go through the same plans as :func:`redtick.write_ticks`: every tick is kept once and
@@ -71,12 +71,6 @@ class PriceCache:
 
     def __repr__(self) -> str:
         return "PriceCache()"
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            self._conn = connect()
-        return self._conn
 
     @property
     def alerts(self) -> PriceAlerts:

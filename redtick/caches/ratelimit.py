@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redtick import scripts
-from redtick.connection import Connection, connect
+from redtick.connection import Connection, UsesConnection
 from redtick.errors import InvalidData, RateLimited
 from redtick.keys import validate_name
 
@@ -79,7 +79,7 @@ class RateLimitState:
         return headers
 
 
-class RateLimiter:
+class RateLimiter(UsesConnection):
     """At most ``limit`` hits per identity in any ``window`` seconds, exactly.
 
     Each identity's hits are a sorted set of hit times; one Lua script trims it to the window,
@@ -129,12 +129,6 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         return f"RateLimiter({self.name!r}, limit={self.limit}, window={self.window})"
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            self._conn = connect()
-        return self._conn
 
     def script_args(self, identity: str, cost: int) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of ``rate_limit.lua`` for ``cost`` hits by ``identity`` (0 only looks).

@@ -23,7 +23,7 @@ from typing import Any
 
 from redtick import codec
 from redtick.caches.base import check_ttl
-from redtick.connection import Connection, connect
+from redtick.connection import Connection, UsesConnection
 from redtick.errors import InvalidData, RedisError
 from redtick.keys import validate_name
 
@@ -54,7 +54,7 @@ def _rebuild(value: Any, annotation: Any) -> Any:
     return value
 
 
-class RepositoryCache:
+class RepositoryCache(UsesConnection):
     """Redis side of one cached repository: generation, reads, invalidation, hit counts.
 
     Parameters
@@ -76,12 +76,6 @@ class RepositoryCache:
 
     def __repr__(self) -> str:
         return f"RepositoryCache(prefix={self.prefix!r}, ttl={self.ttl})"
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            self._conn = connect()
-        return self._conn
 
     async def generation(self) -> str:
         raw = await self.conn.async_client().get(self.conn.keys.repository_generation(self.prefix))
