@@ -550,7 +550,12 @@ def _measured_bytes(conn: Connection, keys: Sequence[str]) -> list[int | None]:
 
 def _server_memory(conn: Connection) -> tuple[int | None, int | None]:
     try:
-        info = conn.sync.info("memory")
+        if conn.settings.topology == "cluster":  # every master's memory, not one node's
+            from redtick.service import merge_node_info
+
+            info = merge_node_info(conn.sync.info("memory", target_nodes=conn.sync.PRIMARIES))
+        else:
+            info = conn.sync.info("memory")
     except RedisError:
         return None, None  # the embedded fakeredis has no INFO
     # A cluster client may answer per node ({node: info}); memory is then the sum over the nodes.

@@ -140,7 +140,9 @@ async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
                         pipe.execute_command(*command)
                     reply = await pipe.execute() if step.commands else []
                 elif isinstance(step, Watch):
-                    watcher = watcher if watcher is not None else client.pipeline(transaction=True)
+                    # Awaiting the pipeline initialises an async cluster client first: redis-py's
+                    # cluster WATCH on a client that never sent a command fails.
+                    watcher = watcher if watcher is not None else await client.pipeline(transaction=True)
                     await watcher.watch(*step.keys)
                     reply = None
                 elif isinstance(step, Commit):
