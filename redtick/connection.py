@@ -253,6 +253,7 @@ def _make_cluster(s: Settings, options: dict[str, Any], tls: dict[str, Any], asy
     client = _subclass(RedisCluster, mixin)(startup_nodes=startup, **options)
     if asynchronous:
         client._redtick_limit = asyncio.Semaphore(s.max_connections)
+        client._redtick_init = asyncio.Lock()
     return client
 
 
@@ -264,12 +265,19 @@ class _AsyncClusterCommandLimit:
     connections other commands are using. Bounding single commands in flight per client (so per
     node) makes a burst of requests queue as it does on one server. Pipelines and transactions
     are not bounded here: they come from plans that run one step at a time.
+
+    A fresh client's first commands, sent concurrently, also race redis-py's node discovery,
+    which can close a connection another command is opening (``AttributeError`` from inside
+    redis-py); so the first command discovers the nodes while the others wait.
     """
 
     _redtick_limit: asyncio.Semaphore
 
     async def execute_command(self, *args, **options):
         async with self._redtick_limit:
+            if self._initialize:  # one command discovers the nodes while the others wait their turn
+                async with self._redtick_init:
+                    await self.initialize()
             return await super().execute_command(*args, **options)
 
 

@@ -203,6 +203,7 @@ def test_memory_report_samples_large_keyspaces_and_says_so(conn):
     assert sampled.total_bytes > 0
 
 
+@pytest.mark.single_node("CONFIG SET reaches one node; tests/test_cluster.py sets every master's maxmemory")
 def test_memory_report_share_of_maxmemory(conn):
     report = reports.memory_report(conn)
     if conn.embedded:
