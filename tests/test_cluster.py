@@ -106,6 +106,7 @@ async def test_memory_figures_cover_every_master(cluster_conn):
     try:
         report = reports.memory_report(conn)
         memory = await CacheService(conn).check_memory()
+        assert (await CacheService(conn, memory_warn_percent=1e-6).check_memory())["warning"]
     finally:
         conn.sync.config_set("maxmemory", next(iter(old.values()))["maxmemory"], target_nodes=primaries)
     per_node = conn.sync.info("memory", target_nodes=primaries)

@@ -148,6 +148,7 @@ async def test_maintenance_survives_redis_going_away_and_coming_back(redis_serve
         await service.stop()
 
 
+@pytest.mark.single_node("CONFIG SET reaches one node; tests/test_cluster.py sets every master's maxmemory")
 async def test_memory_check_warns_above_the_threshold(conn, caplog):
     if server_info(conn) is None:
         memory = await CacheService(conn).check_memory()  # no INFO: nothing to compare
