@@ -141,12 +141,12 @@ async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
                     reply = await pipe.execute() if step.commands else []
                 elif isinstance(step, Watch):
                     # Awaiting the pipeline initialises an async cluster client first: redis-py's
-                    # cluster WATCH on a client that never sent a command fails.
+                    # cluster WATCH or MULTI on a client that never sent a command fails.
                     watcher = watcher if watcher is not None else await client.pipeline(transaction=True)
                     await watcher.watch(*step.keys)
                     reply = None
                 elif isinstance(step, Commit):
-                    pipe = watcher if watcher is not None else client.pipeline(transaction=True)
+                    pipe = watcher if watcher is not None else await client.pipeline(transaction=True)
                     pipe.multi()
                     for command in step.commands:
                         pipe.execute_command(*command)

@@ -145,14 +145,19 @@ def redis_cluster():
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
-def cluster_redis_url(redis_cluster):
-    url = os.environ.get("REDTICK_TEST_CLUSTER_URL")
+def _test_url(variable: str, servers, missing: str) -> str:
+    """The URL in ``variable`` if set, else that of the session's throwaway ``servers``; skip without either."""
+    url = os.environ.get(variable)
     if url:
         return url
-    if redis_cluster is None:
-        pytest.skip("no redis-server/redis-cli on PATH (set REDTICK_TEST_CLUSTER_URL or install redis-server)")
-    return redis_cluster.url
+    if servers is None:
+        pytest.skip(f"{missing} (set {variable} or install redis-server)")
+    return servers.url
+
+
+@pytest.fixture(scope="session")
+def cluster_redis_url(redis_cluster):
+    return _test_url("REDTICK_TEST_CLUSTER_URL", redis_cluster, "no redis-server/redis-cli on PATH")
 
 
 @pytest.fixture(scope="session")
@@ -171,12 +176,7 @@ def redis_server():
 
 @pytest.fixture(scope="session")
 def real_redis_url(redis_server):
-    url = os.environ.get("REDTICK_TEST_REDIS_URL")
-    if url:
-        return url
-    if redis_server is None:
-        pytest.skip("no redis-server on PATH (set REDTICK_TEST_REDIS_URL or install redis-server)")
-    return redis_server.url
+    return _test_url("REDTICK_TEST_REDIS_URL", redis_server, "no redis-server on PATH")
 
 
 def _namespace() -> str:
