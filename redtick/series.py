@@ -331,7 +331,9 @@ class SeriesLayout:
     def recent_ticks_plan(self, symbol: str, limit: int, start_ms: int | None, end_ms: int | None):
         """Plan: the newest ``limit`` records with ``start <= ts <= end``, oldest first.
 
-        Chunks are fetched newest first, a few per round trip, until ``limit`` records are in hand.
+        Records in a chunk are sorted and fixed-width, so a chunk that ends by ``end`` gives its
+        newest ``n`` records as its last ``n * 33`` bytes (GETRANGE): a busy hour's chunk is not
+        fetched whole for a hundred ticks. Chunks are visited newest first, one per round trip.
         """
         index = self.keys.tick_index(symbol)
         low = "-inf" if start_ms is None else start_ms // self.chunk_ms * self.chunk_ms
@@ -339,20 +341,21 @@ class SeriesLayout:
         (members,) = yield Batch([("ZREVRANGEBYSCORE", index, high, low)])
         found: list[np.ndarray] = []
         have = 0
-        per_trip = 4
-        for at in range(0, len(members), per_trip):
-            group = members[at : at + per_trip]
-            (blobs,) = yield Batch([("MGET", *(self.keys.tick_chunk(symbol, int(m)) for m in group))])
-            for blob in blobs:
-                records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
-                records = _between(records, records["ts"], start_ms, end_ms)
-                found.append(records)
-                have += len(records)
-            if have >= limit:
+        for member in members:
+            need = limit - have
+            key = self.keys.tick_chunk(symbol, int(member))
+            straddles_end = end_ms is not None and int(member) + self.chunk_ms - 1 > end_ms
+            (blob,) = yield Batch([("GET", key) if straddles_end else ("GETRANGE", key, -need * TICK_SIZE, -1)])
+            records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+            kept = _between(records, records["ts"], start_ms, end_ms)[-need:]
+            found.append(kept)
+            have += len(kept)
+            reached_start = start_ms is not None and len(records) and records["ts"][0] < start_ms
+            if have >= limit or reached_start:
                 break
         if not found:
             return np.zeros(0, dtype=TICK_DTYPE)
-        return np.concatenate(found[::-1])[-limit:] if limit else np.zeros(0, dtype=TICK_DTYPE)
+        return np.concatenate(found[::-1])
 
     def price_at_plan(self, symbol: str, at_ms: int):
         """Plan: the last record at or before ``at_ms``, or None.

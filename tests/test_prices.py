@@ -126,3 +126,22 @@ async def test_writing_ticks_fires_alerts_once(cache):
     assert again.fired_alerts == []
     assert [a["alert_id"] for a in await cache.get_user_alerts("user_2")] == [below]
     assert await cache.check_price_alerts("ALRT", 90.0) == [below]
+
+
+@pytest.mark.parametrize("limit", [1, 7, 499, 501, 1_200, 5_000])
+@pytest.mark.parametrize(("start_min", "end_min"), [(None, None), (90, None), (None, 200), (61, 239), (0, 0)])
+async def test_price_history_equals_the_reference_for_any_limit_and_range(cache, limit, start_min, end_min):
+    ticks = _ticks(n=3_000)  # about 500 an hour over 6 hours: limits below, at and across chunk sizes
+    symbol = "HREF"
+    await cache.write_ticks(ticks, symbol)
+    start = None if start_min is None else BASE + start_min * MINUTE
+    end = None if end_min is None else BASE + end_min * MINUTE
+    ordered = ticks.sort_values(["ts", "trade_id"])
+    mask = np.ones(len(ordered), dtype=bool)
+    if start is not None:
+        mask &= ordered["ts"].to_numpy() >= start
+    if end is not None:
+        mask &= ordered["ts"].to_numpy() <= end
+    inside = ordered[mask]
+    got = await cache.get_price_history(symbol, limit=limit, start_time=start, end_time=end)
+    assert [h["trade_id"] for h in got] == inside["trade_id"].iloc[-limit:].tolist()
