@@ -24,6 +24,7 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --doctest-modules redtick -q
 	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --nbval-lax notebooks -p no:randomly -q
 
 bench: setup

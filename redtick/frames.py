@@ -216,10 +216,10 @@ def write_ticks(
     >>> import pandas as pd, redtick
     >>> ticks = pd.DataFrame({"ts": [1_000, 1_000, 61_000], "price": [10.0, 10.0, 11.0],
     ...                       "volume": [1.0, 1.0, 2.0], "trade_id": [1, 2, 3]})
-    >>> result = redtick.write_ticks(ticks, symbol="DOCS")
+    >>> result = redtick.write_ticks(ticks, symbol="DOCSWRITE")
     >>> result.written, result.duplicates
     (3, 0)
-    >>> redtick.write_ticks(ticks, symbol="DOCS").duplicates
+    >>> redtick.write_ticks(ticks, symbol="DOCSWRITE").duplicates
     3
     """
     conn = conn or connect()
@@ -259,9 +259,12 @@ def load_ticks(
 
     Examples
     --------
-    >>> import redtick
+    >>> import pandas as pd, redtick
+    >>> ticks = pd.DataFrame({"ts": [1_000, 1_000, 61_000], "price": [10.0, 10.0, 11.0],
+    ...                       "volume": [1.0, 1.0, 2.0], "trade_id": [1, 2, 3]})
+    >>> _ = redtick.write_ticks(ticks, symbol="DOCS")
     >>> redtick.load_ticks("DOCS", start="1970-01-01T00:00:01Z")  # doctest: +NORMALIZE_WHITESPACE
-                                   price  volume
+                               price  volume
     ts
     1970-01-01 00:00:01+00:00   10.0     1.0
     1970-01-01 00:00:01+00:00   10.0     1.0
@@ -301,7 +304,10 @@ def load_ohlcv(
 
     Examples
     --------
-    >>> import redtick
+    >>> import pandas as pd, redtick
+    >>> ticks = pd.DataFrame({"ts": [1_000, 1_000, 61_000], "price": [10.0, 10.0, 11.0],
+    ...                       "volume": [1.0, 1.0, 2.0], "trade_id": [1, 2, 3]})
+    >>> _ = redtick.write_ticks(ticks, symbol="DOCS")
     >>> redtick.load_ohlcv("DOCS", "1m")  # doctest: +NORMALIZE_WHITESPACE
                                open  high   low  close  volume
     ts

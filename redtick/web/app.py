@@ -364,8 +364,8 @@ def create_app(
     Examples
     --------
     >>> app = create_app()
-    >>> sorted(r.path for r in app.routes if r.path.startswith("/api"))[:2]
-    ['/api/v1/cache/cleanup', '/api/v1/cache/clear']
+    >>> sorted(app.openapi()["paths"])[:3]
+    ['/api/v1/cache/cleanup', '/api/v1/cache/clear', '/api/v1/cache/health']
     """
     service = service or CacheService(conn)
     conn = service.conn
