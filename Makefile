@@ -28,7 +28,9 @@ test: lint
 	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --nbval-lax notebooks -p no:randomly -q
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/bench_series.py
+	$(BIN)/python bench/bench_alerts.py
+	$(BIN)/python bench/bench_metrics.py
 
 serve: setup
 	$(BIN)/redtick serve
