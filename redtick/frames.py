@@ -13,13 +13,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from redtick import scripts
 from redtick.caches.alerts import ALERT_CHECK_SCRIPT, alert_check_args, decode_fired
 from redtick.codec import CANDLE_DTYPE
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData
 from redtick.keys import validate_interval, validate_symbol
 from redtick.series import SeriesLayout, WriteResult
-from redtick.steps import Script, gather, run
+from redtick.steps import gather, run
 from redtick.ticks import normalise_ticks, screen_rows, times_ms, to_epoch_ms
 
 __all__ = [
@@ -145,14 +146,24 @@ def write_plans(layout: SeriesLayout, symbol: str, ticks: Any, errors: str, batc
 
 
 def _write_and_check_alerts(layout: SeriesLayout, symbol: str, part):
-    """Plan: write one batch, then fire the symbol's alerts its new ticks met (exactly once)."""
-    result = yield from layout.write_plan(symbol, part)
-    if result.written:
+    """Plan: write one batch and, in the same transaction, fire the symbol's alerts its new ticks met.
+
+    The check runs as EVAL inside the write's MULTI/EXEC (EVAL, not EVALSHA, as a script missing
+    from the server's cache would fail inside EXEC while the rest applied): either the ticks and
+    the alerts they fire both commit, or neither does and a resend does both.
+    """
+
+    def alert_check(result: WriteResult):
         # Expiry is judged by the writer's wall clock, as alerts are created with it, not by
         # the ticks' event time: a replay of old ticks must not resurrect expired alerts.
         keys, args = alert_check_args(layout.keys, symbol, result.low, result.high, result.last, int(time.time() * 1000))
-        result.fired_alerts = decode_fired((yield Script(ALERT_CHECK_SCRIPT, keys, args)))
-    return result
+
+        def receive(reply) -> None:
+            result.fired_alerts = decode_fired(reply)
+
+        return ("EVAL", scripts.load(ALERT_CHECK_SCRIPT), len(keys), *keys, *args), receive
+
+    return (yield from layout.write_plan(symbol, part, also=alert_check))
 
 
 def retention_plan(layout: SeriesLayout, written: WriteResult):

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -120,8 +121,14 @@ class SeriesLayout:
         return self.intervals[interval] * SLOTS
 
     # -- writing ticks ---------------------------------------------------------------------------
-    def write_plan(self, symbol: str, batch: NormalisedTicks):
-        """Plan: store ``batch`` (sorted, unique) and merge its new ticks into every interval's candles."""
+    def write_plan(self, symbol: str, batch: NormalisedTicks,
+                   also: Callable[[WriteResult], tuple[tuple, Callable[[Any], None]]] | None = None):
+        """Plan: store ``batch`` (sorted, unique) and merge its new ticks into every interval's candles.
+
+        ``also``, given what the batch added, returns one more command for the same transaction
+        (on the symbol's slot) and a function that receives its reply: the alert check rides in
+        the write's MULTI/EXEC, so a batch's ticks and the alerts they fire commit together.
+        """
         symbol = validate_symbol(symbol)
         result = WriteResult(symbol, received=batch.received, rejected=dict(batch.rejected),
                              duplicates=batch.duplicates)
@@ -262,7 +269,12 @@ class SeriesLayout:
         result.newest_ms = max(int(newest["ts"]), -1 if current_ts is None else int(current_ts))
         # Retention only needs a look when the series reaches into a new chunk.
         result.new_chunk = old_head is None or new_head > old_head
-        yield Commit(commands)
+        extra = also(result) if also is not None else None
+        if extra is not None:
+            commands.append(extra[0])
+        replies = yield Commit(commands)
+        if extra is not None:
+            extra[1](replies[-1])
         if old_head is None:  # a new series: list its symbol (another slot, so not in the transaction)
             yield Batch([("SADD", keys.series_symbols(), symbol)])
         return result

@@ -401,3 +401,29 @@ def test_exec_reply_lost_while_server_stays_reachable(proxied):
     assert (resent.written, resent.duplicates) == (0, len(batches[1]))
     frames.write_ticks(batches[2], SYMBOL, conn=conn)
     assert_equals_undisturbed(observer, batches)
+
+
+def test_alerts_fired_by_a_batch_whose_reply_was_lost_are_not_lost(proxied):
+    """The alert check commits with the ticks: a lost EXEC reply and a resend fire the alert exactly once."""
+    import asyncio
+
+    from redtick.caches.alerts import PriceAlerts
+
+    proxy, conn, observer = proxied
+    first, second = make_batches(2, 200, seed=11)
+    frames.write_ticks(first, SYMBOL, conn=conn)
+    spike = second.copy()
+    top = float(max(first["price"].max(), second["price"].max()))
+    spike.loc[spike.index[50], "price"] = top * 2  # only this batch reaches the alert
+    alerts = PriceAlerts(observer)
+    alert_id = asyncio.run(alerts.set_price_alert("trader", SYMBOL, top * 1.5, "above"))
+
+    proxy.cut_next_exec()
+    with pytest.raises(errors.Unavailable):
+        frames.write_ticks(spike, SYMBOL, conn=conn)
+    proxy.heal()
+    resent = frames.write_ticks(spike, SYMBOL, conn=conn)
+    assert (resent.written, resent.fired_alerts) == (0, [])
+    fired = asyncio.run(alerts.get_fired_alerts("trader"))
+    assert [(f.alert_id, f.price) for f in fired] == [(alert_id, top * 2)]
+    assert asyncio.run(alerts.get_user_alerts("trader")) == []

@@ -48,7 +48,7 @@ REDTICK_COMMANDS = " ".join([
     "hget hmget hset hdel hgetall sadd smembers sismember srem",
     "zadd zrem zrange zrangebyscore zrevrangebyscore zremrangebyscore zcard",
     "lpush rpush lrange ltrim llen",
-    "multi exec watch unwatch evalsha script|load script|exists",
+    "multi exec watch unwatch eval evalsha script|load script|exists",
     "scan ping info time publish subscribe client|setname",
 ]).split()
 
