@@ -37,6 +37,7 @@ __all__ = ["SLOTS", "SeriesLayout", "WriteResult"]
 TICK_SIZE = TICK_DTYPE.itemsize
 CANDLE_SIZE = CANDLE_DTYPE.itemsize
 SLOTS = 1440  # candle slots per chunk: a day of 1m candles, 60 days of 1h candles
+HEAD_TAIL = 256  # records of the head chunk read with each write, so slightly late ticks splice in
 
 
 @dataclasses.dataclass
@@ -157,7 +158,8 @@ class SeriesLayout:
 
         # Step 1: each chunk's last record, every touched candle slot (in runs), the current price,
         # and the head (newest) chunk of the series.
-        reads: list[tuple] = [("GETRANGE", k, -TICK_SIZE, -1) for k in chunk_keys]
+        reads: list[tuple] = [("GETRANGE", k, -TICK_SIZE, -1) for k in chunk_keys[:-1]]
+        reads += [("GETRANGE", chunk_keys[-1], -HEAD_TAIL * TICK_SIZE, -1), ("STRLEN", chunk_keys[-1])]
         slot_runs = {}
         for name, (_, chunk_of, slots) in touched.items():
             runs = []
@@ -171,25 +173,31 @@ class SeriesLayout:
         reads += [("HMGET", current_key, "ts", "id"), ("ZRANGE", index_key, -1, -1)]
         replies = yield Batch(reads)
         tails = replies[: len(chunk_keys)]
-        slot_replies = replies[len(chunk_keys):-2]
+        head_length = replies[len(chunk_keys)]
+        slot_replies = replies[len(chunk_keys) + 1 : -2]
         current_ts, current_id = replies[-2]
         old_head = int(replies[-1][0]) if replies[-1] else None
         new_head = max(chunk_starts[-1], old_head if old_head is not None else chunk_starts[-1])
 
-        # Only the head chunk grows by APPEND: Redis over-allocates a string that grows, so every
-        # other chunk is written whole with SET (exact size), and a head that stops being the head
-        # is rewritten once (sealed) to give back the slack.
+        # Only the head chunk grows in place (APPEND, or SETRANGE over its tail for ticks that
+        # arrive a little late): Redis over-allocates a string that grows, so every other chunk
+        # is written whole with SET (exact size), and a head that stops being the head is
+        # rewritten once (sealed) to give back the slack.
         rewrite = []
         appends = set()
+        spliced = {}  # chunk -> byte offset of the tail it rewrites
+        stored = {}  # chunk -> the stored records the batch is checked and merged against
         for i, tail in enumerate(tails):
-            extends = True
-            if tail:
-                last = np.frombuffer(tail, dtype=TICK_DTYPE)[0]
-                first = records[group_first[i]]
-                extends = (first["ts"], first["id"]) > (last["ts"], last["id"])
-            if chunk_starts[i] == new_head and extends:
+            recent = np.frombuffer(tail or b"", dtype=TICK_DTYPE)
+            first = (int(records["ts"][group_first[i]]), int(records["id"][group_first[i]]))
+            is_head = chunk_starts[i] == new_head
+            if is_head and (not len(recent) or first > (int(recent["ts"][-1]), int(recent["id"][-1]))):
                 appends.add(i)
-            elif tail:
+            elif is_head and (first >= (int(recent["ts"][0]), int(recent["id"][0])) or len(tail) == head_length):
+                # Every stored tick the batch could repeat is in the fetched tail (the chunk is sorted).
+                spliced[i] = head_length - len(tail)
+                stored[i] = recent
+            elif len(recent):
                 rewrite.append(i)
         seal = None
         if old_head is not None and old_head < new_head and old_head not in chunk_starts:
@@ -197,12 +205,11 @@ class SeriesLayout:
             yield Watch([seal])
 
         # Step 2: whole chunks, only those rewritten.
-        stored = {}
         sealed = None
         fetch = [chunk_keys[i] for i in rewrite] + ([seal] if seal else [])
         if fetch:
             blobs = yield Batch([("GET", k) for k in fetch])
-            stored = {i: np.frombuffer(blob or b"", dtype=TICK_DTYPE) for i, blob in zip(rewrite, blobs, strict=False)}
+            stored.update({i: np.frombuffer(blob or b"", dtype=TICK_DTYPE) for i, blob in zip(rewrite, blobs, strict=False)})
             sealed = blobs[-1] if seal else None
 
         fresh = np.ones(len(records), dtype=bool)
@@ -229,7 +236,10 @@ class SeriesLayout:
             else:
                 merged = np.concatenate([stored[i], added]) if i in stored else added
                 merged = merged[np.lexsort((merged["id"], merged["ts"]))]
-                commands.append(("SET", key, merged.tobytes()))
+                if i in spliced:
+                    commands.append(("SETRANGE", key, spliced[i], merged.tobytes()))
+                else:
+                    commands.append(("SET", key, merged.tobytes()))
             index_args += [chunk_starts[i], chunk_starts[i]]
         if sealed:
             commands.append(("SET", seal, sealed))

@@ -267,3 +267,23 @@ def test_imported_candles_are_validated(series_conn):
         frames.write_candles([{"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}], "X", "1m", conn=series_conn)
     with pytest.raises(InvalidData, match="grid"):
         frames.write_candles([{"ts": 1, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}], "X", "1m", conn=series_conn)
+
+
+def test_slightly_late_ticks_splice_into_the_head_without_fetching_it_whole(series_conn):
+    base = 1_700_000_000_000 // (10 * MINUTE) * (10 * MINUTE)
+    n = 2_000
+    ticks = pd.DataFrame({"ts": base + np.arange(n) * 100, "trade_id": np.arange(n), "price": 10.0 + np.arange(n) % 7,
+                          "volume": 1.0})
+    on_time, late = ticks.drop(index=[1_990, 1_995]), ticks.loc[[1_990, 1_995]]
+    frames.write_ticks(on_time, "LATE", conn=series_conn)
+    gets_before = series_conn.metrics.value("redtick_redis_commands_total", command="GET")
+    result = frames.write_ticks(late, "LATE", conn=series_conn)
+    assert result.written == 2
+    # The late ticks were merged into the head's tail (SETRANGE), not by reading the chunk whole.
+    assert series_conn.metrics.value("redtick_redis_commands_total", command="GET") == gets_before
+    _assert_matches_reference(series_conn, "LATE", ticks, {"1m": MINUTE})
+    # Far behind the tail: the chunk is read and rewritten whole, with the same result.
+    early = ticks.iloc[:1].assign(trade_id=-1)
+    assert frames.write_ticks(early, "LATE", conn=series_conn).written == 1
+    assert series_conn.metrics.value("redtick_redis_commands_total", command="GET") == gets_before + 1
+    _assert_matches_reference(series_conn, "LATE", pd.concat([ticks, early]), {"1m": MINUTE})

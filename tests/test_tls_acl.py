@@ -44,7 +44,7 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="ne
 # listeners) and the generic RedisClient's EXISTS, TTL, SISMEMBER, SREM, RPUSH. Lua scripts'
 # own redis.call()s are checked against the ACL too (TIME, PEXPIREAT, PUBLISH).
 REDTICK_COMMANDS = " ".join([
-    "get set mget append getrange setrange del unlink exists expire pexpireat ttl type",
+    "get set mget append getrange setrange strlen del unlink exists expire pexpireat ttl type",
     "hget hmget hset hdel hgetall sadd smembers sismember srem",
     "zadd zrem zrange zrangebyscore zrevrangebyscore zremrangebyscore zcard",
     "lpush rpush lrange ltrim llen",
