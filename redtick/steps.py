@@ -14,6 +14,7 @@ A plan's return value is the driver's result.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import redis
 
 from redtick.errors import ConflictError
+from redtick.scripts import bound
 
 __all__ = ["Batch", "Commit", "Plan", "Script", "Watch", "gather", "run", "run_async"]
 
@@ -82,6 +84,13 @@ async def _release_async(watcher) -> None:
             await watcher.connection.disconnect()
 
 
+def _queued(pipe, commands: list[tuple]):
+    """``pipe`` with ``commands`` queued on it."""
+    for command in commands:
+        pipe.execute_command(*command)
+    return pipe
+
+
 def run(client, make_plan: Callable[[], Plan]) -> Any:
     """Run a plan with a sync redis-py client; retried from the start when a watched key changed."""
     for attempt in range(MAX_ATTEMPTS):
@@ -92,10 +101,7 @@ def run(client, make_plan: Callable[[], Plan]) -> Any:
             while True:
                 step = plan.send(reply)
                 if isinstance(step, Batch):
-                    pipe = client.pipeline(transaction=False)
-                    for command in step.commands:
-                        pipe.execute_command(*command)
-                    reply = pipe.execute() if step.commands else []
+                    reply = _queued(client.pipeline(transaction=False), step.commands).execute() if step.commands else []
                 elif isinstance(step, Watch):
                     watcher = watcher if watcher is not None else client.pipeline(transaction=True)
                     watcher.watch(*step.keys)
@@ -103,13 +109,9 @@ def run(client, make_plan: Callable[[], Plan]) -> Any:
                 elif isinstance(step, Commit):
                     pipe = watcher if watcher is not None else client.pipeline(transaction=True)
                     pipe.multi()
-                    for command in step.commands:
-                        pipe.execute_command(*command)
-                    reply = pipe.execute() if step.commands else []
+                    reply = _queued(pipe, step.commands).execute() if step.commands else []
                     watcher = None
                 elif isinstance(step, Script):
-                    from redtick.scripts import bound
-
                     reply = bound(client, step.name)(keys=step.keys, args=step.args)
                 else:
                     raise TypeError(f"unknown plan step {step!r}")
@@ -125,8 +127,6 @@ def run(client, make_plan: Callable[[], Plan]) -> Any:
 
 async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
     """Run a plan with an async redis-py client; the same rules as :func:`run`."""
-    import asyncio
-
     for attempt in range(MAX_ATTEMPTS):
         plan = make_plan()
         watcher = None
@@ -135,10 +135,7 @@ async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
             while True:
                 step = plan.send(reply)
                 if isinstance(step, Batch):
-                    pipe = client.pipeline(transaction=False)
-                    for command in step.commands:
-                        pipe.execute_command(*command)
-                    reply = await pipe.execute() if step.commands else []
+                    reply = await _queued(client.pipeline(transaction=False), step.commands).execute() if step.commands else []
                 elif isinstance(step, Watch):
                     # Awaiting the pipeline initialises an async cluster client first: redis-py's
                     # cluster WATCH or MULTI on a client that never sent a command fails.
@@ -148,13 +145,9 @@ async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
                 elif isinstance(step, Commit):
                     pipe = watcher if watcher is not None else await client.pipeline(transaction=True)
                     pipe.multi()
-                    for command in step.commands:
-                        pipe.execute_command(*command)
-                    reply = await pipe.execute() if step.commands else []
+                    reply = await _queued(pipe, step.commands).execute() if step.commands else []
                     watcher = None
                 elif isinstance(step, Script):
-                    from redtick.scripts import bound
-
                     reply = await bound(client, step.name)(keys=step.keys, args=step.args)
                 else:
                     raise TypeError(f"unknown plan step {step!r}")
