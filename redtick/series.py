@@ -29,7 +29,7 @@ from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
 from redtick.config import Settings
 from redtick.errors import InvalidData
 from redtick.keys import KeySchema, validate_interval, validate_symbol
-from redtick.steps import Batch, Commit, Watch
+from redtick.steps import Batch, Commit, Watch, gather
 from redtick.ticks import NormalisedTicks
 
 __all__ = ["SLOTS", "SeriesLayout", "WriteResult"]
@@ -38,6 +38,9 @@ TICK_SIZE = TICK_DTYPE.itemsize
 CANDLE_SIZE = CANDLE_DTYPE.itemsize
 SLOTS = 1440  # candle slots per chunk: a day of 1m candles, 60 days of 1h candles
 HEAD_TAIL = 256  # records of the head chunk read with each write, so slightly late ticks splice in
+PROBES = 64  # record times read per round trip when searching a chunk
+SEARCH_ABOVE = 4096  # records (135 kB): a clipped chunk larger than this is searched, not fetched whole
+_LATEST = (2**63 - 1).to_bytes(8, "little", signed=True)
 
 
 @dataclasses.dataclass
@@ -332,23 +335,64 @@ class SeriesLayout:
                         fields: Sequence[str] = TICK_DTYPE.names) -> dict[str, np.ndarray]:
         """Plan: columns ``fields`` of the ticks with ``start <= ts <= end``, sorted by (ts, id).
 
-        Each chunk is sliced where it is (records in a chunk are sorted by time) and each wanted
-        field is gathered straight from the reply's buffers, never copying whole records.
+        Chunks inside the range come whole (MGET). A large chunk that the range only clips is
+        searched first (:meth:`_bracket_plan`) and only its part in range is fetched (GETRANGE),
+        so a few seconds of a busy hour cost kilobytes, not the hour. Each wanted field is
+        gathered straight from the reply's buffers, never copying whole records.
         """
         index = self.keys.tick_index(symbol)
         low = "-inf" if start_ms is None else start_ms // self.chunk_ms * self.chunk_ms
         high = "+inf" if end_ms is None else end_ms
         (members,) = yield Batch([("ZRANGEBYSCORE", index, low, high)])
-        blobs = []
-        if members:
-            (blobs,) = yield Batch([("MGET", *(self.keys.tick_chunk(symbol, int(m)) for m in members))])
+        starts = [int(m) for m in members]
+        keys = [self.keys.tick_chunk(symbol, c) for c in starts]
+        clipped = [i for i, c in enumerate(starts)
+                   if (start_ms is not None and start_ms > c) or (end_ms is not None and end_ms < c + self.chunk_ms - 1)]
+        ranges = {}  # chunk -> (first record, end record) to fetch
+        if clipped:
+            lengths = yield Batch([("STRLEN", keys[i]) for i in clipped])
+            large = [(i, n // TICK_SIZE) for i, n in zip(clipped, lengths, strict=True) if n // TICK_SIZE > SEARCH_ABOVE]
+            searches = [self._bracket_plan(keys[i], n, start_ms, "left") if start_ms is not None else _fixed((0, 0))
+                        for i, n in large]
+            searches += [self._bracket_plan(keys[i], n, end_ms, "right") if end_ms is not None else _fixed((n, n))
+                         for i, n in large]
+            found = yield from gather(*searches)
+            for k, (i, _) in enumerate(large):
+                ranges[i] = (found[k][0], found[len(large) + k][1])
+        commands: list[tuple] = []
+        whole = [k for i, k in enumerate(keys) if i not in ranges]
+        if whole:
+            commands.append(("MGET", *whole))
+        commands += [("GETRANGE", keys[i], a * TICK_SIZE, b * TICK_SIZE - 1) for i, (a, b) in ranges.items()]
+        replies = (yield Batch(commands)) if commands else []
+        blobs = dict(zip([i for i in range(len(keys)) if i not in ranges], replies[0] if whole else [], strict=True))
+        blobs.update(zip(ranges, replies[1:] if whole else replies, strict=True))
         pieces = []
-        for blob in blobs:
-            records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+        for i in range(len(keys)):
+            records = np.frombuffer(blobs[i] or b"", dtype=TICK_DTYPE)
             lo = 0 if start_ms is None else int(np.searchsorted(records["ts"], start_ms, side="left"))
             hi = len(records) if end_ms is None else int(np.searchsorted(records["ts"], end_ms, side="right"))
             pieces.append(records[lo:hi])
         return {name: _concat([p[name] for p in pieces], TICK_DTYPE[name]) for name in fields}
+
+    def _bracket_plan(self, key: str, count: int, ts: int, side: str):
+        """Plan: (lo, hi) with lo <= i <= hi, where i is the first record of the chunk whose time is
+        ``>= ts`` (``side="left"``) or ``> ts`` (``"right"``), found with pipelined 8-byte probes.
+
+        Each round trip reads the times of ``PROBES`` evenly spaced records and narrows the span
+        ``PROBES``-fold, so a 400,000-record chunk takes two. Records only ever move later (ticks
+        are inserted, never removed), so a concurrent write can make the bracket fetch a little
+        more than needed, which the caller's final filter on time drops, never less.
+        """
+        lo, hi = 0, count
+        while hi - lo > PROBES:
+            positions = np.unique(np.linspace(lo, hi - 1, PROBES).astype(np.int64))
+            replies = yield Batch([("GETRANGE", key, int(p) * TICK_SIZE, int(p) * TICK_SIZE + 7) for p in positions])
+            # A probe past the end (the chunk was trimmed meanwhile) reads as "later than anything".
+            times = np.frombuffer(b"".join(r if len(r) == 8 else _LATEST for r in replies), dtype="<i8")
+            k = int(np.searchsorted(times, ts, side=side))
+            lo, hi = (int(positions[k - 1]) + 1 if k else lo), (int(positions[k]) if k < len(positions) else hi)
+        return lo, hi
 
     def recent_ticks_plan(self, symbol: str, limit: int, start_ms: int | None, end_ms: int | None):
         """Plan: the newest ``limit`` records with ``start <= ts <= end``, oldest first.
@@ -382,16 +426,26 @@ class SeriesLayout:
     def price_at_plan(self, symbol: str, at_ms: int):
         """Plan: the last record at or before ``at_ms``, or None.
 
-        The chunk holding ``at_ms`` may start after it has no tick before ``at_ms``; the chunk
-        before it then ends before ``at_ms``, so two chunks always suffice.
+        The chunk holding ``at_ms`` is searched (:meth:`_bracket_plan`) rather than fetched; when
+        it has no tick before ``at_ms`` the answer is the last record of the chunk before it.
         """
         (members,) = yield Batch([("ZREVRANGEBYSCORE", self.keys.tick_index(symbol), at_ms, "-inf", "LIMIT", 0, 2)])
-        if not members:
-            return None
-        (blobs,) = yield Batch([("MGET", *(self.keys.tick_chunk(symbol, int(m)) for m in reversed(members)))])
-        records = np.frombuffer(b"".join(b for b in blobs if b), dtype=TICK_DTYPE)
-        records = records[records["ts"] <= at_ms]
-        return records[-1] if len(records) else None
+        keys = [self.keys.tick_chunk(symbol, int(m)) for m in members]
+        for position, key in enumerate(keys):
+            if position == 0:
+                (length,) = yield Batch([("STRLEN", key)])
+                lo, hi = yield from self._bracket_plan(key, length // TICK_SIZE, at_ms, "right")
+                if hi == 0:  # every tick of this chunk is after at_ms
+                    continue
+                # The last record at or before at_ms sits just before the first one after it.
+                (blob,) = yield Batch([("GETRANGE", key, max(lo - 1, 0) * TICK_SIZE, hi * TICK_SIZE - 1)])
+            else:
+                (blob,) = yield Batch([("GETRANGE", key, -TICK_SIZE, -1)])
+            records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+            records = records[records["ts"] <= at_ms]
+            if len(records):
+                return records[-1]
+        return None
 
     def _stored_interval(self, interval: str) -> int:
         if interval not in self.intervals:
@@ -485,6 +539,12 @@ class SeriesLayout:
         """Plan: the newest tick's time (ms), or None."""
         (reply,) = yield Batch([("HGET", self.keys.current_price(symbol), "ts")])
         return None if reply is None else int(reply)
+
+
+def _fixed(value):
+    """A plan that returns ``value`` at once (a search that is not needed)."""
+    return value
+    yield  # a generator, so gather() can run it beside real searches
 
 
 def _concat(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:

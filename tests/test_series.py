@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from redtick import frames
 from redtick.connection import Connection
 from redtick.errors import InvalidData, InvalidKey
+from redtick.steps import run
 from tests.series_reference import assert_candles_equal, reference_candles, reference_ticks
 
 MINUTE = 60_000
@@ -287,3 +288,38 @@ def test_slightly_late_ticks_splice_into_the_head_without_fetching_it_whole(seri
     assert frames.write_ticks(early, "LATE", conn=series_conn).written == 1
     assert series_conn.metrics.value("redtick_redis_commands_total", command="GET") == gets_before + 1
     _assert_matches_reference(series_conn, "LATE", pd.concat([ticks, early]), {"1m": MINUTE})
+
+
+def test_clipped_reads_of_large_chunks_equal_a_filter_of_all_ticks(conn):
+    """Windows that clip the real ES sample's busy hour chunks (tens of thousands of ticks each) are
+    found by probing, not fetched whole, and equal pandas filtering, boundaries on shared milliseconds included."""
+    plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
+    connection = Connection(plain, embedded_server=conn._embedded_server)
+    es = pd.read_parquet(ES_FILE).rename(columns={"seq": "trade_id"})
+    frames.write_ticks(es, "ES", conn=connection)
+    ts = es["ts"].dt.as_unit("ms").astype("int64").to_numpy()
+    order = np.lexsort((es["trade_id"].to_numpy(), ts))
+    ts, ids = ts[order], es["trade_id"].to_numpy()[order]
+    rng = np.random.default_rng(5)
+    picks = rng.choice(ts, 24)  # bounds that land on real tick times, where many ticks share a millisecond
+    windows = [(int(a), int(a) + int(w)) for a, w in zip(picks, rng.integers(0, 3_600_000, 24), strict=True)]
+    windows += [(int(picks[0]), None), (None, int(picks[1])), (int(ts[0]), int(ts[0])), (int(ts[-1]), int(ts[-1]))]
+    gets_before = connection.metrics.value("redtick_redis_commands_total", command="GETRANGE")
+    for start, end in windows:
+        got = frames.load_ticks("ES", start, end, conn=connection, columns=["trade_id"])
+        keep = np.ones(len(ts), dtype=bool)
+        if start is not None:
+            keep &= ts >= start
+        if end is not None:
+            keep &= ts <= end
+        assert got["trade_id"].tolist() == ids[keep].tolist(), (start, end)
+    assert connection.metrics.value("redtick_redis_commands_total", command="GETRANGE") > gets_before
+    # The price at any time is the last tick at or before it.
+    for at in [*picks[:8].tolist(), int(ts[0]) - 1, int(ts[-1]) + 10**9]:
+        record = run(connection.sync, lambda at=at: frames.layout_of(connection).price_at_plan("ES", int(at)))
+        before = np.flatnonzero(ts <= at)
+        if len(before) == 0:
+            assert record is None
+        else:
+            assert int(record["id"]) == int(ids[before[-1]])
+    connection.close()
