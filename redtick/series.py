@@ -358,7 +358,9 @@ class SeriesLayout:
                          for i, n in large]
             found = yield from gather(*searches)
             for k, (i, _) in enumerate(large):
-                ranges[i] = (found[k][0], found[len(large) + k][1])
+                # One record past the end bracket: it proves no tick of the range was pushed past
+                # the fetch by a write that landed between the search and the fetch.
+                ranges[i] = (found[k][0], found[len(large) + k][1] + 1)
         commands: list[tuple] = []
         whole = [k for i, k in enumerate(keys) if i not in ranges]
         if whole:
@@ -367,6 +369,10 @@ class SeriesLayout:
         replies = (yield Batch(commands)) if commands else []
         blobs = dict(zip([i for i in range(len(keys)) if i not in ranges], replies[0] if whole else [], strict=True))
         blobs.update(zip(ranges, replies[1:] if whole else replies, strict=True))
+        shifted = [i for i, (a, b) in ranges.items() if end_ms is not None and _short_of(blobs[i], b - a, end_ms)]
+        if shifted:  # rare: fetch those chunks from the same start to their end instead
+            again = yield Batch([("GETRANGE", keys[i], ranges[i][0] * TICK_SIZE, -1) for i in shifted])
+            blobs.update(zip(shifted, again, strict=True))
         pieces = []
         for i in range(len(keys)):
             records = np.frombuffer(blobs[i] or b"", dtype=TICK_DTYPE)
@@ -437,8 +443,12 @@ class SeriesLayout:
                 lo, hi = yield from self._bracket_plan(key, length // TICK_SIZE, at_ms, "right")
                 if hi == 0:  # every tick of this chunk is after at_ms
                     continue
-                # The last record at or before at_ms sits just before the first one after it.
-                (blob,) = yield Batch([("GETRANGE", key, max(lo - 1, 0) * TICK_SIZE, hi * TICK_SIZE - 1)])
+                # The last record at or before at_ms sits just before the first one after it; one
+                # record more shows whether a write meanwhile pushed the answer past the fetch.
+                first = max(lo - 1, 0)
+                (blob,) = yield Batch([("GETRANGE", key, first * TICK_SIZE, (hi + 1) * TICK_SIZE - 1)])
+                if _short_of(blob, hi + 1 - first, at_ms):
+                    (blob,) = yield Batch([("GETRANGE", key, first * TICK_SIZE, -1)])
             else:
                 (blob,) = yield Batch([("GETRANGE", key, -TICK_SIZE, -1)])
             records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
@@ -539,6 +549,13 @@ class SeriesLayout:
         """Plan: the newest tick's time (ms), or None."""
         (reply,) = yield Batch([("HGET", self.keys.current_price(symbol), "ts")])
         return None if reply is None else int(reply)
+
+
+def _short_of(blob: bytes | None, wanted: int, ts: int) -> bool:
+    """True if a fetch of ``wanted`` records came back full yet ends at or before ``ts``: ticks at or
+    before ``ts`` may lie beyond it (a concurrent insert moved them later)."""
+    records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+    return len(records) == wanted and len(records) > 0 and int(records["ts"][-1]) <= ts
 
 
 def _fixed(value):

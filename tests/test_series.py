@@ -323,3 +323,37 @@ def test_clipped_reads_of_large_chunks_equal_a_filter_of_all_ticks(conn):
         else:
             assert int(record["id"]) == int(ids[before[-1]])
     connection.close()
+
+
+def test_a_clipped_read_racing_an_insert_misses_no_stored_tick(conn):
+    """Ticks inserted between a read's search and its fetch shift records later; the read notices
+    (one record past its end) and fetches on, so no tick stored before the read began is missed."""
+    plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
+    connection = Connection(plain, embedded_server=conn._embedded_server)
+    base = 1_700_000_000_000 // (60 * MINUTE) * (60 * MINUTE)
+    n = 20_000
+    ticks = pd.DataFrame({"ts": base + np.arange(n) * 100, "trade_id": np.arange(n), "price": 1.0, "volume": 1.0})
+    frames.write_ticks(ticks, "RACER", conn=connection)
+    start, end = base + 500_000, base + 1_000_000
+    early = pd.DataFrame({"ts": base + 100 + np.arange(500) * 50, "trade_id": n + np.arange(500), "price": 2.0,
+                          "volume": 1.0})  # all before the window: they only push the window's ticks later
+
+    plan = frames.layout_of(connection).read_ticks_plan("RACER", start, end, ("ts", "id"))
+    reply, inserted = None, False
+    try:
+        while True:
+            step = plan.send(reply)
+            fetches = any(c[0] == "GETRANGE" and c[3] - c[2] > 7 for c in step.commands)
+            if fetches and not inserted:
+                frames.write_ticks(early, "RACER", conn=connection)
+                inserted = True
+            pipe = connection.sync.pipeline(transaction=False)
+            for command in step.commands:
+                pipe.execute_command(*command)
+            reply = pipe.execute()
+    except StopIteration as stop:
+        got = stop.value
+    assert inserted
+    inside = ticks[(ticks["ts"] >= start) & (ticks["ts"] <= end)]
+    assert got["id"].tolist() == inside["trade_id"].tolist()
+    connection.close()
