@@ -224,7 +224,8 @@ class SeriesLayout:
         result.written = len(new)
         if len(new) == 0:
             return result
-        result.low, result.high, result.last = float(new["price"].min()), float(new["price"].max()), 0.0
+        newest = new[-1]
+        result.low, result.high, result.last = float(new["price"].min()), float(new["price"].max()), float(newest["price"])
 
         # Step 3: one transaction with the ticks, the candles and the current price.
         commands: list[tuple] = []
@@ -274,8 +275,6 @@ class SeriesLayout:
                 members = [x for c in sorted(changed_chunks) for x in (c, c)]
                 commands.append(("ZADD", keys.candle_index(symbol, name), *members))
 
-        newest = new[-1]
-        result.last = float(newest["price"])
         if current_ts is None or (int(newest["ts"]), int(newest["id"])) > (int(current_ts), int(current_id)):
             commands.append(("HSET", current_key, "ts", int(newest["ts"]), "id", int(newest["id"]),
                              "price", repr(float(newest["price"])), "volume", repr(float(newest["volume"]))))
@@ -456,6 +455,19 @@ class SeriesLayout:
             if len(records):
                 return records[-1]
         return None
+
+    def change_plan(self, symbol: str, minutes: int, at_ms: int | None):
+        """Plan: (record at or before ``at``, record at or before ``at - minutes``), either may be None.
+
+        ``at`` defaults to the newest tick; both searches share their round trips.
+        """
+        if at_ms is None:
+            at_ms = yield from self.newest_plan(symbol)
+            if at_ms is None:
+                return None, None
+        current, previous = yield from gather(self.price_at_plan(symbol, at_ms),
+                                              self.price_at_plan(symbol, at_ms - minutes * 60_000))
+        return current, previous
 
     def _stored_interval(self, interval: str) -> int:
         if interval not in self.intervals:

@@ -38,10 +38,6 @@ class NormalisedTicks:
     rejected: dict[str, int]
     duplicates: int
 
-    @property
-    def rejected_total(self) -> int:
-        return sum(self.rejected.values())
-
 
 def to_epoch_ms(value: Any, *, name: str = "time") -> int:
     """Epoch milliseconds of a str, datetime, ``pd.Timestamp`` or number of epoch ms (naive = UTC).

@@ -161,16 +161,8 @@ class PriceCache(UsesConnection):
         """
         symbol = validate_symbol(symbol)
         minutes = _positive_int(period_minutes, "period_minutes")
-        layout = self.layout
-        if at is None:
-            end = await self._run(lambda: layout.newest_plan(symbol))
-            if end is None:
-                return None
-        else:
-            end = to_epoch_ms(at, name="at")
-        start = end - minutes * 60_000
-        current = await self._run(lambda: layout.price_at_plan(symbol, end))
-        previous = await self._run(lambda: layout.price_at_plan(symbol, start))
+        at_ms = None if at is None else to_epoch_ms(at, name="at")
+        current, previous = await self._run(lambda: self.layout.change_plan(symbol, minutes, at_ms))
         if current is None or previous is None:
             return None
         now, before = float(current["price"]), float(previous["price"])
