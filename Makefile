@@ -1,4 +1,4 @@
-# make demo: set up .venv and run the main job on the embedded default.
+# make demo: set up .venv and run the main job (on a throwaway local store unless REDIS_URL is set).
 # make test: set up .venv and run lint plus the whole suite.
 PYTHON ?= python3
 VENV := .venv
@@ -22,10 +22,14 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check redtick tests bench
 
+# The docstring examples and notebooks run on the local store as users meet it, in a throwaway
+# REDTICK_HOME (never the user's own), stopped and removed afterwards.
 test: lint
 	$(BIN)/python -m pytest
-	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --doctest-modules redtick -q
-	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --nbval-lax notebooks -p no:randomly -q
+	home=$$(mktemp -d -t redtick-test-XXXXXX); export REDTICK_HOME=$$home; \
+	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --doctest-modules redtick -q && \
+	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --nbval-lax notebooks -p no:randomly -q; \
+	status=$$?; env -u REDIS_URL -u REDIS_HOST $(BIN)/redtick stop >/dev/null; rm -rf $$home; exit $$status
 
 bench: setup
 	$(BIN)/python bench/bench_series.py

@@ -1,6 +1,6 @@
 """Alert checks with 100,000 live alerts against a scan-every-alert baseline, and rate-limit hits per second.
 
-Run: ``.venv/bin/python bench/bench_alerts.py`` (embedded fakeredis, plus a throwaway real
+Run: ``.venv/bin/python bench/bench_alerts.py`` (in-memory fakeredis, plus a throwaway real
 ``redis-server`` when the binary is on PATH). Prints one table; timings are medians.
 """
 
@@ -101,8 +101,8 @@ async def bench_backend(conn: Connection) -> dict[str, float]:
 
 
 def main() -> None:
-    backends = [("embedded fakeredis", Connection(Settings(namespace="benchalerts"),
-                                                  embedded_server=fakeredis.FakeServer(version=(7, 0))))]
+    backends = [("in-memory fakeredis", Connection(Settings(namespace="benchalerts"),
+                                                  memory_server=fakeredis.FakeServer(version=(7, 0))))]
     server = None
     if shutil.which("redis-server"):
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

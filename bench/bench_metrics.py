@@ -1,6 +1,6 @@
 """What measuring every round trip costs: per-command overhead with metrics off, on, and with the DEBUG command log.
 
-Run: ``.venv/bin/python bench/bench_metrics.py`` (embedded fakeredis, plus a throwaway real
+Run: ``.venv/bin/python bench/bench_metrics.py`` (in-memory fakeredis, plus a throwaway real
 ``redis-server`` when the binary is on PATH). The baseline, in the same process, is the client
 mixin as it was before metrics: errors translated by a ``translated()`` context manager, nothing
 timed. Prints one table of medians in microseconds per command.
@@ -119,7 +119,7 @@ def main() -> None:
         return cls(server=server)
 
     embedded.base = fakeredis.FakeRedis
-    rows = _in_process() + _bench("embedded fakeredis", embedded)
+    rows = _in_process() + _bench("in-memory fakeredis", embedded)
     binary = shutil.which("redis-server")
     if binary is not None:
         from tests.conftest import RedisServer

@@ -1,6 +1,6 @@
 """Ingest and read throughput of the tick series and candles, against baselines measured in the same run.
 
-Run: ``.venv/bin/python bench/bench_series.py [--ticks N]`` (embedded fakeredis, plus a throwaway
+Run: ``.venv/bin/python bench/bench_series.py [--ticks N]`` (in-memory fakeredis, plus a throwaway
 real ``redis-server`` when the binary is on PATH). Prints one table per backend.
 
 Data: the 500,000 real ES ticks, repeated with shifted times and trade ids up to N ticks
@@ -96,7 +96,7 @@ def bare_zadd(client, key: str, ticks: pd.DataFrame) -> None:
 
 def memory_of(conn: Connection, pattern: str) -> int | None:
     """Bytes by MEMORY USAGE over keys matching ``pattern``; None on the embedded server (no MEMORY)."""
-    if conn.embedded:
+    if conn.in_memory:
         return None
     return sum(conn.sync.memory_usage(k, samples=0) or 0 for k in conn.sync.scan_iter(match=pattern, count=1000))
 
@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = Settings(tick_retention_ms=None, candle_retention_ms=None, namespace="bench")
     import fakeredis
 
-    embedded = Connection(quiet, embedded_server=fakeredis.FakeServer(version=(7, 0)))
-    print_table(f"embedded fakeredis, {args.embedded_ticks:,} ticks", bench_backend(embedded, args.embedded_ticks))
+    embedded = Connection(quiet, memory_server=fakeredis.FakeServer(version=(7, 0)))
+    print_table(f"in-memory fakeredis, {args.embedded_ticks:,} ticks", bench_backend(embedded, args.embedded_ticks))
     binary = shutil.which("redis-server")
     if binary is None:
         print("\n(no redis-server on PATH: real-Redis figures skipped)")

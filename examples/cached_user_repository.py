@@ -1,7 +1,7 @@
 """A real SQLite user repository, cached with ``cached_repository``: hits send no SQL.
 
 Run it with ``python examples/cached_user_repository.py``; it uses the configured Redis
-(the embedded fakeredis when ``REDIS_URL``/``REDIS_HOST`` are unset) and prints what each call
+(the in-memory fakeredis when ``REDIS_URL``/``REDIS_HOST`` are unset) and prints what each call
 cost in SQL statements.
 """
 

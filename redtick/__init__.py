@@ -8,6 +8,7 @@ from redtick.caches.prices import PriceCache, price_cache
 from redtick.caches.ratelimit import RateLimiter, RateLimitState
 from redtick.caches.repository import cached_repository
 from redtick.caches.sessions import UserSessionCache, user_session_cache
+from redtick.catalog import SeriesInfo, describe, list_symbols
 from redtick.client import RedisClient, redis_client
 from redtick.config import Settings, get_settings
 from redtick.connection import Connection, connect
@@ -23,6 +24,7 @@ from redtick.errors import (
     RedisError,
     RedisTimeout,
     RedtickError,
+    SymbolNotFound,
     Unavailable,
 )
 from redtick.frames import load_ohlcv, load_ticks, write_candles, write_ticks
@@ -58,14 +60,18 @@ __all__ = [
     "RedisError",
     "RedisTimeout",
     "RedtickError",
+    "SeriesInfo",
     "Settings",
+    "SymbolNotFound",
     "Unavailable",
     "UserSessionCache",
     "WriteResult",
     "cache_service",
     "cached_repository",
     "connect",
+    "describe",
     "get_settings",
+    "list_symbols",
     "load_ohlcv",
     "load_ticks",
     "market_data_cache",

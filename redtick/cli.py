@@ -1,4 +1,4 @@
-"""The ``redtick`` command: demo, ingest, serve."""
+"""The ``redtick`` command: demo, ingest, info, stop, serve."""
 
 from __future__ import annotations
 
@@ -21,6 +21,27 @@ def _ingest(args: argparse.Namespace) -> int:
     report = ingest_file(args.file, args.symbol, kind=args.kind, interval=args.interval,
                          chunk_rows=args.chunk_rows, progress=not args.quiet)
     print(format_report(report))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from redtick.catalog import store_summary
+
+    rows = store_summary()
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from redtick.connection import connect
+
+    store = connect().store
+    if store is None:
+        print("redtick: no local store in use (REDIS_URL or REDIS_HOST points elsewhere); nothing to stop")
+        return 1
+    store.stop()
+    print(f"stopped the local store's server in {store.home}; the next use starts it again")
     return 0
 
 
@@ -50,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--chunk-rows", type=int, default=250_000, help="rows per write (default: 250000)")
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=_ingest)
+    info = sub.add_parser("info", help="where the data lives: store, server version, keys, memory, symbols")
+    info.set_defaults(func=_info)
+    stop = sub.add_parser("stop", help="stop the local store's server now (it also stops by itself when unused)")
+    stop.set_defaults(func=_stop)
     serve = sub.add_parser("serve", help="run the HTTP API (FastAPI) with uvicorn")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")

@@ -8,13 +8,17 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+import platformdirs
+
 from redtick.errors import ConfigurationError
 
-__all__ = ["Settings", "get_settings", "parse_duration", "parse_nodes_url"]
+__all__ = ["Settings", "default_home", "get_settings", "parse_duration", "parse_nodes_url"]
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
-_URL_SCHEMES = ("redis", "rediss", "unix", "embedded", "redis+cluster", "rediss+cluster", "redis+sentinel")
+_URL_SCHEMES = ("redis", "rediss", "unix", "memory", "redis+cluster", "rediss+cluster", "redis+sentinel")
+# Any of these set without REDIS_HOST means a server on localhost, as the platform's own settings did.
+_SERVER_VARIABLES = ("REDIS_PORT", "REDIS_DB", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_SSL")
 _NODES_SCHEMES = {"redis+cluster": 6379, "rediss+cluster": 6379, "redis+sentinel": 26379}
 DEFAULT_INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d")
 NAMESPACE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -124,6 +128,12 @@ def _url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def default_home(env: Mapping[str, str]) -> str:
+    """``REDTICK_HOME``, else the user data directory (``~/.local/share/redtick`` on Linux)."""
+    raw = env.get("REDTICK_HOME") or platformdirs.user_data_dir("redtick", appauthor=False)
+    return os.path.abspath(os.path.expanduser(raw))
+
+
 def parse_nodes_url(url: str) -> tuple[list[tuple[str, int]], str | None, int]:
     """(nodes, sentinel service or None, db) of a ``redis+cluster://`` or ``redis+sentinel://`` URL.
 
@@ -189,24 +199,31 @@ class Settings:
     admin_token: str | None = dataclasses.field(default=None, repr=False)
     intervals: tuple[str, ...] = DEFAULT_INTERVALS
     tick_chunk_ms: int = 3_600_000
-    tick_retention_ms: int | None = 7 * 86_400_000
-    candle_retention_ms: int | None = 365 * 86_400_000
+    tick_retention_ms: int | None = None
+    candle_retention_ms: int | None = None
     maintenance_interval_ms: int = 300_000
     memory_warn_percent: float = 80.0
     metrics_public: bool = False
+    home: str = dataclasses.field(default_factory=lambda: default_home(os.environ))
+    store_linger_ms: int = 10_000
 
     @property
-    def embedded(self) -> bool:
-        """True when no server is configured and redtick runs on its in-process fakeredis."""
-        if self.url is not None:
-            return self.url.startswith("embedded:")
-        return self.host is None
+    def in_memory(self) -> bool:
+        """True for ``memory://``: the in-process fakeredis, whose data lives as long as the process."""
+        return self.url is not None and self.url.startswith("memory:")
+
+    @property
+    def local(self) -> bool:
+        """True when no server is configured: the persistent local store in ``home``."""
+        return self.url is None and self.host is None
 
     @property
     def topology(self) -> str:
-        """``"embedded"``, ``"single"``, ``"cluster"`` (redis-py's RedisCluster) or ``"sentinel"``."""
-        if self.embedded:
-            return "embedded"
+        """``"local"`` (the store in ``REDTICK_HOME``), ``"memory"``, ``"single"``, ``"cluster"`` or ``"sentinel"``."""
+        if self.local:
+            return "local"
+        if self.in_memory:
+            return "memory"
         scheme = (self.url or "").partition("://")[0]
         return {"redis+cluster": "cluster", "rediss+cluster": "cluster", "redis+sentinel": "sentinel"}.get(
             scheme, "single"
@@ -214,9 +231,11 @@ class Settings:
 
     @property
     def safe_url(self) -> str:
-        """The server address with any password removed, fit for a log line."""
-        if self.embedded:
-            return "embedded fakeredis (in-process)"
+        """Where the data is, with any password removed, fit for a log line."""
+        if self.local:
+            return f"local store {self.home}"
+        if self.in_memory:
+            return "memory:// (in-process fakeredis; the data lives as long as this process)"
         if self.topology in ("cluster", "sentinel"):
             nodes, service, db = parse_nodes_url(self.url)
             tail = f"/{service}/{db}" if service else ""
@@ -245,9 +264,12 @@ class Settings:
             raise ConfigurationError("REDTICK_INTERVALS is empty; expected names such as 1m,5m,1h")
         for interval in intervals:
             parse_duration(interval, name="REDTICK_INTERVALS")
+        host = env.get("REDIS_HOST") or None
+        if host is None and any(env.get(name) for name in _SERVER_VARIABLES):
+            host = "localhost"
         return cls(
             url=_url(env),
-            host=env.get("REDIS_HOST") or None,
+            host=host,
             port=_int(env, "REDIS_PORT", 6379, 1, 65535),
             db=_int(env, "REDIS_DB", 0, 0, 65535),
             username=env.get("REDIS_USERNAME") or None,
@@ -267,13 +289,15 @@ class Settings:
             admin_token=env.get("REDTICK_ADMIN_TOKEN") or None,
             intervals=intervals,
             tick_chunk_ms=parse_duration(env.get("REDTICK_TICK_CHUNK") or "1h", name="REDTICK_TICK_CHUNK"),
-            tick_retention_ms=_retention(env, "REDTICK_TICK_RETENTION", "7d"),
-            candle_retention_ms=_retention(env, "REDTICK_CANDLE_RETENTION", "365d"),
+            tick_retention_ms=_retention(env, "REDTICK_TICK_RETENTION", None),
+            candle_retention_ms=_retention(env, "REDTICK_CANDLE_RETENTION", None),
             maintenance_interval_ms=parse_duration(
                 env.get("REDTICK_MAINTENANCE_INTERVAL") or "5m", name="REDTICK_MAINTENANCE_INTERVAL"
             ),
             memory_warn_percent=_float(env, "REDTICK_MEMORY_WARN_PERCENT", 80.0, 1.0, 100.0),
             metrics_public=_bool(env, "REDTICK_METRICS_PUBLIC", False),
+            home=default_home(env),
+            store_linger_ms=parse_duration(env.get("REDTICK_STORE_LINGER") or "10s", name="REDTICK_STORE_LINGER"),
         )
 
 

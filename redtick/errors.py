@@ -7,6 +7,7 @@ The tree::
     ├── InvalidKey              a key part (symbol, user id, ...) is outside its character set or length
     ├── InvalidData             a value cannot be stored or decoded (NaN price, bad tick, bad JSON)
     ├── NotFound                the thing asked for does not exist
+    │   └── SymbolNotFound      no series is stored for a symbol (names close matches)
     ├── AuthError               a bearer session or admin token is missing or wrong
     │   └── Forbidden           authenticated, but the thing belongs to someone else
     ├── RateLimited             a rate limit was exceeded (carries ``retry_after``)
@@ -30,6 +31,7 @@ __all__ = [
     "RedisError",
     "RedisTimeout",
     "RedtickError",
+    "SymbolNotFound",
     "Unavailable",
 ]
 
@@ -52,6 +54,15 @@ class InvalidData(RedtickError, ValueError):
 
 class NotFound(RedtickError, LookupError):
     """The thing asked for does not exist."""
+
+
+class SymbolNotFound(NotFound):
+    """No series is stored for a symbol; ``close_matches`` lists stored symbols that look like it."""
+
+    def __init__(self, message: str, *, symbol: str = "", close_matches: list[str] | None = None):
+        super().__init__(message)
+        self.symbol = symbol
+        self.close_matches = close_matches or []
 
 
 class AuthError(RedtickError):

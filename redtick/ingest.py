@@ -30,6 +30,7 @@ class IngestReport(WriteResult):
     """A :class:`WriteResult` plus what the file held and how long it took."""
 
     path: str = ""
+    store: str = ""
     kind: str = ""
     interval: str | None = None
     seconds: float = 0.0
@@ -100,7 +101,7 @@ def ingest_file(
         except ConfigurationError as exc:
             raise InvalidData(str(exc)) from None
     rows, chunks = read_chunks(path, chunk_rows)
-    report = IngestReport(symbol, path=os.fspath(path))
+    report = IngestReport(symbol, path=os.fspath(path), store=conn.settings.safe_url)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -133,6 +134,7 @@ def format_report(report: IngestReport) -> str:
     lines = [
         ("file", report.path),
         ("symbol", report.symbol),
+        ("stored in", report.store),
         ("kind", report.kind + (f" ({report.interval})" if report.interval else "")),
         ("rows read", f"{report.received:,}"),
         ("written", f"{report.written:,}"),

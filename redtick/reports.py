@@ -557,7 +557,7 @@ def _server_memory(conn: Connection) -> tuple[int | None, int | None]:
         else:
             info = conn.sync.info("memory")
     except RedisError:
-        return None, None  # the embedded fakeredis has no INFO
+        return None, None  # the in-memory fakeredis has no INFO
     # A cluster client may answer per node ({node: info}); memory is then the sum over the nodes.
     nodes = list(info.values()) if info and all(isinstance(v, dict) for v in info.values()) else [info]
     return sum(int(n.get("used_memory", 0)) for n in nodes), sum(int(n.get("maxmemory", 0)) for n in nodes)
@@ -581,7 +581,7 @@ def memory_report(
     Keys are found with SCAN inside the namespace only. On a real Redis each key's bytes come from
     ``MEMORY USAGE`` and the server's from ``INFO memory``; beyond ``sample_limit`` keys, a random
     sample of each family (in proportion to its size) is measured and scaled up, and the report
-    says "sampled". The embedded fakeredis has neither command: bytes are estimated from what is
+    says "sampled". The in-memory fakeredis has neither command: bytes are estimated from what is
     stored (key name plus value bytes; 8 bytes per sorted-set score) and the report says "estimated".
 
     Parameters
@@ -615,7 +615,7 @@ def memory_report(
             size = min(len(rows), max(1, math.ceil(sample_limit * len(rows) / len(frame))))
             picks.append(rows.iloc[np.sort(rng.choice(len(rows), size=size, replace=False))])
         frame = pd.concat(picks).sort_values("key")
-    measured = not conn.embedded
+    measured = not conn.in_memory
     if measured:
         try:
             frame["bytes"] = _measured_bytes(conn, frame["key"].tolist())

@@ -1,4 +1,4 @@
-"""One Redis fixture for the whole suite, parametrised over the embedded fakeredis and a real server.
+"""One Redis fixture for the whole suite, parametrised over the in-memory fakeredis and a real server.
 
 A test that asks for ``conn`` runs three times: on a fresh in-process fakeredis server, on a real
 ``redis-server`` (a throwaway one started on a free port for the session, or ``REDTICK_TEST_REDIS_URL``)
@@ -21,10 +21,22 @@ import fakeredis
 import pytest
 import redis
 
+# Nothing the suite runs may touch the user's own store: the local store of every test process
+# and its subprocesses lives in a throwaway REDTICK_HOME, stopped when the session ends.
+os.environ["REDTICK_HOME"] = tempfile.mkdtemp(prefix="redtick-test-home-")
+os.environ.setdefault("REDTICK_STORE_LINGER", "2s")
+
 from redtick.config import Settings
 from redtick.connection import Connection
+from redtick.store import LocalStore
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stop_the_test_store():
+    yield
+    LocalStore(os.environ["REDTICK_HOME"]).stop()
 
 
 def free_port() -> int:
@@ -183,7 +195,7 @@ def _namespace() -> str:
     return "t" + secrets.token_hex(4)
 
 
-@pytest.fixture(params=["embedded", "real", "cluster"])
+@pytest.fixture(params=["memory", "real", "cluster"])
 def backend(request) -> str:
     if request.param == "cluster":
         reason = request.node.get_closest_marker("single_node")
@@ -195,19 +207,19 @@ def backend(request) -> str:
 @pytest.fixture
 def settings(backend, request) -> Settings:
     """Settings for the backend under test, in a namespace of the test's own."""
-    if backend == "embedded":
-        return Settings(namespace=_namespace())
+    if backend == "memory":
+        return Settings(url="memory://", namespace=_namespace())
     url = request.getfixturevalue("cluster_redis_url" if backend == "cluster" else "real_redis_url")
     return Settings(url=url, namespace=_namespace(), socket_timeout=5.0, connect_timeout=2.0)
 
 
 @pytest.fixture
 def conn(settings, backend):
-    """A Connection to a fresh embedded server or to the real server; the test's keys are removed after."""
-    server = fakeredis.FakeServer(version=(7, 0)) if backend == "embedded" else None
-    connection = Connection(settings, embedded_server=server)
+    """A Connection to a fresh in-memory server or to the real server; the test's keys are removed after."""
+    server = fakeredis.FakeServer(version=(7, 0)) if backend == "memory" else None
+    connection = Connection(settings, memory_server=server)
     yield connection
-    if backend != "embedded":
+    if backend != "memory":
         client = connection.sync  # on a cluster, scan_iter visits every master and delete splits by slot
         keys = list(client.scan_iter(match=connection.keys.everything(), count=1000))
         if keys:

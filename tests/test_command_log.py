@@ -38,13 +38,13 @@ def password_server():
     server.stop()
 
 
-@pytest.fixture(params=["embedded", "real"])
+@pytest.fixture(params=["memory", "real"])
 def secret_conn(request):
     """A connection whose settings hold a password and a Fernet key (the real server requires the password)."""
     namespace = "t" + secrets.token_hex(4)
-    if request.param == "embedded":
+    if request.param == "memory":
         settings = Settings(namespace=namespace, password=PASSWORD, encryption_key=FERNET_KEY)
-        conn = Connection(settings, embedded_server=fakeredis.FakeServer(version=(7, 0)))
+        conn = Connection(settings, memory_server=fakeredis.FakeServer(version=(7, 0)))
     else:
         server = request.getfixturevalue("password_server")
         settings = Settings(url=server.url, namespace=namespace, password=PASSWORD, encryption_key=FERNET_KEY)

@@ -1,5 +1,6 @@
 """Settings parsing: defaults, every variable, and a typed error naming the bad one."""
 
+import platformdirs
 import pytest
 from cryptography.fernet import Fernet
 
@@ -7,17 +8,31 @@ from redtick.config import Settings, parse_duration
 from redtick.errors import ConfigurationError
 
 
-def test_nothing_set_means_embedded_default():
+def test_nothing_set_means_the_local_store_in_the_user_data_directory():
     settings = Settings.from_env({})
-    assert settings.embedded
+    assert settings.local and not settings.in_memory and settings.topology == "local"
     assert settings.namespace == "redtick"
     assert settings.intervals == ("1m", "5m", "15m", "1h", "4h", "1d")
-    assert settings.safe_url == "embedded fakeredis (in-process)"
+    assert settings.home == platformdirs.user_data_dir("redtick", appauthor=False)
+    assert settings.safe_url == f"local store {settings.home}"
+    assert settings.tick_retention_ms is None and settings.candle_retention_ms is None
+
+
+def test_redtick_home_is_where_the_store_lives(tmp_path):
+    settings = Settings.from_env({"REDTICK_HOME": str(tmp_path / "store")})
+    assert settings.home == str(tmp_path / "store") and settings.local
+
+
+@pytest.mark.parametrize("variable", ["REDIS_PORT", "REDIS_DB", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_SSL"])
+def test_a_server_variable_without_host_means_localhost(variable):
+    value = {"REDIS_PORT": "6390", "REDIS_DB": "2", "REDIS_SSL": "true"}.get(variable, "someone")
+    settings = Settings.from_env({variable: value})
+    assert settings.host == "localhost" and not settings.local and settings.topology == "single"
 
 
 def test_url_selects_a_server_and_hides_the_password():
     settings = Settings.from_env({"REDIS_URL": "redis://:hunter2@cache.internal:6380/3"})
-    assert not settings.embedded
+    assert not settings.in_memory
     assert "hunter2" not in settings.safe_url and "hunter2" not in repr(settings)
     assert settings.safe_url == "redis://cache.internal:6380/3"
 
@@ -28,13 +43,15 @@ def test_host_port_db_password_pool():
          "REDIS_MAX_CONNECTIONS": "50", "REDIS_SSL": "true"}
     )
     assert (settings.host, settings.port, settings.db, settings.max_connections) == ("10.0.0.5", 6390, 2, 50)
-    assert settings.ssl and not settings.embedded
+    assert settings.ssl and not settings.in_memory
     assert settings.safe_url == "rediss://10.0.0.5:6390/2"
     assert "s3cret" not in repr(settings)
 
 
-def test_embedded_url_scheme_forces_embedded():
-    assert Settings.from_env({"REDIS_URL": "embedded://"}).embedded
+def test_memory_url_selects_the_in_process_fakeredis():
+    settings = Settings.from_env({"REDIS_URL": "memory://"})
+    assert settings.in_memory and not settings.local and settings.topology == "memory"
+    assert "does not persist" not in settings.safe_url and "lives as long as this process" in settings.safe_url
 
 
 @pytest.mark.parametrize(

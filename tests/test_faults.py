@@ -1,7 +1,7 @@
 """Restarts, crashes, stalls and lost replies on one server: typed errors, recovery, nothing lost or doubled.
 
 These tests need a real ``redis-server`` of their own (they kill, restart and pause it), so they
-do not use the parametrised ``conn`` fixture: the embedded fakeredis cannot crash or stall.
+do not use the parametrised ``conn`` fixture: the in-memory fakeredis cannot crash or stall.
 
 The proof is the same in every test: a writer thread feeds numbered batches through
 ``redtick.write_ticks`` while the server is disturbed and records which calls raised; once the

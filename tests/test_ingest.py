@@ -16,7 +16,7 @@ from redtick.ingest import format_report, ingest_file
 @pytest.fixture
 def iconn(conn):
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    return Connection(plain, embedded_server=conn._embedded_server)
+    return Connection(plain, memory_server=conn._memory_server)
 
 
 def test_csv_ticks_with_bad_rows(iconn, tmp_path):

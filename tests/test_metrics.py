@@ -201,7 +201,7 @@ async def test_summary_and_health_include_hit_rates(conn):
     assert health["hit_rate"] == pytest.approx(1 / 3, abs=1e-6)
     market_stats = health["cache_stats"]["market_data"]
     assert (market_stats["hits"], market_stats["misses"]) == (1, 2)
-    if not conn.embedded:
+    if not conn.in_memory:
         assert set(health["redis_info"]["keyspace"]) == {"hits", "misses", "expired_keys", "evicted_keys"}
 
 

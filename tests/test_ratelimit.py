@@ -67,7 +67,7 @@ def test_limiter_equals_the_reference_model(conn, limit, window_ms, steps):
 
 async def test_fifty_concurrent_clients_never_exceed_the_limit(conn):
     limit, clients, attempts = 20, 50, 8
-    connections = [Connection(conn.settings, embedded_server=conn.server) for _ in range(clients)]
+    connections = [Connection(conn.settings, memory_server=conn.server) for _ in range(clients)]
     try:
         limiters = [RateLimiter("burst", limit=limit, window=3600, conn=c) for c in connections]
 
@@ -87,7 +87,7 @@ async def test_fifty_concurrent_clients_never_exceed_the_limit(conn):
 
 async def test_concurrent_clients_in_a_short_sliding_window(conn):
     limit, clients = 5, 50
-    connections = [Connection(conn.settings, embedded_server=conn.server) for _ in range(clients)]
+    connections = [Connection(conn.settings, memory_server=conn.server) for _ in range(clients)]
     key = conn.keys.rate_limit("sliding", "shared-key")
     try:
         limiters = [RateLimiter("sliding", limit=limit, window=0.05, conn=c) for c in connections]

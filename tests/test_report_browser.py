@@ -84,7 +84,7 @@ def assert_rendered(dom: str, log: str, graphs: int) -> None:
 def test_demo_report_renders(tmp_path):
     chromium()
     out = tmp_path / "reports"
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_HOST")}  # the embedded default
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_HOST")}  # the local store (tests' home)
     done = subprocess.run(
         [sys.executable, "-c", "import sys, redtick.cli; sys.exit(redtick.cli.main(sys.argv[1:]))",
          "demo", "--data", str(ROOT / "data"), "--out", str(out)],
@@ -110,4 +110,4 @@ def test_report_renders_on_each_backend(conn, tmp_path):
     page = reports.write_html_report(tmp_path / "report.html", "ES", user_ids="quant", interval="15m", conn=conn)
     dom, log = render(page, tmp_path)
     assert_rendered(dom, log, graphs=4)
-    assert f"Memory ({'estimated' if conn.embedded else 'measured'})" in dom
+    assert f"Memory ({'estimated' if conn.in_memory else 'measured'})" in dom

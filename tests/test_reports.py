@@ -148,7 +148,7 @@ def test_memory_report_bytes_match_an_independent_count(conn):
     keys = sorted(k.decode() for k in client.scan_iter(match=conn.keys.everything()))
     assert report.total_keys == len(keys)
 
-    if conn.embedded:
+    if conn.in_memory:
         assert report.method == "estimated" and report.estimated and "estimated" in report.note
         assert report.used_memory is None and report.maxmemory_share is None
 
@@ -193,7 +193,7 @@ def test_memory_report_samples_large_keyspaces_and_says_so(conn):
     sampled = reports.memory_report(conn, sample_limit=10, seed=1)
     assert sampled.families["keys"].equals(full.families["keys"])  # counts come from SCAN, never sampled
     assert sampled.families["measured_keys"].sum() < full.total_keys
-    if conn.embedded:
+    if conn.in_memory:
         assert sampled.method == "estimated"
     else:
         assert sampled.method == "sampled" and "sampled" in sampled.note
@@ -206,7 +206,7 @@ def test_memory_report_samples_large_keyspaces_and_says_so(conn):
 @pytest.mark.single_node("CONFIG SET reaches one node; tests/test_cluster.py sets every master's maxmemory")
 def test_memory_report_share_of_maxmemory(conn):
     report = reports.memory_report(conn)
-    if conn.embedded:
+    if conn.in_memory:
         assert report.maxmemory_share is None
         assert "n/a" in report.summary().set_index("figure").loc["share of maxmemory in use", "value"]
         return
@@ -255,4 +255,4 @@ def test_html_report_is_self_contained(conn, tmp_path):
     assert page.count('class="plotly-graph-div"') == 4
     assert page.count("<script src=") == 0  # plotly inlined, nothing fetched
     assert "ticks written" in page and "Fired" in page
-    assert f"Memory ({'estimated' if conn.embedded else 'measured'})" in page
+    assert f"Memory ({'estimated' if conn.in_memory else 'measured'})" in page

@@ -187,7 +187,7 @@ def test_failover_during_ingest_loses_nothing_after_resending_unacknowledged_bat
         frames.write_ticks(batch(i), SYMBOL, conn=conn)
 
     reference = Connection(Settings(namespace="sentinel", tick_retention_ms=None, candle_retention_ms=None),
-                           embedded_server=fakeredis.FakeServer(version=(7, 0)))
+                           memory_server=fakeredis.FakeServer(version=(7, 0)))
     frames.write_ticks(pd.concat([batch(i) for i in range(feed.sent)]), SYMBOL, conn=reference)
     columns = ["price", "volume", "trade_id"]
     stored = frames.load_ticks(SYMBOL, conn=conn, columns=columns)

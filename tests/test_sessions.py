@@ -165,7 +165,7 @@ async def test_encryption_at_rest_hides_every_value(conn):
 
 async def test_encryption_key_from_settings(conn):
     key = Fernet.generate_key().decode()
-    keyed = Connection(dataclasses.replace(conn.settings, encryption_key=key), embedded_server=conn.server)
+    keyed = Connection(dataclasses.replace(conn.settings, encryption_key=key), memory_server=conn.server)
     try:
         cache = UserSessionCache(conn=keyed)
         await cache.set_user_preferences("u1", {"language": "plaintext-marker"})

@@ -15,7 +15,7 @@ from redtick.errors import InvalidData, NotFound
 @pytest.fixture
 def sconn(conn):
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    return Connection(plain, embedded_server=conn._embedded_server)
+    return Connection(plain, memory_server=conn._memory_server)
 
 
 def _frame(n=5_000):

@@ -2,7 +2,7 @@
 
 A throwaway ``redis-server`` listens on a plain loopback port (for the test's own admin client)
 and on a TLS port that requires a client certificate. These tests need the real server: the
-embedded fakeredis has neither TLS nor ACLs.
+in-memory fakeredis has neither TLS nor ACLs.
 """
 
 from __future__ import annotations

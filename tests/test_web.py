@@ -221,12 +221,11 @@ def test_schemathesis_finds_no_server_error(conn):
 # -- a live `redtick serve` ----------------------------------------------------------------------
 @pytest.fixture
 def live(conn):
-    """``redtick serve`` on a free port, on the test's Redis (its own embedded one when embedded)."""
+    """``redtick serve`` on a free port, on the test's Redis (its own in-process fakeredis on the memory leg)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "REDTICK_"))}
-    env.update(REDTICK_NAMESPACE=conn.keys.namespace, REDTICK_ADMIN_TOKEN=TOKEN)
-    if not conn.embedded:
-        env["REDIS_URL"] = conn.settings.url
+    env.update(REDTICK_NAMESPACE=conn.keys.namespace, REDTICK_ADMIN_TOKEN=TOKEN, REDTICK_HOME=os.environ["REDTICK_HOME"])
+    env["REDIS_URL"] = "memory://" if conn.in_memory else conn.settings.url
     command = shutil.which("redtick", path=os.path.dirname(sys.executable)) or "redtick"
     process = subprocess.Popen([command, "serve", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -95,7 +95,7 @@ def test_memory_panel_refreshes(conn):
     redtick.write_ticks(es_ticks().iloc[:5_000], "ES", conn=conn)
     panel.refresh_button.click()
     assert panel.report.ticks == 5_000
-    assert panel.report.method == ("estimated" if conn.embedded else "measured")
+    assert panel.report.method == ("estimated" if conn.in_memory else "measured")
     assert panel.report.method in panel.summary_html.value
     bars = panel.chart.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]
     assert dict(zip(bars["y"], bars["x"], strict=True)) == panel.report.families.query("keys > 0")["bytes"].to_dict()

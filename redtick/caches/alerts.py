@@ -297,13 +297,21 @@ class PriceAlerts(BaseCache):
         # each symbol is its own MULTI, and a failure between the phases leaves only records of
         # alerts that do not exist yet: get_user_alerts drops them, and no alert can fire that
         # its owner cannot list or delete.
+        cluster = self.conn.settings.topology == "cluster"
+
         def user_records(user_id: str, mine: list[dict]):
             def queue(pipe):
                 user_alerts = keys.user_alerts(user_id)
                 latest = max(a["expires_at"] for a in mine)
                 pipe.hset(user_alerts, mapping={a["alert_id"]: a["symbol"] for a in mine})
-                pipe.pexpireat(user_alerts, latest, nx=True)  # the record outlives no alert of it
-                pipe.pexpireat(user_alerts, latest, gt=True)
+                # The record outlives no alert of it. redis-py refuses scripts in cluster pipelines,
+                # and a cluster runs Redis 7; a single server may be 6.2 (the local store), whose
+                # PEXPIREAT has no NX/GT, so there a script applies the same rule.
+                if cluster:
+                    pipe.pexpireat(user_alerts, latest, nx=True)
+                    pipe.pexpireat(user_alerts, latest, gt=True)
+                else:
+                    pipe.eval(scripts.load("extend_expiry"), 1, user_alerts, latest)
                 pipe.sadd(keys.user_alert_symbols(user_id), *{a["symbol"] for a in mine})
             return queue
 

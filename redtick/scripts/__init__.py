@@ -7,7 +7,7 @@ EVALSHA and, if the server answers NOSCRIPT (restart, failover, ``SCRIPT FLUSH``
 script and retries: redis-py does that, not redtick. Scripts take keys through ``KEYS`` and
 values through ``ARGV`` so they run on Redis Cluster when every key shares one hash tag.
 
-Every script must run on real Redis 7 and on the embedded fakeredis, whose Lua is 5.1 with only
+Every script must run on real Redis 7 and on the in-memory fakeredis, whose Lua is 5.1 with only
 ``cjson`` (no ``struct``, ``cmsgpack`` or ``bit``), and must never turn a float into text with
 ``tostring`` (Lua 5.1 prints 14 significant digits): prices travel as exact strings.
 """

@@ -29,8 +29,8 @@ class RedisInfo(BaseModel):
     used_memory: str | None = Field(description="Human-readable, such as 2.5M")
     connected_clients: int | None
     uptime: int | None = Field(description="Seconds since the server started")
-    backend: Literal["redis", "embedded"]
-    unavailable: list[str] = Field(description="Facts this server cannot give (the embedded fakeredis has no INFO)")
+    backend: Literal["redis", "memory"]
+    unavailable: list[str] = Field(description="Facts this server cannot give (the in-memory fakeredis has no INFO)")
     memory: MemoryFacts | None = None
     keyspace: dict[str, int] | None = Field(
         default=None, description="The server's keyspace hits, misses, expired and evicted keys (INFO stats)"

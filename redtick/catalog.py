@@ -1,0 +1,249 @@
+"""What a store holds: its symbols, and for one symbol its ticks, candles, bytes and retention."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+import numpy as np
+import pandas as pd
+import redis
+
+from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
+from redtick.connection import Connection, connect
+from redtick.errors import InvalidData, RedtickError, SymbolNotFound
+from redtick.keys import validate_symbol
+from redtick.series import SeriesLayout
+
+__all__ = [
+    "IntervalInfo",
+    "SeriesInfo",
+    "describe",
+    "list_symbols",
+    "require_symbols",
+    "store_summary",
+    "symbol_not_found",
+]
+
+_TS = TICK_DTYPE["ts"].itemsize
+_MEMORY_BATCH = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class IntervalInfo:
+    """One stored interval of a symbol: how many candles, the first and the last bucket."""
+
+    interval: str
+    candles: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesInfo:
+    """What :func:`describe` tells about one symbol."""
+
+    symbol: str
+    ticks: int
+    first_tick: pd.Timestamp | None
+    last_tick: pd.Timestamp | None
+    intervals: tuple[IntervalInfo, ...]
+    bytes: int
+    bytes_measured: bool
+    """True when ``bytes`` is the server's MEMORY USAGE; False when estimated from string lengths."""
+    tick_retention: pd.Timedelta | None
+    candle_retention: pd.Timedelta | None
+
+    def frame(self) -> pd.DataFrame:
+        """The stored intervals as a table: candles, first and last bucket."""
+        rows = [dataclasses.astuple(i) for i in self.intervals]
+        return pd.DataFrame(rows, columns=["interval", "candles", "first", "last"]).set_index("interval")
+
+    def __str__(self) -> str:
+        kept = {None: "everything (retention off)"}
+        lines = [
+            f"symbol          {self.symbol}",
+            f"ticks           {self.ticks:,} from {self.first_tick} to {self.last_tick}",
+            f"bytes in Redis  {self.bytes:,} ({'measured' if self.bytes_measured else 'estimated'})",
+            f"tick retention  {kept.get(self.tick_retention, self.tick_retention)}",
+            f"candle retention {kept.get(self.candle_retention, self.candle_retention)}",
+        ]
+        return "\n".join(lines) + "\n" + self.frame().to_string()
+
+
+def list_symbols(*, conn: Connection | None = None) -> list[str]:
+    """The symbols with stored ticks or candles, sorted.
+
+    ``await price_cache.get_all_symbols()`` is the async twin.
+
+    Examples
+    --------
+    >>> import redtick
+    >>> _ = redtick.write_ticks([{"ts": 0, "price": 1.0, "volume": 1.0}], "DOCSLIST")
+    >>> "DOCSLIST" in redtick.list_symbols()
+    True
+    """
+    conn = conn or connect()
+    return sorted(member.decode() for member in conn.sync.smembers(conn.keys.series_symbols()))
+
+
+def symbol_not_found(symbol: str, known: list[str]) -> SymbolNotFound:
+    """The error for an unknown ``symbol``, naming the stored symbols closest to it."""
+    close = difflib.get_close_matches(symbol, known, n=3, cutoff=0.5)
+    close += [s for s in known if s.upper() == symbol.upper() and s not in close]
+    hint = f"; did you mean {', '.join(repr(s) for s in close)}?" if close else ""
+    listing = f" ({len(known)} stored: redtick.list_symbols() lists them)" if known else " (the store holds no series yet)"
+    return SymbolNotFound(f"no data stored for symbol {symbol!r}{hint}{listing}", symbol=symbol, close_matches=close)
+
+
+def require_symbols(conn: Connection, symbols: list[str], missing: str = "raise") -> list[str]:
+    """``symbols`` that are stored; raise :class:`SymbolNotFound` for the first that is not, or drop it
+    with ``missing="skip"``."""
+    if missing not in ("raise", "skip"):
+        raise InvalidData(f"missing={missing!r}: expected 'raise' or 'skip'")
+    pipe = conn.sync.pipeline(transaction=False)
+    for symbol in symbols:
+        pipe.sismember(conn.keys.series_symbols(), symbol)
+    stored = pipe.execute()
+    absent = [s for s, here in zip(symbols, stored, strict=True) if not here]
+    if absent and missing == "raise":
+        raise symbol_not_found(absent[0], list_symbols(conn=conn))
+    return [s for s, here in zip(symbols, stored, strict=True) if here]
+
+
+def _ms(value: int | None) -> pd.Timestamp | None:
+    return None if value is None else pd.Timestamp(value, unit="ms", tz="UTC")
+
+
+def _timedelta(ms: int | None) -> pd.Timedelta | None:
+    return None if ms is None else pd.Timedelta(ms, unit="ms")
+
+
+def describe(symbol: str, *, conn: Connection | None = None) -> SeriesInfo:
+    """First and last tick, tick count, stored intervals, bytes in Redis and retention of ``symbol``.
+
+    Raises
+    ------
+    SymbolNotFound
+        Nothing is stored for ``symbol`` (the message names close matches).
+
+    Examples
+    --------
+    >>> import redtick
+    >>> _ = redtick.write_ticks([{"ts": "2013-09-03 13:30:00.250", "price": 1646.5, "volume": 3.0},
+    ...                          {"ts": "2013-09-03 13:31:10", "price": 1647.0, "volume": 1.0}], "DOCSDESCRIBE")
+    >>> info = redtick.describe("DOCSDESCRIBE")
+    >>> info.ticks, str(info.first_tick), str(info.last_tick)
+    (2, '2013-09-03 13:30:00.250000+00:00', '2013-09-03 13:31:10+00:00')
+    >>> info.frame().loc["1m", "candles"]
+    2
+    """
+    conn = conn or connect()
+    symbol = validate_symbol(symbol)
+    require_symbols(conn, [symbol])
+    layout, keys, client = SeriesLayout(conn.keys, conn.settings), conn.keys, conn.sync
+    tick_chunks = [int(m) for m in client.zrange(keys.tick_index(symbol), 0, -1)]
+    tick_keys = [keys.tick_chunk(symbol, start) for start in tick_chunks]
+    pipe = client.pipeline(transaction=False)
+    for key in tick_keys:
+        pipe.strlen(key)
+    if tick_keys:
+        pipe.getrange(tick_keys[0], 0, _TS - 1)
+        pipe.getrange(tick_keys[-1], -TICK_DTYPE.itemsize, -TICK_DTYPE.itemsize + _TS - 1)
+    candle_keys = {}
+    for name in layout.intervals:
+        starts = [int(m) for m in client.zrange(keys.candle_index(symbol, name), 0, -1)]
+        candle_keys[name] = [keys.candle_chunk(symbol, name, start) for start in starts]
+        for key in candle_keys[name]:
+            pipe.get(key)
+    replies = pipe.execute()
+    lengths = replies[: len(tick_keys)]
+    at = len(tick_keys)
+    first_tick = last_tick = None
+    if tick_keys:
+        first_tick = int(np.frombuffer(replies[at], "<i8")[0]) if replies[at] else None
+        last_tick = int(np.frombuffer(replies[at + 1], "<i8")[0]) if replies[at + 1] else None
+        at += 2
+    intervals = []
+    candle_bytes = 0
+    for name, chunk_keys in candle_keys.items():
+        starts, count = [], 0
+        for blob in replies[at : at + len(chunk_keys)]:
+            candle_bytes += len(blob or b"")
+            slots = np.frombuffer(blob or b"", dtype=CANDLE_DTYPE)
+            filled = slots[slots["count"] != 0]  # an empty slot is all zeros; an imported bar counts -1
+            count += len(filled)
+            starts += [int(filled["first_ts"].min()), int(filled["last_ts"].max())] if len(filled) else []
+        at += len(chunk_keys)
+        iv = layout.intervals[name]
+        first = _ms(min(starts) // iv * iv) if starts else None
+        last = _ms(max(starts) // iv * iv) if starts else None
+        intervals.append(IntervalInfo(name, count, first, last))
+    size, measured = _memory(conn, [*tick_keys, *(k for ks in candle_keys.values() for k in ks)],
+                             estimate=sum(lengths) + candle_bytes)
+    return SeriesInfo(
+        symbol=symbol,
+        ticks=sum(lengths) // TICK_DTYPE.itemsize,
+        first_tick=_ms(first_tick),
+        last_tick=_ms(last_tick),
+        intervals=tuple(intervals),
+        bytes=size,
+        bytes_measured=measured,
+        tick_retention=_timedelta(layout.tick_retention_ms),
+        candle_retention=_timedelta(layout.candle_retention_ms),
+    )
+
+
+def _memory(conn: Connection, keys: list[str], *, estimate: int) -> tuple[int, bool]:
+    """Bytes of ``keys`` by MEMORY USAGE, or ``estimate`` on ``memory://`` (no MEMORY command)."""
+    if conn.in_memory:
+        return estimate, False
+    total = 0
+    for at in range(0, len(keys), _MEMORY_BATCH):
+        pipe = conn.sync.pipeline(transaction=False)
+        for key in keys[at : at + _MEMORY_BATCH]:
+            pipe.memory_usage(key, samples=0)
+        total += sum(r or 0 for r in pipe.execute())
+    return total, True
+
+
+def store_summary(conn: Connection | None = None) -> list[tuple[str, str]]:
+    """(figure, value) rows about the store: where it is, its server, keys, memory and symbols.
+
+    What ``redtick info`` prints. ``memory://`` (fakeredis) has no INFO: its server facts read
+    ``n/a``.
+    """
+    conn = conn or connect()
+    rows = [("store", conn.settings.safe_url)]
+    store = conn.store
+    if store is not None:
+        files = [p for p in store.home.iterdir() if p.is_file()]
+        rows += [
+            ("socket", str(store.socket_path)),
+            ("server", f"{store.binary} (pid {store.server_pid() or 'not running'})"),
+            ("files on disk", f"{_human(sum(p.stat().st_size for p in files))} in {store.home} (append-only file, "
+                              "fsync every second)"),
+        ]
+    try:
+        server, memory = conn.sync.info("server"), conn.sync.info("memory")
+        version, used = server.get("redis_version", "?"), _human(int(memory.get("used_memory", 0)))
+    except (RedtickError, redis.exceptions.ResponseError):
+        version = used = "n/a (memory:// has no INFO)"
+    symbols = list_symbols(conn=conn)
+    rows += [
+        ("server version", str(version)),
+        ("keys", f"{conn.sync.dbsize():,} (all namespaces)"),
+        ("memory used", used),
+        ("symbols", f"{len(symbols):,}" + (f": {', '.join(symbols[:20])}" if symbols else "")
+         + (f" ... (+{len(symbols) - 20:,})" if len(symbols) > 20 else "")),
+    ]
+    return rows
+
+
+def _human(size: float) -> str:
+    """A byte count as people read it: ``1.5 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
