@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/bench_series.py
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_store.py
 
 serve: setup
 	$(BIN)/redtick serve

@@ -135,8 +135,8 @@ def describe(symbol: str, *, conn: Connection | None = None) -> SeriesInfo:
     >>> info = redtick.describe("DOCSDESCRIBE")
     >>> info.ticks, str(info.first_tick), str(info.last_tick)
     (2, '2013-09-03 13:30:00.250000+00:00', '2013-09-03 13:31:10+00:00')
-    >>> info.frame().loc["1m", "candles"]
-    2
+    >>> info.frame()["candles"].to_dict()
+    {'1m': 2, '5m': 1, '15m': 1, '1h': 1, '4h': 1, '1d': 1}
     """
     conn = conn or connect()
     symbol = validate_symbol(symbol)

@@ -475,6 +475,8 @@ class Connection:
         if s.url is not None:
             if s.url.startswith("rediss:"):
                 options.update({k: v for k, v in tls.items() if v})
+            if s.url.startswith("unix:"):
+                options.pop("socket_keepalive")  # a TCP option that redis-py passes on to unix sockets, which refuse it
             pool = module.BlockingConnectionPool.from_url(s.url, **options)
         else:
             options.update(host=s.host, port=s.port, db=s.db)
@@ -488,7 +490,7 @@ class Connection:
     def _make_local(self, module, mixin: type, options: dict[str, Any]):
         """A client of the local store over its unix socket, the server started first if need be."""
         self.store.ensure_running()
-        options.pop("socket_keepalive")  # a TCP option; redis-py passes it on to unix sockets, which refuse it
+        options.pop("socket_keepalive")  # a TCP option that redis-py passes on to unix sockets, which refuse it
         base = _AsyncStoreConnection if module is redis.asyncio else _StoreConnection
         connection_class = type(base.__name__, (base,), {"_store": self.store})
         pool = module.BlockingConnectionPool(connection_class=connection_class,

@@ -598,8 +598,8 @@ def memory_report(
     --------
     >>> import redtick
     >>> report = memory_report(redtick.connect())
-    >>> report.method, list(report.families.columns)
-    ('estimated', ['keys', 'measured_keys', 'bytes', 'share'])
+    >>> report.method, list(report.families.columns)  # "estimated" on memory://, which has no MEMORY
+    ('measured', ['keys', 'measured_keys', 'bytes', 'share'])
     """
     conn = conn or connect()
     keys = _scan(conn)
@@ -669,7 +669,7 @@ def memory_figure(report: MemoryReport) -> go.Figure:
     --------
     >>> import redtick
     >>> figure = memory_figure(memory_report(redtick.connect()))
-    >>> "estimated" in figure.layout.title.text
+    >>> "measured" in figure.layout.title.text  # the local store is a real Redis: MEMORY USAGE
     True
     """
     families = report.families[report.families["keys"] > 0].sort_values("bytes")

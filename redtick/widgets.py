@@ -217,8 +217,8 @@ class MemoryPanel(_Panel):
     Examples
     --------
     >>> panel = MemoryPanel()
-    >>> panel.report.method
-    'estimated'
+    >>> panel.report.method  # "estimated" on memory://
+    'measured'
     """
 
     def __init__(self, *, conn: Connection | None = None, sample_limit: int = 10_000):

@@ -23,7 +23,8 @@ import redis
 
 # Nothing the suite runs may touch the user's own store: the local store of every test process
 # and its subprocesses lives in a throwaway REDTICK_HOME, stopped when the session ends.
-os.environ["REDTICK_HOME"] = tempfile.mkdtemp(prefix="redtick-test-home-")
+_TEMP_DIRS = [tempfile.mkdtemp(prefix="redtick-test-home-")]  # removed when the session ends
+os.environ["REDTICK_HOME"] = _TEMP_DIRS[0]
 os.environ.setdefault("REDTICK_STORE_LINGER", "2s")
 
 from redtick.config import Settings
@@ -36,7 +37,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 @pytest.fixture(autouse=True, scope="session")
 def _stop_the_test_store():
     yield
-    LocalStore(os.environ["REDTICK_HOME"]).stop()
+    LocalStore(_TEMP_DIRS[0]).stop()
+    for folder in _TEMP_DIRS:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -68,6 +71,7 @@ class RedisServer:
         self.binary = binary
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="redtick-redis-")
+        _TEMP_DIRS.append(self.dir)
         self.extra = extra
         self.process: subprocess.Popen | None = None
 

@@ -1,4 +1,4 @@
-"""Connections: embedded sharing, errors translated, bounded failure, recovery after a restart."""
+"""Connections: the shared default, errors translated, bounded failure, recovery after a restart."""
 
 import asyncio
 import time
@@ -20,8 +20,11 @@ async def test_sync_and_async_clients_see_the_same_data(conn):
     await conn.aclose()
 
 
-def test_default_connection_is_shared_and_embedded(monkeypatch):
-    assert redtick.connect() is redtick.connect()
+def test_default_connection_is_shared_and_on_the_local_store():
+    conn = redtick.connect()
+    assert conn is redtick.connect()
+    assert conn.store is not None and conn.settings.topology == "local"
+    assert conn.sync.ping() and conn.store.answers()
 
 
 def test_server_errors_are_translated(conn):

@@ -259,3 +259,11 @@ def test_deep_home_gets_a_short_socket(tmp_path):
         assert store.answers()
     finally:
         store.stop()
+
+
+def test_a_unix_socket_url_reaches_a_server(home):
+    store = LocalStore(home)
+    store.ensure_running()
+    conn = Connection(Settings(url=f"unix://{store.socket_path}"))
+    assert conn.sync.ping() and conn.settings.topology == "single"
+    conn.close()
