@@ -6,6 +6,7 @@ process default unless ``conn=`` is given); the async ``PriceCache`` runs the sa
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -16,6 +17,7 @@ import pandas as pd
 from redtick import scripts
 from redtick.caches.alerts import ALERT_CHECK_SCRIPT, alert_check_args, decode_fired
 from redtick.codec import CANDLE_DTYPE
+from redtick.config import parse_duration
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData
 from redtick.keys import validate_interval, validate_symbol
@@ -33,6 +35,8 @@ __all__ = [
     "write_candles",
     "write_ticks",
 ]
+
+log = logging.getLogger("redtick")
 
 TICK_COLUMNS = ("price", "volume")
 TICK_OPTIONAL = ("trade_id", "side")
@@ -166,14 +170,32 @@ def _write_and_check_alerts(layout: SeriesLayout, symbol: str, part):
     return (yield from layout.write_plan(symbol, part, also=alert_check))
 
 
-def retention_plan(layout: SeriesLayout, written: WriteResult):
-    """Plan: trim the symbol's chunks that fell out of retention, once a write reached a new chunk."""
-    if not written.new_chunk or written.newest_ms is None:
-        return 0
-    newest = written.newest_ms
-    ticks = None if layout.tick_retention_ms is None else newest - layout.tick_retention_ms
-    candles = None if layout.candle_retention_ms is None else newest - layout.candle_retention_ms
-    return (yield from layout.trim_plan(written.symbol, ticks, candles))
+def _duration_setting(ms: int | None) -> str:
+    """``ms`` as a retention setting is written: ``off``, or a whole number of the largest unit up to days."""
+    if ms is None:
+        return "off"
+    for unit in ("d", "h", "m", "s"):
+        size = parse_duration(f"1{unit}")
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def warn_retention(layout: SeriesLayout, result: WriteResult, refused: str = "ticks") -> None:
+    """Log one WARNING for a write call in which retention refused or trimmed anything, naming the settings.
+
+    A research dataset must not shrink silently: this line, with ``retention_refused``,
+    ``trimmed_ticks`` and ``trimmed_chunks`` of the result, is how a user learns that it did.
+    ``refused`` names what ``retention_refused`` counts (``ticks`` or ``candles``).
+    """
+    if not (result.retention_refused or result.trimmed_ticks or result.trimmed_chunks):
+        return
+    log.warning(
+        "%s: retention refused %d %s older than the window behind the newest tick and trimmed %d ticks "
+        "(%d chunks) that fell out of it (REDTICK_TICK_RETENTION=%s, REDTICK_CANDLE_RETENTION=%s)",
+        result.symbol, result.retention_refused, refused, result.trimmed_ticks, result.trimmed_chunks,
+        _duration_setting(layout.tick_retention_ms), _duration_setting(layout.candle_retention_ms),
+    )
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -220,7 +242,11 @@ def write_ticks(
     Returns
     -------
     WriteResult
-        ``received``, ``written``, ``duplicates``, ``rejected`` and ``candles_updated``.
+        ``received``, ``written``, ``duplicates``, ``rejected`` and ``candles_updated``; with a
+        retention configured (``REDTICK_TICK_RETENTION``, ``REDTICK_CANDLE_RETENTION``; off by
+        default), ``retention_refused`` counts ticks older than the window behind the series'
+        newest tick (not stored, not in the candles) and ``trimmed_chunks``/``trimmed_ticks``
+        what the write's newest tick put out of the window. Either logs one WARNING.
 
     Examples
     --------
@@ -245,7 +271,7 @@ def write_ticks(
     finally:
         if bar is not None:
             bar.close()
-    total.trimmed_chunks += run(conn.sync, lambda: retention_plan(layout, total))
+    warn_retention(layout, total)
     return total
 
 
@@ -382,7 +408,8 @@ def write_candles(candles: pd.DataFrame | Iterable[dict], symbol: str, interval:
 
     Each candle replaces its bucket, and the stored intervals that are multiples of ``interval``
     are rebuilt over the same span. Bad rows raise, or with ``errors="skip"`` are dropped and
-    counted in ``rejected``.
+    counted in ``rejected``. With a candle retention, candles out of the window behind the
+    series' newest tick are refused and counted in ``retention_refused``.
 
     Examples
     --------
@@ -395,5 +422,9 @@ def write_candles(candles: pd.DataFrame | Iterable[dict], symbol: str, interval:
     symbol = validate_symbol(symbol)
     frame = candles if isinstance(candles, pd.DataFrame) else pd.DataFrame.from_records(list(candles))
     starts, packed, rejected = candles_from_frame(frame, interval, errors=errors)
-    written = run(conn.sync, lambda: layout_of(conn).set_candles_plan(symbol, interval, starts, packed))
-    return WriteResult(symbol, received=len(frame), written=written, rejected=rejected)
+    layout = layout_of(conn)
+    written = run(conn.sync, lambda: layout.set_candles_plan(symbol, interval, starts, packed))
+    result = WriteResult(symbol, received=len(frame), written=written, rejected=rejected,
+                         retention_refused=len(starts) - written)
+    warn_retention(layout, result, refused="candles")
+    return result

@@ -11,15 +11,19 @@ the batch reaches back into it), drop ticks already stored, then in MULTI/EXEC a
 rewrite the chunks and merge the new ticks into every interval's candles. A concurrent writer of
 the same keys makes EXEC fail and the plan runs again, so nothing is lost or counted twice.
 This is a client-side plan rather than Lua because decoding doubles in Lua needs ``struct``,
-which the embedded fakeredis lacks, and a per-tick command inside a script is what makes
+which the in-memory fakeredis lacks, and a per-tick command inside a script is what makes
 scripts slow (see DESIGN.md); here the per-tick work is numpy on the client.
+
+Retention, when configured, is one rule (:func:`retained_from`) applied on both sides: a write
+refuses ticks older than the window behind the series' stored newest tick and deletes, in its own
+transaction, the chunks its new newest tick puts out of the window; a trim deletes the same chunks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,12 +31,12 @@ import numpy as np
 from redtick.candles import candles_from_ticks, merge_candles, rollup_candles
 from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
 from redtick.config import Settings
-from redtick.errors import InvalidData
+from redtick.errors import ConflictError, InvalidData
 from redtick.keys import KeySchema, validate_interval, validate_symbol
 from redtick.steps import Batch, Commit, Watch, gather
 from redtick.ticks import NormalisedTicks
 
-__all__ = ["SLOTS", "SeriesLayout", "WriteResult"]
+__all__ = ["SLOTS", "RetentionWindow", "SeriesLayout", "WriteResult", "retained_from"]
 
 TICK_SIZE = TICK_DTYPE.itemsize
 CANDLE_SIZE = CANDLE_DTYPE.itemsize
@@ -43,19 +47,76 @@ SEARCH_ABOVE = 4096  # records (135 kB): a clipped chunk larger than this is sea
 _LATEST = (2**63 - 1).to_bytes(8, "little", signed=True)
 
 
+def retained_from(newest_ms: int, retention_ms: int, span_ms: int) -> int:
+    """Start of the oldest chunk of ``span_ms`` that a retention of ``retention_ms`` keeps behind ``newest_ms``.
+
+    The one retention rule, for writes and trims alike: a chunk ``[start, start + span)`` is kept
+    while it ends after ``newest - retention``, so the chunk holding that cutoff and every later
+    one stay. A tick or candle is kept iff its time is at or after the start returned; whole
+    chunks go, so up to one chunk more than the retention is kept.
+
+    Examples
+    --------
+    >>> hour, day = 3_600_000, 86_400_000
+    >>> retained_from(10 * day + 5 * hour + 1, 7 * day, hour) == 3 * day + 5 * hour
+    True
+    """
+    return (newest_ms - retention_ms) // span_ms * span_ms
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionWindow:
+    """What retention keeps of one series: ticks and candle chunks from these starts on.
+
+    ``ticks_from`` is None when ticks are kept whatever their age; ``candles_from`` maps each
+    interval to its first kept candle chunk's start and is empty when candles are kept.
+    """
+
+    ticks_from: int | None = None
+    candles_from: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    def keeps_ticks(self, ts):
+        """True for each tick time (an int or an array of them) the window keeps."""
+        return np.ones(np.shape(ts), dtype=bool) if self.ticks_from is None else ts >= self.ticks_from
+
+    def keeps_candles(self, interval: str, starts):
+        """True for each bucket start of ``interval`` (an int or an array of them) the window keeps."""
+        first = self.candles_from.get(interval)
+        return np.ones(np.shape(starts), dtype=bool) if first is None else starts >= first
+
+
 @dataclasses.dataclass
 class WriteResult:
-    """What one write did."""
+    """What one write did.
+
+    ``received = written + duplicates + sum(rejected.values()) + retention_refused``: bad rows
+    are counted in ``rejected`` by reason, ticks refused by retention only in
+    ``retention_refused``. The series holds ``written - trimmed_ticks`` more ticks than before.
+
+    Attributes
+    ----------
+    written : int
+        New ticks merged into the candles (and stored, unless trimmed by the same write).
+    retention_refused : int
+        Ticks older than the tick retention window behind the series' newest stored tick (a
+        backfill the series no longer keeps): neither stored nor merged into the candles, since
+        whether they were counted before can no longer be told.
+    trimmed_chunks, trimmed_ticks : int
+        Tick and candle chunks, and the ticks in them, that retention deleted because the write
+        moved the newest tick forward; ``trimmed_ticks`` includes the write's own ticks that its
+        newest tick put out of the window (merged into the candles, not kept as ticks).
+    """
 
     symbol: str
     received: int = 0
     written: int = 0
     duplicates: int = 0
     rejected: dict[str, int] = dataclasses.field(default_factory=dict)
+    retention_refused: int = 0
     candles_updated: int = 0
     trimmed_chunks: int = 0
+    trimmed_ticks: int = 0
     newest_ms: int | None = None
-    new_chunk: bool = False
     low: float = math.nan
     high: float = math.nan
     last: float = math.nan
@@ -67,17 +128,58 @@ class WriteResult:
         self.duplicates += other.duplicates
         for reason, n in other.rejected.items():
             self.rejected[reason] = self.rejected.get(reason, 0) + n
+        self.retention_refused += other.retention_refused
         self.candles_updated += other.candles_updated
         self.trimmed_chunks += other.trimmed_chunks
+        self.trimmed_ticks += other.trimmed_ticks
         if other.newest_ms is not None:
             self.newest_ms = other.newest_ms if self.newest_ms is None else max(self.newest_ms, other.newest_ms)
-        self.new_chunk |= other.new_chunk
         if other.written and not math.isnan(other.last):
             self.low = other.low if math.isnan(self.low) else min(self.low, other.low)
             self.high = other.high if math.isnan(self.high) else max(self.high, other.high)
             self.last = other.last
         self.fired_alerts.extend(other.fired_alerts)
         return self
+
+
+@dataclasses.dataclass(frozen=True)
+class _Expiry:
+    """One index retention trims: chunks scored below ``first`` go."""
+
+    index: str
+    first: int
+    chunk_key: Callable[[int], str]
+    ticks: bool
+
+    def read(self) -> tuple:
+        return ("ZRANGEBYSCORE", self.index, "-inf", self.first - 1)
+
+
+@dataclasses.dataclass
+class _Expired:
+    """The chunks of one series that retention drops, found by the :class:`_Expiry` reads."""
+
+    members: list[tuple[str, list]]  # (index key, its members that go)
+    chunk_keys: list[str]
+    tick_chunk_keys: list[str]
+
+    @classmethod
+    def found(cls, expiries: list[_Expiry], replies: list) -> _Expired:
+        members, chunk_keys, tick_chunk_keys = [], [], []
+        for expiry, starts in zip(expiries, replies, strict=True):
+            if not starts:
+                continue
+            members.append((expiry.index, list(starts)))
+            found = [expiry.chunk_key(int(m)) for m in starts]
+            chunk_keys += found
+            if expiry.ticks:
+                tick_chunk_keys += found
+        return cls(members, chunk_keys, tick_chunk_keys)
+
+    def commands(self) -> list[tuple]:
+        if not self.chunk_keys:
+            return []
+        return [("UNLINK", *self.chunk_keys), *(("ZREM", index, *starts) for index, starts in self.members)]
 
 
 def _runs(values: np.ndarray) -> list[tuple[int, int]]:
@@ -124,6 +226,66 @@ class SeriesLayout:
     def span_ms(self, interval: str) -> int:
         return self.intervals[interval] * SLOTS
 
+    # -- retention -------------------------------------------------------------------------------
+    @property
+    def retains(self) -> bool:
+        """True when a tick or a candle retention is configured."""
+        return self.tick_retention_ms is not None or self.candle_retention_ms is not None
+
+    def window(self, newest_ms: int | None, tick_retention_ms: int | None,
+               candle_retention_ms: int | None) -> RetentionWindow:
+        """What retentions of these lengths keep behind ``newest_ms``; everything when it is None.
+
+        ``newest_ms`` is a series' newest tick for the configured retention (a series without one
+        keeps everything), the wall clock only for :meth:`PriceCache.cleanup_old_data`.
+        """
+        if newest_ms is None:
+            return RetentionWindow()
+        ticks_from = None if tick_retention_ms is None else retained_from(newest_ms, tick_retention_ms, self.chunk_ms)
+        candles_from = {} if candle_retention_ms is None else {
+            name: retained_from(newest_ms, candle_retention_ms, self.span_ms(name)) for name in self.intervals}
+        return RetentionWindow(ticks_from, candles_from)
+
+    def retention_window(self, newest_ms: int | None) -> RetentionWindow:
+        """What the configured retention keeps behind a series' newest tick ``newest_ms``."""
+        return self.window(newest_ms, self.tick_retention_ms, self.candle_retention_ms)
+
+    def _expiries(self, symbol: str, window: RetentionWindow) -> list[_Expiry]:
+        """The indexes of ``symbol`` that ``window`` trims, each with the first chunk start it keeps."""
+        expiries = []
+        if window.ticks_from is not None:
+            expiries.append(_Expiry(self.keys.tick_index(symbol), window.ticks_from,
+                                    lambda start: self.keys.tick_chunk(symbol, start), True))
+        for name, first in window.candles_from.items():
+            expiries.append(_Expiry(self.keys.candle_index(symbol, name), first,
+                                    lambda start, name=name: self.keys.candle_chunk(symbol, name, start), False))
+        return expiries
+
+    def trim_plan(self, symbol: str, window: RetentionWindow):
+        """Plan: delete the chunks of ``symbol`` that ``window`` does not keep; returns (chunks, ticks) deleted.
+
+        Writes trim behind their own newest tick in their transaction; this is for maintenance
+        (the configured retention after a change of it) and :meth:`PriceCache.cleanup_old_data`.
+        The indexes are watched before they are read and the chunks found before they are
+        measured, so the counts are exact even when a writer touches the series meanwhile.
+        """
+        expiries = self._expiries(symbol, window)
+        if not expiries:
+            return 0, 0
+        yield Watch([e.index for e in expiries])
+        expired = _Expired.found(expiries, (yield Batch([e.read() for e in expiries])))
+        if not expired.chunk_keys:
+            return 0, 0
+        yield Watch(expired.chunk_keys)
+        lengths = yield Batch([("STRLEN", k) for k in expired.tick_chunk_keys])
+        yield Commit(expired.commands())
+        return len(expired.chunk_keys), sum(lengths) // TICK_SIZE
+
+    def newest_plan(self, symbol: str):
+        """Plan: the newest tick's time (ms), or None."""
+        (reply,) = yield Batch([("HGET", self.keys.current_price(symbol), "ts")])
+        return None if reply is None else int(reply)
+
     # -- writing ticks ---------------------------------------------------------------------------
     def write_plan(self, symbol: str, batch: NormalisedTicks,
                    also: Callable[[WriteResult], tuple[tuple, Callable[[Any], None]]] | None = None):
@@ -132,14 +294,28 @@ class SeriesLayout:
         ``also``, given what the batch added, returns one more command for the same transaction
         (on the symbol's slot) and a function that receives its reply: the alert check rides in
         the write's MULTI/EXEC, so a batch's ticks and the alerts they fire commit together.
+
+        With a retention configured, the series' stored newest tick is read first (one round trip
+        more): ticks older than the window behind it are refused, and the chunks that the write's
+        newest tick puts out of the window are deleted in the same transaction (the write's own
+        ticks in them are merged into the candles, not stored). So no commit ever leaves data
+        behind the window of the newest tick, and whatever order and batches ticks arrive in,
+        the ticks stored are exactly those sent inside the final window (:func:`retained_from`).
         """
         symbol = validate_symbol(symbol)
         result = WriteResult(symbol, received=batch.received, rejected=dict(batch.rejected),
                              duplicates=batch.duplicates)
         records = batch.records
+        keys = self.keys
+        current_key, index_key = keys.current_price(symbol), keys.tick_index(symbol)
+        stored_newest, window = None, RetentionWindow()
+        if self.retains and len(records):
+            # Read before WATCH, as the keys to watch depend on what is refused; step 1 reads it
+            # again under WATCH and runs the plan again if it moved.
+            stored_newest = yield from self.newest_plan(symbol)
+            records, window = self._refuse_behind(records, stored_newest, result)
         if len(records) == 0:
             return result
-        keys = self.keys
         starts = records["ts"] // self.chunk_ms * self.chunk_ms
         group_first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
         group_end = np.r_[group_first[1:], len(records)]
@@ -150,17 +326,20 @@ class SeriesLayout:
         candle_keys: list[str] = []
         for name, iv in self.intervals.items():
             buckets = np.unique(records["ts"] // iv * iv)
+            # Slots of candle chunks out of the window would be deleted by this same transaction.
+            buckets = buckets[window.keeps_candles(name, buckets)]
             span = iv * SLOTS
             chunk_of = buckets // span * span
             touched[name] = (buckets, chunk_of, (buckets - chunk_of) // iv)
             candle_keys += [keys.candle_chunk(symbol, name, c) for c in np.unique(chunk_of).tolist()]
-        current_key = keys.current_price(symbol)
+        expiries = self._expiries(symbol, window)
 
-        index_key = keys.tick_index(symbol)
-        yield Watch([*chunk_keys, *candle_keys, current_key, index_key])
+        # The candle indexes too when they are trimmed: a concurrent writer that adds a chunk out
+        # of the window must make this transaction fail rather than survive it.
+        yield Watch([*chunk_keys, *candle_keys, current_key, index_key, *(e.index for e in expiries if not e.ticks)])
 
         # Step 1: each chunk's last record, every touched candle slot (in runs), the current price,
-        # and the head (newest) chunk of the series.
+        # the head (newest) chunk of the series and the chunks out of the window.
         reads: list[tuple] = [("GETRANGE", k, -TICK_SIZE, -1) for k in chunk_keys[:-1]]
         reads += [("GETRANGE", chunk_keys[-1], -HEAD_TAIL * TICK_SIZE, -1), ("STRLEN", chunk_keys[-1])]
         slot_runs = {}
@@ -174,12 +353,16 @@ class SeriesLayout:
             reads += [("GETRANGE", keys.candle_chunk(symbol, name, c), s0 * CANDLE_SIZE, (s1 + 1) * CANDLE_SIZE - 1)
                       for c, _, _, s0, s1 in runs]
         reads += [("HMGET", current_key, "ts", "id"), ("ZRANGE", index_key, -1, -1)]
-        replies = yield Batch(reads)
+        replies = yield Batch(reads + [e.read() for e in expiries])
+        expired = _Expired.found(expiries, replies[len(reads) :])
         tails = replies[: len(chunk_keys)]
         head_length = replies[len(chunk_keys)]
-        slot_replies = replies[len(chunk_keys) + 1 : -2]
-        current_ts, current_id = replies[-2]
-        old_head = int(replies[-1][0]) if replies[-1] else None
+        slot_replies = replies[len(chunk_keys) + 1 : len(reads) - 2]
+        current_ts, current_id = replies[len(reads) - 2]
+        if self.retains and (None if current_ts is None else int(current_ts)) != stored_newest:
+            # What was refused was judged behind a newest tick that has moved since.
+            raise ConflictError("the series' newest tick moved while the write was planned")
+        old_head = int(replies[len(reads) - 1][0]) if replies[len(reads) - 1] else None
         new_head = max(chunk_starts[-1], old_head if old_head is not None else chunk_starts[-1])
 
         # Only the head chunk grows in place (APPEND, or SETRANGE over its tail for ticks that
@@ -203,17 +386,19 @@ class SeriesLayout:
             elif len(recent):
                 rewrite.append(i)
         seal = None
-        if old_head is not None and old_head < new_head and old_head not in chunk_starts:
+        if old_head is not None and old_head < new_head and old_head not in chunk_starts and window.keeps_ticks(old_head):
             seal = keys.tick_chunk(symbol, old_head)
-            yield Watch([seal])
+        if seal or expired.chunk_keys:
+            yield Watch(([seal] if seal else []) + expired.chunk_keys)
 
-        # Step 2: whole chunks, only those rewritten.
+        # Step 2: whole chunks, only those rewritten, and the size of those trimmed.
         sealed = None
         fetch = [chunk_keys[i] for i in rewrite] + ([seal] if seal else [])
-        if fetch:
-            blobs = yield Batch([("GET", k) for k in fetch])
-            stored.update({i: np.frombuffer(blob or b"", dtype=TICK_DTYPE) for i, blob in zip(rewrite, blobs, strict=False)})
-            sealed = blobs[-1] if seal else None
+        blobs = yield Batch([("GET", k) for k in fetch] + [("STRLEN", k) for k in expired.tick_chunk_keys])
+        trimmed_bytes = sum(blobs[len(fetch) :])
+        blobs = blobs[: len(fetch)]
+        stored.update({i: np.frombuffer(blob or b"", dtype=TICK_DTYPE) for i, blob in zip(rewrite, blobs, strict=False)})
+        sealed = blobs[-1] if seal else None
 
         fresh = np.ones(len(records), dtype=bool)
         for i, old in stored.items():
@@ -223,17 +408,21 @@ class SeriesLayout:
         result.duplicates += int(len(records) - len(new))
         result.written = len(new)
         if len(new) == 0:
+            # Nothing new: the newest tick has not moved, so the window drops nothing a write left.
             return result
         newest = new[-1]
         result.low, result.high, result.last = float(new["price"].min()), float(new["price"].max()), float(newest["price"])
 
-        # Step 3: one transaction with the ticks, the candles and the current price.
+        # Step 3: one transaction with the ticks, the candles, the current price and the trims.
         commands: list[tuple] = []
         index_args: list = []
         for i, key in enumerate(chunk_keys):
             lo, hi = group_first[i], group_end[i]
             added = records[lo:hi][fresh[lo:hi]]
             if len(added) == 0:
+                continue
+            if not window.keeps_ticks(chunk_starts[i]):  # put out of the window by this write's newest tick
+                result.trimmed_ticks += len(added)
                 continue
             if i in appends:
                 commands.append(("APPEND", key, added.tobytes()))
@@ -247,11 +436,48 @@ class SeriesLayout:
             index_args += [chunk_starts[i], chunk_starts[i]]
         if sealed:
             commands.append(("SET", seal, sealed))
-        commands.append(("ZADD", index_key, *index_args))
+        if index_args:
+            commands.append(("ZADD", index_key, *index_args))
+        commands += self._candle_commands(symbol, touched, slot_runs, slot_replies, new, result)
 
+        if current_ts is None or (int(newest["ts"]), int(newest["id"])) > (int(current_ts), int(current_id)):
+            commands.append(("HSET", current_key, "ts", int(newest["ts"]), "id", int(newest["id"]),
+                             "price", repr(float(newest["price"])), "volume", repr(float(newest["volume"]))))
+        result.newest_ms = max(int(newest["ts"]), -1 if current_ts is None else int(current_ts))
+        commands += expired.commands()
+        result.trimmed_chunks = len(expired.chunk_keys)
+        result.trimmed_ticks += trimmed_bytes // TICK_SIZE
+        extra = also(result) if also is not None else None
+        if extra is not None:
+            commands.append(extra[0])
+        replies = yield Commit(commands)
+        if extra is not None:
+            extra[1](replies[-1])
+        if old_head is None:  # a new series: list its symbol (another slot, so not in the transaction)
+            yield Batch([("SADD", keys.series_symbols(), symbol)])
+        return result
+
+    def _refuse_behind(self, records: np.ndarray, stored_newest: int | None, result: WriteResult):
+        """(the records retention keeps, the window behind the newest tick once they are written).
+
+        Ticks older than the window behind the stored newest tick are refused and counted in
+        ``result``: they are a backfill the series no longer keeps.
+        """
+        kept = self.retention_window(stored_newest).keeps_ticks(records["ts"])
+        result.retention_refused = int(len(records) - kept.sum())
+        records = records[kept]
+        if len(records) == 0:
+            return records, RetentionWindow()
+        newest = int(records["ts"][-1]) if stored_newest is None else max(stored_newest, int(records["ts"][-1]))
+        return records, self.retention_window(newest)
+
+    def _candle_commands(self, symbol: str, touched: dict, slot_runs: dict, slot_replies: list,
+                         new: np.ndarray, result: WriteResult) -> list[tuple]:
+        """SETRANGE of every touched candle slot run merged with the new ticks' candles, and the index ZADDs."""
+        commands: list[tuple] = []
         reply_at = 0
         for name, iv in self.intervals.items():
-            buckets, chunk_of, slots = touched[name]
+            buckets, _, _ = touched[name]
             new_starts, new_candles = candles_from_ticks(new, iv)
             changed_chunks = set()
             for chunk, p0, p1, s0, s1 in slot_runs[name]:
@@ -268,28 +494,14 @@ class SeriesLayout:
                     continue
                 incoming[hit] = new_candles[where[hit]]
                 merged = merge_candles(old, incoming)
-                commands.append(("SETRANGE", keys.candle_chunk(symbol, name, chunk), s0 * CANDLE_SIZE, merged.tobytes()))
+                commands.append(("SETRANGE", self.keys.candle_chunk(symbol, name, chunk), s0 * CANDLE_SIZE,
+                                 merged.tobytes()))
                 result.candles_updated += int(hit.sum())
                 changed_chunks.add(chunk)
             if changed_chunks:
                 members = [x for c in sorted(changed_chunks) for x in (c, c)]
-                commands.append(("ZADD", keys.candle_index(symbol, name), *members))
-
-        if current_ts is None or (int(newest["ts"]), int(newest["id"])) > (int(current_ts), int(current_id)):
-            commands.append(("HSET", current_key, "ts", int(newest["ts"]), "id", int(newest["id"]),
-                             "price", repr(float(newest["price"])), "volume", repr(float(newest["volume"]))))
-        result.newest_ms = max(int(newest["ts"]), -1 if current_ts is None else int(current_ts))
-        # Retention only needs a look when the series reaches into a new chunk.
-        result.new_chunk = old_head is None or new_head > old_head
-        extra = also(result) if also is not None else None
-        if extra is not None:
-            commands.append(extra[0])
-        replies = yield Commit(commands)
-        if extra is not None:
-            extra[1](replies[-1])
-        if old_head is None:  # a new series: list its symbol (another slot, so not in the transaction)
-            yield Batch([("SADD", keys.series_symbols(), symbol)])
-        return result
+                commands.append(("ZADD", self.keys.candle_index(symbol, name), *members))
+        return commands
 
     # -- candles from elsewhere ------------------------------------------------------------------
     def set_candles_plan(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray):
@@ -297,6 +509,8 @@ class SeriesLayout:
 
         Every stored interval that is a multiple of ``interval`` is then rebuilt over the same
         span as the roll-up of ``interval``'s candles, so coarser reads see the import too.
+        With a candle retention, candles out of the window behind the series' newest tick are
+        refused, as ticks are. Returns how many candles were stored.
         """
         symbol = validate_symbol(symbol)
         iv = self._stored_interval(interval)
@@ -304,6 +518,15 @@ class SeriesLayout:
             return 0
         if np.any(starts % iv):
             raise InvalidData(f"candle times must be multiples of {interval} from the epoch")
+        if self.candle_retention_ms is not None:
+            # Kept now, they would go with the next trim. Their roll-ups need no check: a coarser
+            # window starts on a coarser chunk boundary at or before this one's start, so every
+            # coarser bucket holding a kept candle is kept too.
+            window = self.retention_window((yield from self.newest_plan(symbol)))
+            kept = window.keeps_candles(interval, starts)
+            starts, candles = starts[kept], candles[kept]
+            if len(starts) == 0:
+                return 0
         yield from self._put_candles_plan(symbol, interval, starts, candles)
         for coarse, civ in self.intervals.items():
             if civ > iv and civ % iv == 0:
@@ -530,37 +753,6 @@ class SeriesLayout:
             last = int(np.searchsorted(starts, end_ms, side="right"))
             starts, candles = starts[:last], {name: column[:last] for name, column in candles.items()}
         return starts, candles
-
-    # -- retention -------------------------------------------------------------------------------
-    def trim_plan(self, symbol: str, tick_cutoff_ms: int | None, candle_cutoff_ms: int | None):
-        """Plan: delete the chunks that end at or before the cutoffs; returns how many."""
-        targets = []  # (index key, chunk span, cutoff, chunk key of a start)
-        if tick_cutoff_ms is not None:
-            targets.append((self.keys.tick_index(symbol), self.chunk_ms, tick_cutoff_ms,
-                            lambda start: self.keys.tick_chunk(symbol, start)))
-        if candle_cutoff_ms is not None:
-            for name in self.intervals:
-                targets.append((self.keys.candle_index(symbol, name), self.span_ms(name), candle_cutoff_ms,
-                                lambda start, name=name: self.keys.candle_chunk(symbol, name, start)))
-        if not targets:
-            return 0
-        # A chunk [start, start + span) goes when it ends at or before the cutoff.
-        replies = yield Batch([("ZRANGEBYSCORE", index, "-inf", cutoff - span) for index, span, cutoff, _ in targets])
-        commands: list[tuple] = []
-        removed = 0
-        for (index, _, _, chunk_key), members in zip(targets, replies, strict=True):
-            if members:
-                commands.append(("UNLINK", *(chunk_key(int(m)) for m in members)))
-                commands.append(("ZREM", index, *members))
-                removed += len(members)
-        if commands:
-            yield Commit(commands)
-        return removed
-
-    def newest_plan(self, symbol: str):
-        """Plan: the newest tick's time (ms), or None."""
-        (reply,) = yield Batch([("HGET", self.keys.current_price(symbol), "ts")])
-        return None if reply is None else int(reply)
 
 
 def _short_of(blob: bytes | None, wanted: int, ts: int) -> bool:

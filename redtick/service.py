@@ -199,7 +199,7 @@ class CacheService(UsesConnection):
 
     # -- server facts ----------------------------------------------------------------------------
     async def _server_info(self) -> dict[str, Any] | None:
-        """INFO, or None when the server has no INFO (the embedded fakeredis)."""
+        """INFO, or None when the server has no INFO (the in-memory fakeredis)."""
         try:
             if self.conn.settings.topology == "cluster":
                 return merge_node_info(await self.redis.info(target_nodes=self.redis.PRIMARIES))
@@ -229,7 +229,7 @@ class CacheService(UsesConnection):
         """Used memory against ``maxmemory``; logs a warning above ``memory_warn_percent``.
 
         Without ``maxmemory`` (0, Redis's default) there is no percentage to warn on; on the
-        embedded fakeredis, which has no INFO, ``available`` is False.
+        in-memory fakeredis, which has no INFO, ``available`` is False.
 
         Examples
         --------
@@ -248,7 +248,7 @@ class CacheService(UsesConnection):
         """Status, Redis facts, per-cache key counts and whether the service runs; never raises.
 
         ``status`` is "healthy", "degraded" (memory above the warning threshold) or "unhealthy"
-        (Redis unreachable). Facts the server cannot give (the embedded fakeredis has no INFO) are
+        (Redis unreachable). Facts the server cannot give (the in-memory fakeredis has no INFO) are
         None and listed in ``redis_info["unavailable"]``. ``hit_rate`` and each cache's
         ``hit_rate``, ``hits`` and ``misses`` are this process's counts (:mod:`redtick.metrics`),
         there even when Redis is not; ``redis_info["keyspace"]`` holds the server's own
@@ -262,7 +262,7 @@ class CacheService(UsesConnection):
         ('healthy', ['version', 'used_memory', 'connected_clients', 'uptime'])
         """
         redis_info: dict[str, Any] = dict.fromkeys(_INFO_FIELDS)
-        redis_info.update(backend="embedded" if self.conn.embedded else "redis", unavailable=list(_INFO_FIELDS))
+        redis_info.update(backend="memory" if self.conn.in_memory else "redis", unavailable=list(_INFO_FIELDS))
         health: dict[str, Any] = {
             "status": "unhealthy",
             "redis_connected": False,
@@ -349,14 +349,19 @@ class CacheService(UsesConnection):
     async def cleanup_expired_data(self) -> dict[str, int]:
         """Drop what has outlived its use; Redis expires TTL'd keys itself, this does the rest.
 
+        Session index entries of expired sessions go. Series data goes only as the configured
+        retention says (:meth:`PriceCache.apply_retention`, measured behind each symbol's newest
+        tick, never by the wall clock); with retention off, the default, no tick or candle is
+        deleted. The maintenance loop and ``POST /cleanup`` run this.
+
         Examples
         --------
         >>> import asyncio
-        >>> isinstance(asyncio.run(CacheService().cleanup_expired_data()), dict)
-        True
+        >>> sorted(asyncio.run(CacheService().cleanup_expired_data()))
+        ['expired_sessions', 'price_chunks_removed', 'price_symbols', 'price_ticks_removed']
         """
         results = {"expired_sessions": await self.get_session_cache().cleanup_expired_sessions()}
-        for step, removed in (await self.get_price_cache().cleanup_old_data()).items():
+        for step, removed in (await self.get_price_cache().apply_retention()).items():
             results[f"price_{step}"] = removed
         return results
 

@@ -19,7 +19,7 @@ BASE = 1_700_006_400_000  # a midnight UTC
 @pytest.fixture
 def cache(conn):
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    return PriceCache(Connection(plain, embedded_server=conn._embedded_server))
+    return PriceCache(Connection(plain, memory_server=conn._memory_server))
 
 
 def _ticks(n=500, seed=5, span=6 * 60 * MINUTE):
@@ -104,12 +104,14 @@ async def test_ohlcv_data_from_an_exchange_round_trips(cache):
         await cache.set_ohlcv_data("BTCUSDT", "1h", [{"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}])
 
 
-async def test_cleanup_old_data_removes_only_old_chunks(cache):
+async def test_cleanup_old_data_removes_only_chunks_old_by_the_wall_clock(cache):
     now = int(time.time() * 1000)
     await cache.write_ticks(pd.DataFrame({"ts": [now - 10 * 86_400_000, now - 60_000], "price": [1.0, 2.0],
                                           "volume": 1.0}), "OLD")
+    # Retention is off: maintenance keeps both; only the explicit wall-clock call deletes.
+    assert (await cache.apply_retention())["chunks_removed"] == 0
     result = await cache.cleanup_old_data(days=7)
-    assert result["symbols"] == 1 and result["chunks_removed"] >= 1
+    assert result["symbols"] == 1 and result["chunks_removed"] >= 1 and result["ticks_removed"] == 1
     assert (await cache.load_ticks("OLD"))["price"].tolist() == [2.0]
     with pytest.raises(InvalidData):
         await cache.cleanup_old_data(days=0)

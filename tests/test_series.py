@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from redtick import frames
 from redtick.connection import Connection
 from redtick.errors import InvalidData, InvalidKey
+from redtick.series import WriteResult
 from redtick.steps import run
 from tests.series_reference import assert_candles_equal, reference_candles, reference_ticks
 
@@ -25,7 +26,7 @@ def series_conn(conn):
     """The backend under test with small tick chunks (10 minutes), so data spans many chunks; no retention."""
     small = dataclasses.replace(conn.settings, tick_chunk_ms=10 * MINUTE, tick_retention_ms=None,
                                 candle_retention_ms=None)
-    connection = Connection(small, embedded_server=conn._embedded_server)
+    connection = Connection(small, memory_server=conn._memory_server)
     yield connection
     connection.close()
 
@@ -231,19 +232,22 @@ def test_several_symbols_give_one_frame_keyed_by_symbol(series_conn):
 def test_retention_trims_old_chunks_and_keeps_recent_ones(conn):
     trimmed = dataclasses.replace(conn.settings, tick_chunk_ms=60 * MINUTE, tick_retention_ms=120 * MINUTE,
                                   candle_retention_ms=None)
-    connection = Connection(trimmed, embedded_server=conn._embedded_server)
+    connection = Connection(trimmed, memory_server=conn._memory_server)
     base = 1_700_000_000_000 - 1_700_000_000_000 % (60 * MINUTE)
     ticks = pd.DataFrame({"ts": base + np.arange(10) * 60 * MINUTE + 1, "price": 1.0, "volume": 1.0})
     result = frames.write_ticks(ticks, "KEEP", conn=connection)
-    assert result.trimmed_chunks == 7
+    # One batch: its first 7 hours fall out of the window behind its own newest tick, so they
+    # go into the candles but are never stored as ticks (no stored chunk had to be deleted).
+    assert (result.written, result.trimmed_ticks, result.trimmed_chunks, result.retention_refused) == (10, 7, 0, 0)
     left = frames.load_ticks("KEEP", conn=connection)
-    assert left.index.asi8.min() // 10**3 * 0 + int(left.index[0].value // 10**6) >= base + 7 * 60 * MINUTE
-    assert len(left) == 3
+    assert left.index.asi8.tolist() == (base + np.arange(7, 10) * 60 * MINUTE + 1).tolist()
     # Candles are kept longer: their own retention is off here.
     assert len(frames.load_ohlcv("KEEP", "1h", conn=connection)) == 10
-    # A feed that sends one tick at a time stays bounded too.
+    # A feed that sends one tick at a time stays bounded too, each write deleting the chunk it put out.
+    streamed = WriteResult("STREAMED")
     for i in range(len(ticks)):
-        frames.write_ticks(ticks.iloc[i : i + 1], "STREAMED", conn=connection)
+        streamed += frames.write_ticks(ticks.iloc[i : i + 1], "STREAMED", conn=connection)
+    assert (streamed.trimmed_chunks, streamed.trimmed_ticks) == (7, 7)
     assert len(frames.load_ticks("STREAMED", conn=connection)) == 3
     assert connection.sync.zcard(connection.keys.tick_index("STREAMED")) == 3
 
@@ -294,7 +298,7 @@ def test_clipped_reads_of_large_chunks_equal_a_filter_of_all_ticks(conn):
     """Windows that clip the real ES sample's busy hour chunks (tens of thousands of ticks each) are
     found by probing, not fetched whole, and equal pandas filtering, boundaries on shared milliseconds included."""
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    connection = Connection(plain, embedded_server=conn._embedded_server)
+    connection = Connection(plain, memory_server=conn._memory_server)
     es = pd.read_parquet(ES_FILE).rename(columns={"seq": "trade_id"})
     frames.write_ticks(es, "ES", conn=connection)
     ts = es["ts"].dt.as_unit("ms").astype("int64").to_numpy()
@@ -329,7 +333,7 @@ def test_a_clipped_read_racing_an_insert_misses_no_stored_tick(conn):
     """Ticks inserted between a read's search and its fetch shift records later; the read notices
     (one record past its end) and fetches on, so no tick stored before the read began is missed."""
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    connection = Connection(plain, embedded_server=conn._embedded_server)
+    connection = Connection(plain, memory_server=conn._memory_server)
     base = 1_700_000_000_000 // (60 * MINUTE) * (60 * MINUTE)
     n = 20_000
     ticks = pd.DataFrame({"ts": base + np.arange(n) * 100, "trade_id": np.arange(n), "price": 1.0, "volume": 1.0})

@@ -34,7 +34,7 @@ def server_info(conn):
     try:
         return conn.sync.info()
     except RedisError:
-        return None  # the embedded fakeredis has no INFO
+        return None  # the in-memory fakeredis has no INFO
 
 
 async def test_health_reports_what_the_server_can_give(conn):

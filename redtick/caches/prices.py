@@ -19,13 +19,13 @@ from redtick.frames import (
     keyed_frame,
     layout_of,
     parse_symbols,
-    retention_plan,
     ticks_read_plan,
+    warn_retention,
     write_plans,
 )
 from redtick.keys import validate_interval, validate_symbol
-from redtick.series import WriteResult
-from redtick.steps import run_async
+from redtick.series import RetentionWindow, WriteResult
+from redtick.steps import gather, run_async
 from redtick.ticks import to_epoch_ms
 
 __all__ = ["PriceCache", "price_cache"]
@@ -94,13 +94,17 @@ class PriceCache(UsesConnection):
     async def write_ticks(
         self, ticks: Any, symbol: str, *, errors: Literal["raise", "skip"] = "raise", batch_size: int = DEFAULT_BATCH
     ) -> WriteResult:
-        """Store ticks, update candles and fire alerts; the async twin of :func:`redtick.write_ticks`."""
+        """Store ticks, update candles and fire alerts; the async twin of :func:`redtick.write_ticks`.
+
+        Retention, when configured, refuses and trims as :func:`redtick.write_ticks` says, and
+        logs one WARNING per call when it did either.
+        """
         layout = self.layout
         total, batches = write_plans(layout, symbol, ticks, errors, batch_size)
         for _, make_plan in batches:
             total += await self._run(make_plan)
         self.counters.write("ticks", total.written)
-        total.trimmed_chunks += await self._run(lambda: retention_plan(layout, total))
+        warn_retention(layout, total)
         return total
 
     async def set_current_price(
@@ -219,10 +223,16 @@ class PriceCache(UsesConnection):
 
     # -- candles -----------------------------------------------------------------------------------
     async def set_ohlcv_data(self, symbol: str, interval: str, candles: pd.DataFrame | Iterable[dict]) -> int:
-        """Store candles from elsewhere (each needs a ``timestamp``/``ts`` bucket start); returns how many."""
+        """Store candles from elsewhere (each needs a ``timestamp``/``ts`` bucket start); returns how many.
+
+        With a candle retention, candles out of the window behind the series' newest tick are
+        refused (not counted in the number returned) and a WARNING says how many.
+        """
         starts, packed, _ = candles_from_frame(candles, interval)
         written = await self._run(lambda: self.layout.set_candles_plan(symbol, interval, starts, packed))
         self.counters.write("candles", written)
+        warn_retention(self.layout, WriteResult(symbol, received=len(starts), written=written,
+                                                retention_refused=len(starts) - written), refused="candles")
         return written
 
     async def get_ohlcv_data(self, symbol: str, interval: str = "1h", start_time: Any = None, end_time: Any = None,
@@ -246,19 +256,54 @@ class PriceCache(UsesConnection):
         members = await self.conn.async_client().smembers(self.conn.keys.series_symbols())
         return sorted(m.decode() for m in members)
 
-    async def cleanup_old_data(self, days: float = 7) -> dict[str, int]:
-        """Delete tick and candle chunks that ended more than ``days`` ago (wall clock).
+    async def apply_retention(self) -> dict[str, int]:
+        """Apply the configured retention to every symbol, measured behind each one's newest tick.
 
-        Returns ``{"symbols": checked, "chunks_removed": n}``.
+        The maintenance loop, :meth:`CacheService.cleanup_expired_data` and ``POST /cleanup``
+        call this. Writes already trim behind their newest tick, so this finds work only after
+        the retention was shortened or switched on, or data was written without it. With
+        retention off (``REDTICK_TICK_RETENTION`` and ``REDTICK_CANDLE_RETENTION``, the default)
+        it deletes nothing. The wall clock plays no part: a series not written for a year keeps
+        what it had.
+
+        Returns ``{"symbols": checked, "chunks_removed": n, "ticks_removed": n}``.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> asyncio.run(PriceCache().apply_retention())  # retention is off by default
+        {'symbols': 0, 'chunks_removed': 0, 'ticks_removed': 0}
+        """
+        layout = self.layout
+        if not layout.retains:
+            return {"symbols": 0, "chunks_removed": 0, "ticks_removed": 0}
+        symbols = await self.get_all_symbols()
+        newest = await self._run(lambda: gather(*(layout.newest_plan(symbol) for symbol in symbols)))
+        return await self._trim(symbols, [layout.retention_window(n) for n in newest])
+
+    async def cleanup_old_data(self, days: float = 7) -> dict[str, int]:
+        """Delete tick and candle chunks that ended more than ``days`` ago by the wall clock.
+
+        An explicit call, never made by maintenance: it deletes a series' data however recently
+        it was written, by the age of the data itself (a backfill of 2013 goes at once).
+        The configured retention, measured behind each series' newest tick, is
+        :meth:`apply_retention`. A chunk goes when it ends at or before ``now - days``.
+
+        Returns ``{"symbols": checked, "chunks_removed": n, "ticks_removed": n}``.
         """
         if isinstance(days, bool) or not isinstance(days, int | float) or not days > 0:
             raise InvalidData(f"days={days!r}: expected a positive number")
-        cutoff = int(time.time() * 1000 - days * 86_400_000)
-        removed = 0
+        age_ms = int(days * 86_400_000)
         symbols = await self.get_all_symbols()
-        for symbol in symbols:
-            removed += await self._run(lambda symbol=symbol: self.layout.trim_plan(symbol, cutoff, cutoff))
-        return {"symbols": len(symbols), "chunks_removed": removed}
+        window = self.layout.window(int(time.time() * 1000), age_ms, age_ms)
+        return await self._trim(symbols, [window] * len(symbols))
+
+    async def _trim(self, symbols: list[str], windows: list[RetentionWindow]) -> dict[str, int]:
+        chunks = ticks = 0
+        for symbol, window in zip(symbols, windows, strict=True):
+            removed = await self._run(lambda symbol=symbol, window=window: self.layout.trim_plan(symbol, window))
+            chunks, ticks = chunks + removed[0], ticks + removed[1]
+        return {"symbols": len(symbols), "chunks_removed": chunks, "ticks_removed": ticks}
 
     # -- alerts (the spec's calls on price_cache) --------------------------------------------------
     async def set_price_alert(self, user_id: str, symbol: str, target_price: float, condition: str,

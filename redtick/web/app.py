@@ -264,7 +264,11 @@ async def delete_price_alert(
     summary="Clean up expired data (admin)",
 )
 async def cleanup(service: Service) -> Any:
-    """Run :meth:`CacheService.cleanup_expired_data` now; returns what each step removed."""
+    """Run :meth:`CacheService.cleanup_expired_data` now; returns what each step removed.
+
+    Series data goes only as the configured retention says, behind each symbol's newest tick;
+    with retention off (the default) no tick or candle is deleted.
+    """
     return {"status": "success", "data": await service.cleanup_expired_data()}
 
 
