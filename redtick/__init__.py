@@ -29,6 +29,7 @@ from redtick.errors import (
 )
 from redtick.frames import load_ohlcv, load_ticks, write_candles, write_ticks
 from redtick.keys import KeySchema
+from redtick.lookups import asof
 from redtick.metrics import Metrics
 from redtick.series import WriteResult
 from redtick.service import CacheService, cache_service
@@ -66,6 +67,7 @@ __all__ = [
     "Unavailable",
     "UserSessionCache",
     "WriteResult",
+    "asof",
     "cache_service",
     "cached_repository",
     "connect",

@@ -4,13 +4,21 @@ A snapshot in Redis is a hash describing it (rows, bytes, parts, SHA-256, compre
 bytes split into parts no larger than ``part_bytes`` (Redis refuses values over 512 MB). All are
 replaced in one transaction, and a load checks the SHA-256 before decoding, so a reader gets
 the whole snapshot or an error, never half a frame.
+
+A snapshot file is an Arrow IPC *file* (Feather v2: ``.arrow``/``.feather``), which
+``pd.read_feather``, ``pyarrow.ipc.open_file``, Polars and DuckDB read as they are; a Redis
+snapshot stays an IPC stream. :func:`load` reads both, and the stream files older versions
+wrote. A Parquet export carries what its columns mean in its key-value metadata.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
+import json
 import os
+import secrets
 import time
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -21,12 +29,31 @@ import pyarrow.parquet as pq
 
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, NotFound
-from redtick.frames import load_ohlcv, load_ticks
+from redtick.frames import CANDLE_COLUMNS, CANDLE_OPTIONAL, TICK_COLUMNS, TICK_OPTIONAL, load_ohlcv, load_ticks
 
-__all__ = ["SnapshotInfo", "delete", "frame_to_ipc", "info", "ipc_to_frame", "list_snapshots", "load", "save", "to_parquet"]
+__all__ = [
+    "PARQUET_MEANINGS",
+    "SnapshotInfo",
+    "delete",
+    "frame_to_ipc",
+    "info",
+    "ipc_to_frame",
+    "list_snapshots",
+    "load",
+    "parquet_metadata",
+    "save",
+    "to_parquet",
+]
 
 DEFAULT_PART_BYTES = 64 * 1024 * 1024
 COMPRESSIONS = (None, "zstd", "lz4")
+FILE_MAGIC = b"ARROW1"  # an IPC file (Feather v2) starts with it; a stream starts with a message
+PARQUET_MEANINGS = {
+    "count": "number of ticks merged into the candle; null for imported bars that did not give it",
+    "vwap": "volume-weighted average price, sum(price * volume) / sum(volume) over the bucket's ticks; "
+            "NaN where unknown (imported bars that did not give it)",
+}
+"""What a Parquet export's metadata says about a column, for the columns present."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,14 +69,18 @@ class SnapshotInfo:
     created_ms: int
 
 
-def frame_to_ipc(frame: pd.DataFrame, compression: Literal["zstd", "lz4"] | None = None) -> bytes:
-    """Arrow IPC stream bytes of ``frame``, index, dtypes and time zone included.
+def frame_to_ipc(frame: pd.DataFrame, compression: Literal["zstd", "lz4"] | None = None, *, file: bool = False) -> bytes:
+    """Arrow IPC bytes of ``frame``, index, dtypes and time zone included: a stream, or with
+    ``file=True`` an IPC file (Feather v2), which readers can open at any record batch.
 
     Examples
     --------
     >>> frame = pd.DataFrame({"price": [1.0, 2.0]}, index=pd.DatetimeIndex(["2024-01-01", "2024-01-02"], tz="UTC"))
     >>> ipc_to_frame(frame_to_ipc(frame, "zstd")).equals(frame)
     True
+    >>> data = frame_to_ipc(frame, file=True)
+    >>> data[:6], ipc_to_frame(data).equals(frame)
+    (b'ARROW1', True)
     """
     if not isinstance(frame, pd.DataFrame):
         raise InvalidData(f"a snapshot holds a DataFrame, not {type(frame).__name__}")
@@ -58,17 +89,19 @@ def frame_to_ipc(frame: pd.DataFrame, compression: Literal["zstd", "lz4"] | None
     table = pa.Table.from_pandas(frame, preserve_index=True)
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression=compression)
-    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+    with (pa.ipc.new_file if file else pa.ipc.new_stream)(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
 
 def ipc_to_frame(data: bytes) -> pd.DataFrame:
-    """The DataFrame in Arrow IPC stream bytes."""
+    """The DataFrame in Arrow IPC bytes, a stream or a file (told apart by the file's leading ``ARROW1``)."""
+    buffer = pa.py_buffer(data)
+    is_file = bytes(data[: len(FILE_MAGIC)]) == FILE_MAGIC
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        table = (pa.ipc.open_file(buffer) if is_file else pa.ipc.open_stream(buffer)).read_all()
     except pa.ArrowInvalid as exc:
-        raise InvalidData(f"not an Arrow IPC stream: {exc}") from None
+        raise InvalidData(f"not an Arrow IPC {'file' if is_file else 'stream'}: {exc}") from None
     return table.to_pandas()
 
 
@@ -76,10 +109,25 @@ def _frame_of(source: pd.DataFrame | str | Iterable[str], kind: str, interval: s
     if isinstance(source, pd.DataFrame):
         return source
     if kind == "ticks":
-        return load_ticks(source, start, end, conn=conn, columns=["price", "volume", "trade_id", "side"])
+        return load_ticks(source, start, end, conn=conn, columns=[*TICK_COLUMNS, *TICK_OPTIONAL])
     if kind == "ohlcv":
-        return load_ohlcv(source, interval, start, end, conn=conn, columns=["open", "high", "low", "close", "volume", "count"])
+        return load_ohlcv(source, interval, start, end, conn=conn, columns=[*CANDLE_COLUMNS, *CANDLE_OPTIONAL])
     raise InvalidData(f"kind={kind!r}: expected 'ticks' or 'ohlcv'")
+
+
+def _write_file(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it, so a reader never sees half a file."""
+    target = os.fspath(path)
+    # Not tempfile.mkstemp: its files are private (0600), and a snapshot file is meant to be shared.
+    temporary = f"{target}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        with open(temporary, "xb") as out:
+            out.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def save(
@@ -97,6 +145,10 @@ def save(
     conn: Connection | None = None,
 ) -> SnapshotInfo:
     """Save a frame, or symbols' ticks or candles, as an Arrow IPC snapshot in Redis (``name``) or a file (``path``).
+
+    A file is an Arrow IPC file (Feather v2, conventionally ``.arrow`` or ``.feather``) that
+    ``pd.read_feather``, ``pyarrow.ipc.open_file``, Polars and DuckDB read; it is written
+    beside its path and renamed into place, so a reader never sees half of it.
 
     Parameters
     ----------
@@ -118,6 +170,17 @@ def save(
     1
     >>> load("docs-example").equals(frame)
     True
+
+    A file, read back by pandas itself:
+
+    >>> import os, tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "example.arrow")
+    >>> save(frame, path=path).rows
+    1
+    >>> pd.read_feather(path).equals(frame) and load(path=path).equals(frame)
+    True
+    >>> folder.cleanup()
     """
     if (name is None) == (path is None):
         raise InvalidData("give exactly one of name (a Redis snapshot) or path (a file)")
@@ -125,14 +188,14 @@ def save(
         raise InvalidData(f"part_bytes={part_bytes!r}: expected a whole number of at least 1024")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
         raise InvalidData(f"ttl={ttl!r}: expected a positive whole number of seconds")
-    conn = conn or connect()
+    if name is not None or not isinstance(source, pd.DataFrame):  # a frame saved to a file needs no Redis
+        conn = conn or connect()
     frame = _frame_of(source, kind, interval, start, end, conn)
-    data = frame_to_ipc(frame, compression)
+    data = frame_to_ipc(frame, compression, file=path is not None)
     info = SnapshotInfo(name or os.fspath(path), len(frame), len(data), 0, compression,
                         hashlib.sha256(data).hexdigest(), int(time.time() * 1000))
     if path is not None:
-        with open(path, "wb") as out:
-            out.write(data)
+        _write_file(path, data)
         return info
     parts = [data[at : at + part_bytes] for at in range(0, len(data), part_bytes)] or [b""]
     info = dataclasses.replace(info, parts=len(parts))
@@ -163,7 +226,11 @@ def info(name: str, *, conn: Connection | None = None) -> SnapshotInfo:
 
 
 def load(name: str | None = None, *, path: str | os.PathLike | None = None, conn: Connection | None = None) -> pd.DataFrame:
-    """The frame of a snapshot in Redis (``name``) or a file (``path``), identical to the one saved."""
+    """The frame of a snapshot in Redis (``name``) or a file (``path``), identical to the one saved.
+
+    A file may be an Arrow IPC file (what :func:`save` writes, or any Feather v2 file) or an IPC
+    stream (what :func:`save` wrote before snapshot files became IPC files).
+    """
     if (name is None) == (path is None):
         raise InvalidData("give exactly one of name (a Redis snapshot) or path (a file)")
     if path is not None:
@@ -202,18 +269,131 @@ def list_snapshots(*, conn: Connection | None = None) -> list[str]:
     return sorted(names)
 
 
+def _kind_of(frame: pd.DataFrame) -> str | None:
+    """``ohlcv`` or ``ticks`` when a frame's columns say which, else None."""
+    if {"open", "high", "low", "close"} <= set(frame.columns):
+        return "ohlcv"
+    if "price" in frame.columns:
+        return "ticks"
+    return None
+
+
+def _symbols_of(source: pd.DataFrame | str | Iterable[str], frame: pd.DataFrame) -> list[str] | None:
+    if isinstance(source, str):
+        return [source]
+    if not isinstance(source, pd.DataFrame):
+        return list(source)
+    if "symbol" in (frame.index.names or []):
+        return [str(s) for s in frame.index.unique("symbol")]
+    return None
+
+
+def parquet_metadata(frame: pd.DataFrame, *, kind: str | None, symbols: list[str] | None,
+                     interval: str | None) -> dict[str, str]:
+    """The key-value metadata :func:`to_parquet` writes for ``frame``: what the file holds and what
+    its columns mean (those of :data:`PARQUET_MEANINGS` that are present).
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"close": [1.5], "count": [3]}, index=pd.DatetimeIndex(["2024-01-01"], tz="UTC", name="ts"))
+    >>> meta = parquet_metadata(frame, kind="ohlcv", symbols=["ES"], interval="5m")
+    >>> meta["symbols"], meta["interval"], meta["count"]
+    ('["ES"]', '5m', 'number of ticks merged into the candle; null for imported bars that did not give it')
+    """
+    try:
+        version = importlib.metadata.version("redtick")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        version = "unknown (not installed)"
+    meta = {"redtick_version": version, "timezone": "UTC"}
+    if kind is not None:
+        meta["kind"] = kind
+    if symbols is not None:
+        meta["symbols"] = json.dumps(symbols)
+    if kind == "ohlcv" and interval is not None:
+        meta["interval"] = interval
+    index = {
+        "ohlcv": "ts: UTC start of the candle's bucket, which holds the ticks at or after ts and before the next "
+                 "bucket's start (pandas resample label='left', closed='left')",
+        "ticks": "ts: UTC time of the tick; ticks of one time are in trade id order",
+    }.get(kind or "")
+    if isinstance(frame.index, pd.MultiIndex):
+        levels = f"({', '.join(map(str, frame.index.names))})"
+        index = f"{levels}; {index}" if index else levels
+    if index:
+        meta["index"] = index
+    meta.update({column: meaning for column, meaning in PARQUET_MEANINGS.items() if column in frame.columns})
+    return meta
+
+
+def _nullable_count(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``count`` as nullable ``Int64`` (missing counts stay missing, never 0 or NaN floats)."""
+    if "count" not in frame.columns or str(frame["count"].dtype) == "Int64":
+        return frame
+    try:
+        return frame.assign(count=frame["count"].astype("Int64"))
+    except (TypeError, ValueError):
+        raise InvalidData("column 'count' holds values that are not whole numbers; a candle's count is a number "
+                          "of ticks (rename the column if it means something else)") from None
+
+
 def to_parquet(
     source: pd.DataFrame | str | Iterable[str],
     path: str | os.PathLike,
     *,
-    kind: Literal["ticks", "ohlcv"] = "ticks",
-    interval: str = "1m",
+    kind: Literal["ticks", "ohlcv"] | None = None,
+    interval: str | None = None,
     start: Any = None,
     end: Any = None,
     compression: str = "zstd",
     conn: Connection | None = None,
 ) -> int:
-    """Write a frame, or symbols' ticks or candles, to a Parquet file; returns the rows written."""
-    frame = _frame_of(source, kind, interval, start, end, conn or connect())
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=True), path, compression=compression)
+    """Write a frame, or symbols' ticks or candles, to a Parquet file; returns the rows written.
+
+    The file's key-value metadata (``pyarrow.parquet.read_schema(path).metadata``) says what it
+    holds: ``redtick_version``, ``kind``, ``symbols`` (a JSON list), ``interval``, ``timezone``
+    and ``index`` (how times are labelled), and the meaning of ``count`` and ``vwap`` when those
+    columns are present (:data:`PARQUET_MEANINGS`). A candle's ``count`` is written as nullable
+    ``Int64``: null where an imported bar did not give it.
+
+    Parameters
+    ----------
+    source : DataFrame, symbol or list of symbols
+        A frame, or symbols read with :func:`load_ticks` (``kind="ticks"``, the default) or
+        :func:`load_ohlcv` (``kind="ohlcv"``) between ``start`` and ``end``.
+    path : str or path
+    kind : {"ticks", "ohlcv"}, optional
+        For symbols, what to read; for a frame, what the metadata says it is (default: told
+        from its columns).
+    interval : str, optional
+        The candles' interval: what is read for symbols (default ``"1m"``) and recorded.
+
+    Examples
+    --------
+    >>> import os, tempfile, pyarrow.parquet as pq
+    >>> frame = pd.DataFrame({"open": [1.0], "high": [2.0], "low": [0.5], "close": [1.5], "volume": [10.0],
+    ...                       "count": [float("nan")]}, index=pd.DatetimeIndex(["2024-01-01"], tz="UTC", name="ts"))
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "bars.parquet")
+    >>> to_parquet(frame, path, interval="1h")
+    1
+    >>> pq.read_schema(path).metadata[b"interval"]
+    b'1h'
+    >>> pd.read_parquet(path)["count"].dtype
+    Int64Dtype()
+    >>> folder.cleanup()
+    """
+    if kind not in (None, "ticks", "ohlcv"):
+        raise InvalidData(f"kind={kind!r}: expected 'ticks' or 'ohlcv'")
+    if isinstance(source, pd.DataFrame):
+        frame, kind = source, kind or _kind_of(source)
+    else:
+        source = source if isinstance(source, str) else list(source)  # iterated twice: to read, to name
+        kind, interval = kind or "ticks", interval or "1m"
+        frame = _frame_of(source, kind, interval, start, end, conn or connect())
+    if kind == "ohlcv":
+        frame = _nullable_count(frame)
+    meta = parquet_metadata(frame, kind=kind, symbols=_symbols_of(source, frame), interval=interval)
+    table = pa.Table.from_pandas(frame, preserve_index=True)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}})
+    pq.write_table(table, path, compression=compression)
     return len(frame)
