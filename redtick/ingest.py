@@ -142,6 +142,8 @@ def format_report(report: IngestReport) -> str:
         ("rejected", f"{sum(report.rejected.values()):,}"),
         *((f"  {reason}", f"{n:,}") for reason, n in report.rejected.items()),
         ("candles updated", f"{report.candles_updated:,}"),
+        *((("refused by retention", f"{report.retention_refused:,}"),) if report.retention_refused else ()),
+        *((("trimmed by retention", f"{report.trimmed_ticks:,} ticks"),) if report.trimmed_ticks else ()),
         ("alerts fired", f"{len(report.fired_alerts):,}"),
         ("elapsed", f"{report.seconds:.2f} s ({rate:,.0f} rows/s)"),
     ]

@@ -21,15 +21,15 @@ import fakeredis
 import pytest
 import redis
 
+from redtick.config import Settings
+from redtick.connection import Connection
+from redtick.store import LocalStore
+
 # Nothing the suite runs may touch the user's own store: the local store of every test process
 # and its subprocesses lives in a throwaway REDTICK_HOME, stopped when the session ends.
 _TEMP_DIRS = [tempfile.mkdtemp(prefix="redtick-test-home-")]  # removed when the session ends
 os.environ["REDTICK_HOME"] = _TEMP_DIRS[0]
-os.environ.setdefault("REDTICK_STORE_LINGER", "2s")
-
-from redtick.config import Settings
-from redtick.connection import Connection
-from redtick.store import LocalStore
+os.environ.setdefault("REDTICK_STORE_LINGER", "2s")  # settings are read when first used, not on import
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -81,3 +81,15 @@ def test_a_multi_symbol_read_raises_unless_told_to_skip(conn):
     assert skipped.index.get_level_values("symbol").unique().tolist() == ["ES"] and len(skipped) == 10
     candles = redtick.load_ohlcv(["ES", "NQ"], "1m", conn=conn, missing="skip")
     assert candles.index.get_level_values("symbol").unique().tolist() == ["ES"]
+
+
+def test_skipping_every_symbol_gives_an_empty_keyed_frame(conn):
+    redtick.write_ticks(ticks(3), "ES", conn=conn)
+    empty = redtick.load_ticks(["NQ", "YM"], conn=conn, missing="skip", columns=["price", "trade_id"])
+    assert empty.empty and list(empty.columns) == ["price", "trade_id"] and empty.index.names == ["symbol", "ts"]
+
+
+def test_a_symbol_named_twice_is_refused(conn):
+    redtick.write_ticks(ticks(3), "ES", conn=conn)
+    with pytest.raises(redtick.InvalidData, match="more than once"):
+        redtick.load_ticks(["ES", "ES"], conn=conn)

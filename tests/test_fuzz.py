@@ -155,10 +155,10 @@ def test_write_ticks(guarded, rows, errors, batch_size, hostile_symbol):
     check()
     if result is None:
         return
-    stored = frames.load_ticks(symbol, conn=conn, columns=["price", "volume", "trade_id"])
+    stored = frames.load_ticks(symbol, conn=conn, columns=["price", "volume", "trade_id"], missing="skip")
     if hostile_symbol is None:  # a symbol of its own: what is stored is exactly what was written
         assert len(stored) == result.written == result.received - result.duplicates - sum(result.rejected.values())
-    assert np.isfinite(stored["price"]).all() and (stored["price"] > 0).all()
+    assert np.isfinite(stored["price"]).all()  # zero and negative prices are prices
     assert (stored["volume"] >= 0).all() and not stored.reset_index().duplicated(["ts", "trade_id"]).any()
 
 
@@ -178,7 +178,8 @@ def test_write_candles(guarded, rows, interval, errors, symbol):
     result = typed(frames.write_candles, rows, symbol, interval, conn=conn, errors=errors)
     check()
     if result is not None:
-        got = frames.load_ohlcv(symbol, interval, conn=conn, columns=["open", "high", "low", "close", "volume"])
+        got = frames.load_ohlcv(symbol, interval, conn=conn, columns=["open", "high", "low", "close", "volume"],
+                                missing="skip")
         assert np.isfinite(got.to_numpy()).all()
         assert (got["high"] >= got[["open", "close"]].max(axis=1)).all()
 

@@ -33,7 +33,7 @@ def test_csv_ticks_with_bad_rows(iconn, tmp_path):
     )
     report = ingest_file(path, "CSVT", conn=iconn, chunk_rows=3, progress=False)
     assert (report.kind, report.received, report.written, report.duplicates) == ("ticks", 7, 3, 1)
-    assert report.rejected == {"price is missing, NaN, infinite or not positive": 1, "unparseable time": 1,
+    assert report.rejected == {"price is missing, NaN or infinite": 1, "unparseable time": 1,
                                "volume is NaN, infinite or negative": 1}
     assert frames.load_ticks("CSVT", conn=iconn)["price"].tolist() == [100.0, 100.0, 102.0]
     text = format_report(report)

@@ -97,7 +97,8 @@ def test_demo_report_renders(tmp_path):
     assert re.search(r"ticks written \(ingest \+ live replay\)\s+480,000 \+ 20,000 = 500,000", done.stdout)
     dom, log = render(page, tmp_path)
     assert_rendered(dom, log, graphs=4)
-    assert "Memory (estimated)" in dom
+    assert "Memory (measured)" in dom  # the demo's throwaway local store is a real Redis
+    assert "a throwaway local store" in done.stdout
 
 
 def test_report_renders_on_each_backend(conn, tmp_path):

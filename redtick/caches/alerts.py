@@ -37,8 +37,9 @@ _ALERT_ID_BYTES = 16  # 128 random bits: ids cannot be guessed to probe other us
 
 
 def _check_price(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise InvalidData(f"{name}={value!r}: expected a finite number above 0")
+    # Zero and negative prices are real (spreads, power, WTI in April 2020); only non-numbers are not.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidData(f"{name}={value!r}: expected a finite number")
     return float(value)
 
 
