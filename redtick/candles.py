@@ -5,17 +5,31 @@ low, volume, count)``. Merging is associative and commutative, so any split of t
 batches, in any arrival order, gives the candle of the whole: open is the price of the tick with
 the smallest ``(time, id)``, close that of the largest. ``count == -1`` marks an imported candle
 whose tick count is unknown; ``count == 0`` marks an empty slot.
+
+Bucketing is the caller's: :func:`tick_candles` and :func:`rollup_columns` summarise runs of equal
+bucket keys, so the same arithmetic serves epoch-aligned stored intervals and any bucket grid a
+read asks for (:mod:`redtick.intervals`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
 from redtick.codec import CANDLE_DTYPE
 
-__all__ = ["candles_from_ticks", "merge_candles", "rollup_candles"]
+__all__ = ["candles_from_ticks", "merge_candles", "rollup_candles", "rollup_columns", "tick_candles"]
 
 UNKNOWN_COUNT = -1
+_FIRST = ("first_ts", "first_id", "open")
+_LAST = ("last_ts", "last_id", "close")
+
+
+def _fields(candles: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """(name, column) of a dict of columns or a packed record array."""
+    names = candles.dtype.names if isinstance(candles, np.ndarray) else list(candles)
+    return [(name, np.asarray(candles[name])) for name in names]
 
 
 def _group_starts(keys: np.ndarray) -> np.ndarray:
@@ -25,8 +39,45 @@ def _group_starts(keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
 
 
+def tick_candles(keys: np.ndarray, ticks: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Bucket keys and candle columns of ``ticks`` sorted by (ts, id), one bucket per run of equal ``keys``.
+
+    ``ticks`` maps ``ts``, ``id``, ``price`` and ``volume`` to arrays; ``keys`` gives each tick's bucket
+    (nondecreasing). Open and close are the first and last tick of a run, so of the smallest and
+    largest (time, id): pandas' ``first``/``last`` over the same ticks in that order.
+
+    Examples
+    --------
+    >>> ticks = {"ts": np.array([0, 30_000, 60_000]), "id": np.array([1, 2, 3]),
+    ...          "price": np.array([10.0, 12.0, 11.0]), "volume": np.array([1.0, 2.0, 1.0])}
+    >>> keys, candles = tick_candles(ticks["ts"] // 60_000 * 60_000, ticks)
+    >>> keys.tolist(), candles["close"].tolist(), candles["count"].tolist()
+    ([0, 60000], [12.0, 11.0], [2, 1])
+    """
+    first = _group_starts(keys)
+    last = np.r_[first[1:], len(keys)] - 1
+    price = np.asarray(ticks["price"])
+    if len(first) == 0:
+        empty = {name: np.zeros(0, CANDLE_DTYPE[name]) for name in CANDLE_DTYPE.names}
+        return np.asarray(keys, dtype=np.int64)[:0], empty
+    out = {
+        "first_ts": ticks["ts"][first], "first_id": ticks["id"][first], "open": price[first],
+        "last_ts": ticks["ts"][last], "last_id": ticks["id"][last], "close": price[last],
+        "high": np.maximum.reduceat(price, first), "low": np.minimum.reduceat(price, first),
+        "volume": np.add.reduceat(ticks["volume"], first), "count": (last - first + 1).astype(np.int64),
+    }
+    return keys[first], out
+
+
+def _packed(columns: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
+    out = np.zeros(rows, dtype=CANDLE_DTYPE)
+    for name, column in columns.items():
+        out[name] = column
+    return out
+
+
 def candles_from_ticks(ticks: np.ndarray, interval_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket starts (ms) and one candle per non-empty bucket of ``ticks`` sorted by (ts, id).
+    """Bucket starts (ms) and one packed candle per non-empty epoch-aligned bucket of ``ticks`` sorted by (ts, id).
 
     Examples
     --------
@@ -37,20 +88,8 @@ def candles_from_ticks(ticks: np.ndarray, interval_ms: int) -> tuple[np.ndarray,
     >>> starts.tolist(), candles["close"].tolist(), candles["count"].tolist()
     ([0, 60000], [12.0, 11.0], [2, 1])
     """
-    buckets = ticks["ts"] // interval_ms * interval_ms
-    first = _group_starts(buckets)
-    last = np.r_[first[1:], len(ticks)] - 1
-    out = np.zeros(len(first), dtype=CANDLE_DTYPE)
-    if len(first) == 0:
-        return buckets[:0], out
-    price = ticks["price"]
-    out["first_ts"], out["first_id"], out["open"] = ticks["ts"][first], ticks["id"][first], price[first]
-    out["last_ts"], out["last_id"], out["close"] = ticks["ts"][last], ticks["id"][last], price[last]
-    out["high"] = np.maximum.reduceat(price, first)
-    out["low"] = np.minimum.reduceat(price, first)
-    out["volume"] = np.add.reduceat(ticks["volume"], first)
-    out["count"] = last - first + 1
-    return buckets[first], out
+    starts, columns = tick_candles(ticks["ts"] // interval_ms * interval_ms, ticks)
+    return starts, _packed(columns, len(starts))
 
 
 def _before(ts_a, id_a, ts_b, id_b) -> np.ndarray:
@@ -85,25 +124,48 @@ def merge_candles(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     return out
 
 
-def rollup_candles(starts: np.ndarray, candles: np.ndarray, interval_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candles of a coarser interval from finer ones sorted by start (first and last taken by time).
+def rollup_columns(keys: np.ndarray, candles: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Bucket keys and the merge of each run of equal ``keys`` over candles sorted by start.
+
+    Each field of ``candles`` present is merged as it must be: ``open`` (and ``first_*``) from the
+    run's first candle, ``close`` (and ``last_*``) from its last, ``high`` the maximum, ``low`` the
+    minimum, ``count`` the sum (unknown, -1, if any candle's is), every other field (``volume``)
+    the sum. Candles sorted by start and not overlapping are in time order, so this is exact.
+
+    Examples
+    --------
+    >>> candles = {"open": np.array([1.0, 2.0, 3.0]), "close": np.array([1.5, 2.5, 3.5]),
+    ...            "volume": np.array([1.0, 1.0, 4.0]), "count": np.array([1, 2, -1])}
+    >>> keys, rolled = rollup_columns(np.array([0, 0, 120_000]), candles)
+    >>> keys.tolist(), rolled["open"].tolist(), rolled["close"].tolist(), rolled["count"].tolist()
+    ([0, 120000], [1.0, 3.0], [2.5, 3.5], [3, -1])
+    """
+    first = _group_starts(keys)
+    if len(first) == 0:
+        return np.asarray(keys, dtype=np.int64)[:0], {name: np.asarray(c)[:0] for name, c in _fields(candles)}
+    last = np.r_[first[1:], len(keys)] - 1
+    out = {}
+    for name, column in _fields(candles):
+        if name in _FIRST:
+            out[name] = column[first]
+        elif name in _LAST:
+            out[name] = column[last]
+        elif name == "high":
+            out[name] = np.maximum.reduceat(column, first)
+        elif name == "low":
+            out[name] = np.minimum.reduceat(column, first)
+        elif name == "count":
+            unknown = np.minimum.reduceat(column, first) == UNKNOWN_COUNT
+            out[name] = np.where(unknown, UNKNOWN_COUNT, np.add.reduceat(column, first))
+        else:
+            out[name] = np.add.reduceat(column, first)
+    return keys[first], out
+
+
+def rollup_candles(starts: np.ndarray, candles: Mapping[str, np.ndarray], interval_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Packed candles of a coarser interval from finer ones sorted by start (first and last taken by time).
 
     ``interval_ms`` must be a multiple of the finer interval; buckets align to the epoch.
     """
-    if len(starts) == 0:
-        return starts, candles
-    buckets = starts // interval_ms * interval_ms
-    first = _group_starts(buckets)
-    last = np.r_[first[1:], len(starts)] - 1
-    out = np.zeros(len(first), dtype=CANDLE_DTYPE)
-    for field in ("first_ts", "first_id", "open"):
-        out[field] = candles[field][first]
-    for field in ("last_ts", "last_id", "close"):
-        out[field] = candles[field][last]
-    out["high"] = np.maximum.reduceat(candles["high"], first)
-    out["low"] = np.minimum.reduceat(candles["low"], first)
-    out["volume"] = np.add.reduceat(candles["volume"], first)
-    counts = np.add.reduceat(candles["count"], first)
-    unknown = np.minimum.reduceat(candles["count"], first) == UNKNOWN_COUNT
-    out["count"] = np.where(unknown, UNKNOWN_COUNT, counts)
-    return buckets[first], out
+    keys, columns = rollup_columns(np.asarray(starts) // interval_ms * interval_ms, candles)
+    return keys, _packed(columns, len(keys))

@@ -18,8 +18,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from redtick.ingest import format_report, ingest_file
 
+    columns = dict(pair.split("=", 1) for pair in args.column) if args.column else None
     report = ingest_file(args.file, args.symbol, kind=args.kind, interval=args.interval,
-                         chunk_rows=args.chunk_rows, progress=not args.quiet)
+                         chunk_rows=args.chunk_rows, progress=not args.quiet, columns=columns, unit=args.unit)
     print(format_report(report))
     return 0
 
@@ -54,6 +55,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mapping(text: str) -> str:
+    if "=" not in text or not all(text.split("=", 1)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=FIELD, such as size=volume")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redtick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -69,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: candles when the file has open/high/low/close columns (default)")
     ingest.add_argument("--interval", help="the candles' interval, such as 1m (guessed from bar times if omitted)")
     ingest.add_argument("--chunk-rows", type=int, default=250_000, help="rows per write (default: 250000)")
+    ingest.add_argument("--column", action="append", metavar="NAME=FIELD", type=_mapping,
+                        help="the file's column for a field, such as size=volume or time=ts (repeat for more)")
+    ingest.add_argument("--unit", choices=["s", "ms", "us", "ns"],
+                        help="unit of numeric times (default ms; numbers that look like another unit are refused)")
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=_ingest)
     info = sub.add_parser("info", help="where the data lives: store, server version, keys, memory, symbols")

@@ -8,22 +8,37 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from redtick import scripts
 from redtick.caches.alerts import ALERT_CHECK_SCRIPT, alert_check_args, decode_fired
+from redtick.catalog import require_symbols
 from redtick.codec import CANDLE_DTYPE
 from redtick.config import parse_duration
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData
+from redtick.intervals import parse_interval
 from redtick.keys import validate_interval, validate_symbol
+from redtick.reads import FILLS, CandleQuery, Columns, candles_plan, ticks_plan
 from redtick.series import SeriesLayout, WriteResult
 from redtick.steps import gather, run
-from redtick.ticks import normalise_ticks, screen_rows, times_ms, to_epoch_ms
+from redtick.ticks import (
+    BAD_PRICE,
+    BAD_VOLUME,
+    TimeUnit,
+    normalise_ticks,
+    rename_columns,
+    require_columns,
+    screen_rows,
+    screen_times,
+    to_epoch_ms,
+)
 
 __all__ = [
     "CANDLE_COLUMNS",
@@ -43,7 +58,12 @@ TICK_OPTIONAL = ("trade_id", "side")
 TICK_FIELDS = {"price": "price", "volume": "volume", "trade_id": "id", "side": "side"}
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 CANDLE_OPTIONAL = ("count",)
+CANDLE_INPUT_FIELDS = ("ts", *CANDLE_COLUMNS, *CANDLE_OPTIONAL)  # what ``columns=`` may map to
 UTC_MS = pd.DatetimeTZDtype("ms", "UTC")
+OUTPUTS = ("pandas", "arrow", "polars")
+_DTYPES = {"trade_id": np.int64, "side": np.int8}
+_ONE_MS = pd.Timedelta(1, "ms")
+_EPOCH_UTC = pd.Timestamp(0, tz="UTC")
 DEFAULT_BATCH = 100_000
 
 
@@ -60,6 +80,14 @@ def utc_index(ms: np.ndarray, name: str = "ts") -> pd.DatetimeIndex:
     return pd.DatetimeIndex(np.ascontiguousarray(ms, dtype=np.int64).view("datetime64[ms]"), dtype=UTC_MS, name=name)
 
 
+def time_index(ms: np.ndarray, tz: Any = None, freq: Any = None) -> pd.DatetimeIndex:
+    """:func:`utc_index` shown in ``tz`` (UTC when None), with ``freq`` when the index is regular."""
+    index = utc_index(ms)
+    if tz is not None:
+        index = index.tz_convert(tz)
+    return index if freq is None else pd.DatetimeIndex(index, freq=freq)
+
+
 def _columns(columns: Sequence[str] | None, default: tuple[str, ...], optional: tuple[str, ...]) -> list[str]:
     if columns is None:
         return list(default)
@@ -71,11 +99,21 @@ def _columns(columns: Sequence[str] | None, default: tuple[str, ...], optional: 
     unknown = [c for c in columns if not isinstance(c, str) or c not in default + optional]
     if unknown:
         raise InvalidData(f"unknown columns {unknown}; expected some of {list(default + optional)}")
-    return list(columns)
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise InvalidData(f"columns {repeated} are named more than once; name each column once")
+    return columns
 
 
-def ticks_frame(ticks: Mapping[str, np.ndarray], columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """A DataFrame of tick columns: UTC ``ts`` index, float64 ``price`` and ``volume``.
+def read_columns(columns: Sequence[str] | None, kind: Literal["ticks", "candles"]) -> list[str]:
+    """The columns a read returns: ``columns`` checked (known names, each once), or the default."""
+    if kind == "ticks":
+        return _columns(columns, TICK_COLUMNS, TICK_OPTIONAL)
+    return _columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL)
+
+
+def ticks_frame(ticks: Mapping[str, np.ndarray], columns: Sequence[str] | None = None, tz: Any = None) -> pd.DataFrame:
+    """A DataFrame of tick columns: ``ts`` index (UTC, or ``tz``), float64 ``price`` and ``volume``.
 
     Optional columns: ``trade_id`` (int64) and ``side`` (int8: 1 buy, -1 sell, 0 unknown).
     ``ticks`` maps field names (``ts``, ``id``, ``price``, ``volume``, ``side``) to arrays, as
@@ -83,23 +121,102 @@ def ticks_frame(ticks: Mapping[str, np.ndarray], columns: Sequence[str] | None =
     """
     wanted = _columns(columns, TICK_COLUMNS, TICK_OPTIONAL)
     data = {name: np.ascontiguousarray(ticks[TICK_FIELDS[name]]) for name in wanted}
-    return pd.DataFrame(data, index=utc_index(ticks["ts"]), columns=wanted, copy=False)
+    return pd.DataFrame(data, index=time_index(ticks["ts"], tz), columns=wanted, copy=False)
 
 
-def candles_frame(starts: np.ndarray, candles: Mapping[str, np.ndarray], columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """A DataFrame of packed candles: UTC ``ts`` index (bucket start), float64 OHLCV (and ``count``)."""
+def candles_frame(starts: np.ndarray, candles: Mapping[str, np.ndarray], columns: Sequence[str] | None = None,
+                  tz: Any = None, freq: Any = None) -> pd.DataFrame:
+    """A DataFrame of candles: ``ts`` index (bucket label, UTC or ``tz``), float64 OHLCV (and ``count``)."""
     wanted = _columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL)
     data = {}
     for name in wanted:
         column = np.ascontiguousarray(candles[name], dtype=np.float64)
         if name == "count":
-            column[candles["count"] < 0] = np.nan  # imported candles whose tick count is unknown
+            column[np.asarray(candles["count"]) < 0] = np.nan  # imported candles whose tick count is unknown
         data[name] = column
-    return pd.DataFrame(data, index=utc_index(starts), columns=wanted)
+    return pd.DataFrame(data, index=time_index(starts, tz, freq), columns=wanted, copy=False)
 
 
-def _time_bound(value: Any, name: str) -> int | None:
-    return None if value is None else to_epoch_ms(value, name=name)
+# -- bounds ------------------------------------------------------------------------------------------
+def _string_bounds(text: str, name: str, tz: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last instant a time string names: ``"2013-09-03"`` is the whole day, ``"2013-09"`` the
+    month, ``"2013-09-03 13:31"`` the minute (pandas' partial-string rule for ``.loc``). A naive
+    string is a wall-clock time in ``tz`` (UTC when None)."""
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise InvalidData(f"{name}={text!r} is not a time; expected such as '2013-09-03' or '2013-09-03 13:31:05'") from None
+    if stamp is pd.NaT:
+        raise InvalidData(f"{name}={text!r} is not a time")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Period drops a zone in the string, with a warning; only its length is used
+            period = pd.Period(text)
+        same = period.start_time == stamp.tz_localize(None)
+        length = period.end_time - period.start_time if same else pd.Timedelta(0)
+    except (ValueError, TypeError, OverflowError):
+        length = pd.Timedelta(0)
+    first, last = stamp, stamp + length  # in wall-clock time when naive: a month spanning a DST change stays whole
+    if stamp.tzinfo is None:
+        try:
+            first, last = first.tz_localize(tz or "UTC"), last.tz_localize(tz or "UTC")
+        except (ValueError, TypeError) as exc:  # pandas' AmbiguousTimeError and NonExistentTimeError are ValueErrors
+            raise InvalidData(f"{name}={text!r} in {tz}: {exc}; give the UTC offset, such as '+01:00'") from None
+    return first, last
+
+
+def _sub_ms(value: Any, unit: str | None) -> bool:
+    """True if a number of ``unit`` (epoch ms when None) since the epoch has digits below a millisecond."""
+    per_ms = {"s": 0, "ms": 1, "us": 1_000, "ns": 1_000_000}[unit or "ms"]
+    if isinstance(value, float | np.floating):
+        scaled = float(value) * 1_000 if per_ms == 0 else float(value) / per_ms
+        return scaled != np.floor(scaled)
+    return per_ms > 1 and int(value) % per_ms != 0
+
+
+def _time_bound(value: Any, name: str, *, tz: Any = None, unit: str | None = None) -> int | None:
+    """Epoch ms of a read bound: ``start`` rounded up to the millisecond, ``end`` down (a bound with
+    sub-millisecond digits never lets in a tick outside it); a string ``end`` reaches the end of the
+    period it names (``"2013-09-03"``: the whole day). Naive times are in ``tz`` (UTC when None).
+
+    Examples
+    --------
+    >>> _time_bound("2013-09-03", "end") == to_epoch_ms("2013-09-03T23:59:59.999Z")
+    True
+    >>> _time_bound("2013-09-03 13:31:00.0005", "start") == to_epoch_ms("2013-09-03T13:31:00.001Z")
+    True
+    """
+    if value is None:
+        return None
+    start = name != "end"
+    if isinstance(value, int | np.integer | float | np.floating) and not isinstance(value, bool | np.bool_):
+        ms = to_epoch_ms(value, name=name, unit=unit)
+        return ms + 1 if start and _sub_ms(value, unit) else ms
+    if isinstance(value, str):
+        first, last = _string_bounds(value, name, tz)
+        stamp = first if start else last
+    else:
+        try:
+            stamp = pd.Timestamp(value)
+        except (ValueError, TypeError):
+            return to_epoch_ms(value, name=name, unit=unit)  # raises, naming what was expected
+        if stamp is pd.NaT:
+            raise InvalidData(f"{name}={value!r} is not a time")
+        stamp = stamp.tz_localize(tz or "UTC") if stamp.tzinfo is None else stamp
+    stamp = stamp.tz_convert("UTC")
+    stamp = stamp.ceil("ms") if start else stamp.floor("ms")
+    return int((stamp - _EPOCH_UTC) // _ONE_MS)
+
+
+def read_bounds(start: Any, end: Any, date_range: Any) -> tuple[Any, Any]:
+    """``start`` and ``end``, or those of ``date_range=(start, end)``: only one of the two ways."""
+    if date_range is None:
+        return start, end
+    if start is not None or end is not None:
+        raise InvalidData("only one of date_range or start/end can be provided")
+    if isinstance(date_range, str | bytes | Mapping) or not isinstance(date_range, Sequence) or len(date_range) != 2:
+        raise InvalidData(f"date_range={date_range!r}: expected (start, end), either of them None")
+    return date_range[0], date_range[1]
 
 
 def parse_symbols(symbol_or_symbols: str | Iterable[str]) -> tuple[list[str], bool]:
@@ -110,35 +227,113 @@ def parse_symbols(symbol_or_symbols: str | Iterable[str]) -> tuple[list[str], bo
     symbols = [validate_symbol(s) for s in symbol_or_symbols]
     if not symbols:
         raise InvalidData("no symbols given")
+    repeated = sorted({s for s in symbols if symbols.count(s) > 1})
+    if repeated:
+        raise InvalidData(f"symbols {repeated} are named more than once; each symbol's rows would repeat")
     return symbols, True
 
 
-def keyed_frame(frames: list[pd.DataFrame], symbols: list[str]) -> pd.DataFrame:
-    """One frame keyed by (symbol, ts) from per-symbol frames."""
+def keyed_frame(frames: list[pd.DataFrame], symbols: list[str], empty: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One frame keyed by (symbol, ts) from per-symbol frames; ``empty``'s columns when there are none."""
+    if not frames and empty is not None:
+        return pd.concat([empty], keys=[""], names=["symbol", "ts"]).iloc[:0]
     return pd.concat(frames, keys=symbols, names=["symbol", "ts"])
 
 
+# -- outputs: pandas, Arrow, Polars ------------------------------------------------------------------
+def _no_rows(wanted: Sequence[str]) -> Columns:
+    return Columns(np.zeros(0, np.int64), {name: np.zeros(0, _DTYPES.get(name, np.float64)) for name in wanted})
+
+
+def columns_frame(columns: Columns, wanted: Sequence[str], tz: Any = None) -> pd.DataFrame:
+    """A DataFrame of one symbol's read: ``ts`` index (UTC, or ``tz``; ``freq`` set when regular)."""
+    data = {name: np.ascontiguousarray(columns.data[name]) for name in wanted}
+    return pd.DataFrame(data, index=time_index(columns.ts, tz, columns.freq), columns=list(wanted), copy=False)
+
+
+def _arrow_tz(tz: Any) -> str:
+    return "UTC" if tz is None else (tz if isinstance(tz, str) else str(pd.DatetimeTZDtype("ms", tz).tz))
+
+
+def arrow_table(results: list[Columns], symbols: list[str] | None, wanted: Sequence[str], tz: Any = None) -> pa.Table:
+    """A ``pyarrow.Table``: ``symbol`` (dictionary-encoded, when ``symbols`` is given), ``ts`` as
+    ``timestamp[ms, tz]`` (UTC unless ``tz``), then ``wanted``. One symbol's numpy buffers are
+    wrapped, not copied."""
+    one = len(results) == 1
+    ts = results[0].ts if one else np.concatenate([r.ts for r in results])
+    ts = np.ascontiguousarray(ts, dtype=np.int64)
+    arrays = [pa.Array.from_buffers(pa.timestamp("ms", tz=_arrow_tz(tz)), len(ts), [None, pa.py_buffer(ts)])]
+    names = ["ts"]
+    if symbols is not None:
+        codes = np.repeat(np.arange(len(results), dtype=np.int32), [len(r) for r in results])
+        arrays.insert(0, pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(symbols, pa.string())))
+        names.insert(0, "symbol")
+    for name in wanted:
+        column = results[0].data[name] if one else np.concatenate([r.data[name] for r in results])
+        arrays.append(pa.array(np.ascontiguousarray(column)))
+        names.append(name)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _polars(table: pa.Table):
+    try:
+        import polars  # optional: only output="polars" needs it
+    except ImportError:
+        raise InvalidData("output='polars' needs Polars, which is not installed: pip install polars "
+                          "(or use output='arrow')") from None
+    return polars.from_arrow(table)
+
+
+def check_output(output: Any) -> str:
+    if output not in OUTPUTS:
+        raise InvalidData(f"output={output!r}: expected one of {', '.join(map(repr, OUTPUTS))}")
+    return output
+
+
+def finish(results: list[Columns], symbols: list[str], many: bool, wanted: list[str], *,
+           tz: Any = None, output: str = "pandas"):
+    """The read as asked: a DataFrame (keyed by (symbol, ts) for several symbols), a ``pyarrow.Table``
+    (with a ``symbol`` column for several) or a Polars DataFrame."""
+    if output == "pandas":
+        frames = [columns_frame(r, wanted, tz) for r in results]
+        empty = columns_frame(_no_rows(wanted), wanted, tz)
+        return keyed_frame(frames, symbols, empty) if many else (frames[0] if frames else empty)
+    if not results:
+        results, symbols = [_no_rows(wanted)], [""]
+    table = arrow_table(results, symbols if many else None, wanted, tz)
+    return table if output == "arrow" else _polars(table)
+
+
 # -- sync plans shared with the async caches ---------------------------------------------------------
-def ticks_read_plan(layout: SeriesLayout, symbols: list[str], start, end, columns):
-    start_ms, end_ms = _time_bound(start, "start"), _time_bound(end, "end")
-    fields = ["ts", *(TICK_FIELDS[c] for c in _columns(columns, TICK_COLUMNS, TICK_OPTIONAL))]
-    results = yield from gather(*(layout.read_ticks_plan(s, start_ms, end_ms, fields) for s in symbols))
-    return [ticks_frame(r, columns) for r in results]
+def ticks_read_plan(layout: SeriesLayout, symbols: list[str], start, end, columns, *, tz: Any = None,
+                    unit: str | None = None):
+    """Plan: one :class:`~redtick.reads.Columns` of ticks per symbol, ``start <= ts <= end``."""
+    start_ms, end_ms = _time_bound(start, "start", tz=tz, unit=unit), _time_bound(end, "end", tz=tz, unit=unit)
+    wanted = _columns(columns, TICK_COLUMNS, TICK_OPTIONAL)
+    fields = [TICK_FIELDS[c] for c in wanted]
+    results = yield from gather(*(ticks_plan(layout, s, start_ms, end_ms, fields) for s in symbols))
+    return [Columns(r.ts, {name: r.data[TICK_FIELDS[name]] for name in wanted}) for r in results]
 
 
-def candles_read_plan(layout: SeriesLayout, symbols: list[str], interval: str, start, end, columns):
-    start_ms, end_ms = _time_bound(start, "start"), _time_bound(end, "end")
-    fields = list(dict.fromkeys([*_columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL), "count"]))
-    results = yield from gather(*(layout.read_candles_plan(s, interval, start_ms, end_ms, fields) for s in symbols))
-    return [candles_frame(starts, candles, columns) for starts, candles in results]
+def candles_read_plan(layout: SeriesLayout, symbols: list[str], interval: str, start, end, columns, *,
+                      tz: Any = None, origin: Any = "epoch", offset: Any = None, closed: str | None = None,
+                      label: str | None = None, fill: str | None = None, unit: str | None = None):
+    """Plan: one :class:`~redtick.reads.Columns` of candles per symbol (the rules: :mod:`redtick.reads`)."""
+    if fill not in FILLS:
+        raise InvalidData(f"fill={fill!r}: expected None, 'nan' or 'ffill'")
+    bins = parse_interval(interval, tz=tz, origin=origin, offset=offset, closed=closed, label=label)
+    start_ms, end_ms = _time_bound(start, "start", tz=tz, unit=unit), _time_bound(end, "end", tz=tz, unit=unit)
+    query = CandleQuery(bins, start_ms, end_ms, tuple(_columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL)), fill)
+    return (yield from gather(*(candles_plan(layout, s, query, interval) for s in symbols)))
 
 
-def write_plans(layout: SeriesLayout, symbol: str, ticks: Any, errors: str, batch_size: int):
+def write_plans(layout: SeriesLayout, symbol: str, ticks: Any, errors: str, batch_size: int, *,
+                columns: Mapping[Any, str] | None = None, unit: TimeUnit | None = None):
     """The write plans of one call, one per batch of at most ``batch_size`` ticks, and the totals."""
     symbol = validate_symbol(symbol)
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise InvalidData(f"batch_size={batch_size!r}: expected a positive whole number")
-    normalised = normalise_ticks(ticks, errors=errors)
+    normalised = normalise_ticks(ticks, errors=errors, columns=columns, unit=unit)
     total = WriteResult(symbol, received=normalised.received, rejected=dict(normalised.rejected),
                         duplicates=normalised.duplicates)
     records = normalised.records
@@ -215,6 +410,8 @@ def write_ticks(
     errors: Literal["raise", "skip"] = "raise",
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
+    columns: Mapping[Any, str] | None = None,
+    unit: TimeUnit | None = None,
 ) -> WriteResult:
     """Store ticks and merge them into every configured interval's candles.
 
@@ -225,8 +422,9 @@ def write_ticks(
     Parameters
     ----------
     ticks : DataFrame or iterable of dict
-        Time as a DatetimeIndex or a ``ts`` column (datetimes, strings or epoch ms); ``price``,
-        ``volume``; optional ``trade_id`` (or ``seq``) and ``side``.
+        Time as a DatetimeIndex or a ``ts`` column (datetimes, strings or epoch numbers); ``price``
+        (any finite number: zero and negative prices are prices), ``volume``; optional ``trade_id``
+        (or ``seq``) and ``side``. A missing ``ts``, ``price`` or ``volume`` raises InvalidData.
     symbol : str
         1-32 of ``A-Z 0-9 . _ - /``.
     conn : Connection, optional
@@ -238,6 +436,12 @@ def write_ticks(
         Ticks per transaction.
     progress : bool
         Show a progress bar (terminal or notebook).
+    columns : dict, optional
+        Which column holds which field, such as ``{"size": "volume"}`` (fields: ``ts``, ``price``,
+        ``volume``, ``trade_id``, ``side``).
+    unit : {"s", "ms", "us", "ns"}, optional
+        What epoch numbers in the time column count. Without it they are epoch ms, and numbers
+        that look like seconds, microseconds or nanoseconds are refused naming the unit to pass.
 
     Returns
     -------
@@ -261,7 +465,7 @@ def write_ticks(
     """
     conn = conn or connect()
     layout = layout_of(conn)
-    total, batches = write_plans(layout, symbol, ticks, errors, batch_size)
+    total, batches = write_plans(layout, symbol, ticks, errors, batch_size, columns=columns, unit=unit)
     bar = _progress(total.received, progress, f"write {symbol}")
     try:
         for size, make_plan in batches:
@@ -280,9 +484,14 @@ def load_ticks(
     start: Any = None,
     end: Any = None,
     *,
+    date_range: tuple[Any, Any] | None = None,
     columns: Sequence[str] | None = None,
+    tz: Any = None,
+    unit: str | None = None,
+    output: Literal["pandas", "arrow", "polars"] = "pandas",
+    missing: Literal["raise", "skip"] = "raise",
     conn: Connection | None = None,
-) -> pd.DataFrame:
+) -> Any:
     """Ticks as a DataFrame with a UTC ``DatetimeIndex`` named ``ts`` and float64 ``price``, ``volume``.
 
     Parameters
@@ -290,9 +499,25 @@ def load_ticks(
     symbol_or_symbols : str or list of str
         One symbol gives a frame indexed by time; several give one frame indexed by (symbol, ts).
     start, end : str, datetime, pd.Timestamp or epoch ms, optional
-        Inclusive bounds; ``None`` is open-ended.
+        Inclusive bounds; ``None`` is open-ended. A naive time is in ``tz`` (UTC when None); a
+        string ``end`` reaches the end of what it names, as pandas' ``.loc`` does (``"2013-09-03"``
+        is the whole day, ``"2013-09-03 13:31"`` the whole minute); below a millisecond ``start``
+        rounds up and ``end`` down.
+    date_range : (start, end), optional
+        The bounds as one pair, as ArcticDB takes them. Only one of date_range or start/end can be provided.
     columns : list of str, optional
-        Some of ``price``, ``volume``, ``trade_id``, ``side`` (default ``price``, ``volume``).
+        Some of ``price``, ``volume``, ``trade_id``, ``side`` (default ``price``, ``volume``), each once.
+    tz : str or tzinfo, optional
+        Time zone of the index and of naive bounds.
+    unit : {"s", "ms", "us", "ns"}, optional
+        What numeric bounds count since the epoch (default milliseconds).
+    output : {"pandas", "arrow", "polars"}
+        A DataFrame; a ``pyarrow.Table`` with a ``ts`` column of ``timestamp[ms, tz]`` (and a
+        ``symbol`` column for several symbols) wrapping the read's buffers; or a Polars DataFrame
+        (needs ``pip install polars``).
+    missing : {"raise", "skip"}
+        A symbol with no stored data raises :class:`~redtick.errors.SymbolNotFound` (naming close
+        matches); ``"skip"`` leaves it out instead (one symbol: an empty frame).
 
     Examples
     --------
@@ -306,12 +531,17 @@ def load_ticks(
     1970-01-01 00:00:01+00:00   10.0     1.0
     1970-01-01 00:00:01+00:00   10.0     1.0
     1970-01-01 00:01:01+00:00   11.0     2.0
+    >>> redtick.load_ticks("DOCS", date_range=(None, "1970-01-01 00:00:01"), output="arrow").num_rows
+    2
     """
     conn = conn or connect()
     symbols, many = parse_symbols(symbol_or_symbols)
-    _columns(columns, TICK_COLUMNS, TICK_OPTIONAL)
-    frames = run(conn.sync, lambda: ticks_read_plan(layout_of(conn), symbols, start, end, columns))
-    return keyed_frame(frames, symbols) if many else frames[0]
+    wanted = read_columns(columns, "ticks")
+    check_output(output)
+    start, end = read_bounds(start, end, date_range)
+    symbols = require_symbols(conn, symbols, missing)
+    results = run(conn.sync, lambda: ticks_read_plan(layout_of(conn), symbols, start, end, wanted, tz=tz, unit=unit))
+    return finish(results, symbols, many, wanted, tz=tz, output=output)
 
 
 def load_ohlcv(
@@ -320,76 +550,150 @@ def load_ohlcv(
     start: Any = None,
     end: Any = None,
     *,
+    date_range: tuple[Any, Any] | None = None,
     columns: Sequence[str] | None = None,
+    tz: Any = None,
+    origin: Any = "epoch",
+    offset: Any = None,
+    closed: Literal["left", "right"] | None = None,
+    label: Literal["left", "right"] | None = None,
+    fill: Literal["nan", "ffill"] | None = None,
+    unit: str | None = None,
+    output: Literal["pandas", "arrow", "polars"] = "pandas",
+    missing: Literal["raise", "skip"] = "raise",
     conn: Connection | None = None,
-) -> pd.DataFrame:
-    """Candles as a DataFrame with a UTC ``DatetimeIndex`` (bucket start) and float64 OHLCV columns.
+) -> Any:
+    """Candles as a DataFrame indexed by bucket label (``ts``, UTC or ``tz``) with float64 OHLCV columns.
 
-    An interval that is not stored but is a multiple of a stored one (``2h`` from ``1h``) is rolled
-    up on read, open and close taken by time. Buckets align to the epoch (pandas ``origin="epoch"``).
+    **Buckets.** A read returns the buckets whose label lies in ``[start, end]``, each computed
+    from all of its ticks (the whole bucket, also ticks before ``start`` or after ``end``): what
+    ``ticks.resample(interval, ...).agg(...).loc[start:end]`` gives in pandas, for stored and
+    rolled-up intervals alike. The label is the bucket's left edge, except for intervals pandas
+    labels on the right (``"W"``, ``"ME"``, ``"QE"``, ``"YE"``). Any interval is exact: it is merged
+    from whole stored candles whose grid holds its edges, or built from the ticks (below a minute,
+    in a time zone whose offset the stored grid does not hold, ``closed="right"``).
 
     Parameters
     ----------
     symbol_or_symbols : str or list of str
         One symbol gives a frame indexed by time; several give one frame indexed by (symbol, ts).
     interval : str
-        ``1m``, ``5m``, ``15m``, ``1h``, ``4h``, ``1d`` (stored by default) or a multiple of one.
+        A redtick interval (``"1m"``, ``"5m"``, ``"15m"``, ``"1h"``, ``"4h"``, ``"1d"`` stored by
+        default; any ``<n>ms|s|m|h|d|w``: fixed widths from the epoch, ``m`` a minute, ``d`` 24 hours,
+        ``w`` 168 hours so ``"1w"`` weeks start on Thursdays) or a pandas offset alias with pandas'
+        meaning (``"30s"``, ``"1min"`` (= ``"1m"``), ``"1h"``, ``"D"``, ``"W"`` (weeks ending
+        Sunday, labelled on the right), ``"W-MON"``, ``"ME"`` (month end; ``"M"`` is refused as
+        ambiguous), ``"MS"``, ``"B"`` ...). The grammar in full: :mod:`redtick.intervals`.
     start, end : str, datetime, pd.Timestamp or epoch ms, optional
-        Inclusive bounds on the bucket start.
+        Inclusive bounds on the bucket label; ``None`` is open-ended. Naive times are in ``tz``
+        (UTC when None); a string ``end`` reaches the end of what it names (``"2013-09-03"`` is the
+        whole day), as pandas' ``.loc`` does.
+    date_range : (start, end), optional
+        The bounds as one pair, as ArcticDB takes them. Only one of date_range or start/end can be provided.
     columns : list of str, optional
-        Some of ``open high low close volume count``.
+        Some of ``open high low close volume count``, each once.
+    tz : str or tzinfo, optional
+        The time zone buckets are cut in and the index is shown in, as ``resample`` on an index in ``tz``.
+    origin, offset, closed, label
+        As in ``DataFrame.resample``, except that ``origin`` defaults to ``"epoch"`` (a fixed grid, the
+        one stored candles use) and data-dependent origins are refused; ``offset`` and ``origin`` move
+        day buckets in wall-clock time (a CME session day: ``"D", tz="America/Chicago", offset="17h"``),
+        where pandas 3 ignores them on a tz-aware index.
+    fill : {None, "nan", "ffill"}
+        None: only buckets with trades. ``"nan"``: every bucket from ``start`` to ``end`` (or the
+        data's first and last bucket on an open side), NaN prices and zero volume and count where
+        there were no trades, as pandas' resample shows them; ``"ffill"``: the same with the last
+        close (also one from before ``start``) carried into open, high, low and close. The index
+        then has ``freq`` set.
+    unit : {"s", "ms", "us", "ns"}, optional
+        What numeric bounds count since the epoch (default milliseconds).
+    output : {"pandas", "arrow", "polars"}
+        A DataFrame; a ``pyarrow.Table`` with a ``ts`` column of ``timestamp[ms, tz]`` (and a
+        ``symbol`` column for several symbols); or a Polars DataFrame (needs ``pip install polars``).
+    missing : {"raise", "skip"}
+        A symbol with no stored data raises :class:`~redtick.errors.SymbolNotFound` (naming close
+        matches); ``"skip"`` leaves it out instead (one symbol: an empty frame).
 
     Examples
     --------
     >>> import pandas as pd, redtick
-    >>> ticks = pd.DataFrame({"ts": [1_000, 1_000, 61_000], "price": [10.0, 10.0, 11.0],
-    ...                       "volume": [1.0, 1.0, 2.0], "trade_id": [1, 2, 3]})
-    >>> _ = redtick.write_ticks(ticks, symbol="DOCS")
-    >>> redtick.load_ohlcv("DOCS", "1m")  # doctest: +NORMALIZE_WHITESPACE
+    >>> ticks = pd.DataFrame({"ts": pd.to_datetime(["2013-09-03 13:30:10", "2013-09-03 13:31:20",
+    ...                                             "2013-09-03 13:34:00", "2013-09-03 13:38:50"], utc=True),
+    ...                       "price": [10.0, 12.0, 11.0, 13.0], "volume": [1.0, 2.0, 3.0, 4.0]})
+    >>> _ = redtick.write_ticks(ticks, symbol="DOCSWIN")
+    >>> redtick.load_ohlcv("DOCSWIN", "1min")  # doctest: +NORMALIZE_WHITESPACE
                                open  high   low  close  volume
     ts
-    1970-01-01 00:00:00+00:00  10.0  10.0  10.0   10.0     2.0
-    1970-01-01 00:01:00+00:00  11.0  11.0  11.0   11.0     2.0
+    2013-09-03 13:30:00+00:00  10.0  10.0  10.0   10.0     1.0
+    2013-09-03 13:31:00+00:00  12.0  12.0  12.0   12.0     2.0
+    2013-09-03 13:34:00+00:00  11.0  11.0  11.0   11.0     3.0
+    2013-09-03 13:38:00+00:00  13.0  13.0  13.0   13.0     4.0
+
+    A window selects buckets by label and keeps each whole: the 13:30 bucket starts before 13:31,
+    so it is left out, and the 13:36 bucket keeps its tick of 13:38:50.
+
+    >>> redtick.load_ohlcv("DOCSWIN", "3m", start="2013-09-03 13:31", end="2013-09-03 13:36")  # doctest: +NORMALIZE_WHITESPACE
+                               open  high   low  close  volume
+    ts
+    2013-09-03 13:33:00+00:00  11.0  11.0  11.0   11.0     3.0
+    2013-09-03 13:36:00+00:00  13.0  13.0  13.0   13.0     4.0
+    >>> redtick.load_ohlcv("DOCSWIN", "2min", start="2013-09-03 13:32", end="2013-09-03 13:36",
+    ...                    fill="ffill", columns=["close", "volume"])  # doctest: +NORMALIZE_WHITESPACE
+                               close  volume
+    ts
+    2013-09-03 13:32:00+00:00   12.0     0.0
+    2013-09-03 13:34:00+00:00   11.0     3.0
+    2013-09-03 13:36:00+00:00   11.0     0.0
+    >>> redtick.load_ohlcv("DOCSWIN", "D", tz="America/Chicago", offset="17h")  # doctest: +NORMALIZE_WHITESPACE
+                               open  high   low  close  volume
+    ts
+    2013-09-02 17:00:00-05:00  10.0  13.0  10.0   13.0    10.0
+    >>> redtick.load_ohlcv("DOCSWIN", "1h", output="arrow").schema.field("ts").type
+    TimestampType(timestamp[ms, tz=UTC])
     """
     conn = conn or connect()
     symbols, many = parse_symbols(symbol_or_symbols)
-    validate_interval(interval)
-    _columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL)
-    frames = run(conn.sync, lambda: candles_read_plan(layout_of(conn), symbols, interval, start, end, columns))
-    return keyed_frame(frames, symbols) if many else frames[0]
+    wanted = read_columns(columns, "candles")
+    check_output(output)
+    start, end = read_bounds(start, end, date_range)
+    plan_options = dict(tz=tz, origin=origin, offset=offset, closed=closed, label=label, fill=fill, unit=unit)
+    parse_interval(interval, tz=tz, origin=origin, offset=offset, closed=closed, label=label)  # fails before any I/O
+    symbols = require_symbols(conn, symbols, missing)
+    results = run(conn.sync, lambda: candles_read_plan(layout_of(conn), symbols, interval, start, end, wanted,
+                                                       **plan_options))
+    return finish(results, symbols, many, wanted, tz=tz, output=output)
 
 
 def candles_from_frame(
-    frame: pd.DataFrame | Iterable[dict], interval: str, *, errors: Literal["raise", "skip"] = "raise"
+    frame: pd.DataFrame | Iterable[dict], interval: str, *, errors: Literal["raise", "skip"] = "raise",
+    columns: Mapping[Any, str] | None = None, unit: TimeUnit | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Bucket starts, packed candles and rejections from bars with a time and open/high/low/close[/volume/count].
 
     The time is the bucket start: a DatetimeIndex or a ``ts``/``timestamp``/``time`` column.
-    A row is bad when its time is missing or off the interval's grid, a price is not finite and
-    positive, high or low do not bound open and close, the volume is negative, or an earlier
+    A row is bad when its time is missing or off the interval's grid, a price is not finite, high or low do not bound open and close, the volume is negative, or an earlier
     row has the same time; ``errors`` says whether that raises or drops the row.
     """
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame.from_records(list(frame))
     iv = validate_interval(interval)
-    missing = [c for c in ("open", "high", "low", "close") if c not in frame.columns]
-    if missing:
-        raise InvalidData(f"candles need columns {missing}")
-    ms = times_ms(frame)
+    frame = rename_columns(frame, columns, CANDLE_INPUT_FIELDS, what="candles")
+    require_columns(frame, ("ts", *CANDLE_COLUMNS), what="candles")  # no default is invented for a missing one
+    ms, time_reasons = screen_times(frame, unit=unit)
     out = np.zeros(len(frame), dtype=CANDLE_DTYPE)
-    for name in ("open", "high", "low", "close", "volume"):
-        out[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64, na_value=np.nan) \
-            if name in frame.columns else 0.0
+    for name in CANDLE_COLUMNS:
+        out[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64, na_value=np.nan)
     prices = np.stack([out[n] for n in ("open", "high", "low", "close")])
-    starts = np.where(np.isnan(ms), 0, ms).astype(np.int64)
+    known = np.isfinite(ms)  # the string "inf" parses as a number
+    starts = np.where(known, ms, 0).astype(np.int64)
     reasons = {
-        "unparseable time": np.isnan(ms),
-        "price is missing, NaN, infinite or not positive": ~np.all(np.isfinite(prices) & (prices > 0), axis=0),
+        **time_reasons,
+        BAD_PRICE: ~np.all(np.isfinite(prices), axis=0),
         "high or low does not bound open and close": (out["high"] < np.maximum(out["open"], out["close"]))
         | (out["low"] > np.minimum(out["open"], out["close"])),
-        "volume is NaN, infinite or negative": ~(np.isfinite(out["volume"]) & (out["volume"] >= 0)),
+        BAD_VOLUME: ~(np.isfinite(out["volume"]) & (out["volume"] >= 0)),
         f"time is not on the {interval} grid from the epoch": starts % iv != 0,
-        "an earlier candle has the same time": pd.Series(starts).duplicated().to_numpy() & ~np.isnan(ms),
+        "an earlier candle has the same time": pd.Series(starts).duplicated().to_numpy() & known,
     }
     bad, rejected = screen_rows(reasons, len(frame), errors, "candles")
     out["count"] = pd.to_numeric(frame["count"], errors="coerce").fillna(-1).to_numpy(np.int64) \
@@ -403,13 +707,15 @@ def candles_from_frame(
 
 
 def write_candles(candles: pd.DataFrame | Iterable[dict], symbol: str, interval: str, *,
-                  conn: Connection | None = None, errors: Literal["raise", "skip"] = "raise") -> WriteResult:
+                  conn: Connection | None = None, errors: Literal["raise", "skip"] = "raise",
+                  columns: Mapping[Any, str] | None = None, unit: TimeUnit | None = None) -> WriteResult:
     """Store whole candles from elsewhere (an exchange, a file) in the same keys the tick writer fills.
 
     Each candle replaces its bucket, and the stored intervals that are multiples of ``interval``
     are rebuilt over the same span. Bad rows raise, or with ``errors="skip"`` are dropped and
     counted in ``rejected``. With a candle retention, candles out of the window behind the
-    series' newest tick are refused and counted in ``retention_refused``.
+    series' newest tick are refused and counted in ``retention_refused``. ``columns`` (such as
+    ``{"v": "volume"}``) and ``unit`` work as in :func:`write_ticks`; ``volume`` is required.
 
     Examples
     --------
@@ -421,7 +727,7 @@ def write_candles(candles: pd.DataFrame | Iterable[dict], symbol: str, interval:
     conn = conn or connect()
     symbol = validate_symbol(symbol)
     frame = candles if isinstance(candles, pd.DataFrame) else pd.DataFrame.from_records(list(candles))
-    starts, packed, rejected = candles_from_frame(frame, interval, errors=errors)
+    starts, packed, rejected = candles_from_frame(frame, interval, errors=errors, columns=columns, unit=unit)
     layout = layout_of(conn)
     written = run(conn.sync, lambda: layout.set_candles_plan(symbol, interval, starts, packed))
     result = WriteResult(symbol, received=len(frame), written=written, rejected=rejected,

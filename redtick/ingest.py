@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Literal
 
 import numpy as np
@@ -18,11 +18,12 @@ from redtick.errors import ConfigurationError, InvalidData
 from redtick.frames import layout_of, write_candles, write_ticks
 from redtick.keys import validate_symbol
 from redtick.series import WriteResult
-from redtick.ticks import times_ms
+from redtick.ticks import TICK_INPUT_FIELDS, TimeUnit, rename_columns, times_ms
 
 __all__ = ["IngestReport", "ingest_file", "read_chunks"]
 
 CANDLE_FIELDS = {"open", "high", "low", "close"}
+INPUT_FIELDS = (*TICK_INPUT_FIELDS, "open", "high", "low", "close", "count")
 
 
 @dataclasses.dataclass
@@ -50,9 +51,9 @@ def read_chunks(path: str | os.PathLike, chunk_rows: int) -> tuple[int | None, I
     raise InvalidData(f"{text}: expected a .csv or .parquet file")
 
 
-def _guess_interval(frame: pd.DataFrame, intervals: dict[str, int]) -> str:
+def _guess_interval(frame: pd.DataFrame, intervals: dict[str, int], unit: TimeUnit | None = None) -> str:
     """The stored interval equal to the smallest step between bar times."""
-    ms = np.unique(times_ms(frame))
+    ms = np.unique(times_ms(frame, unit=unit))
     steps = np.diff(ms[~np.isnan(ms)])
     steps = steps[steps > 0]
     if len(steps):
@@ -71,6 +72,8 @@ def ingest_file(
     conn: Connection | None = None,
     chunk_rows: int = 250_000,
     progress: bool = True,
+    columns: Mapping[str, str] | None = None,
+    unit: TimeUnit | None = None,
 ) -> IngestReport:
     """Ingest a file of ticks or candles for ``symbol``; bad rows are skipped and counted by reason.
 
@@ -84,6 +87,12 @@ def ingest_file(
         ``auto`` reads candles when the file has open/high/low/close columns.
     interval : str, optional
         The candles' interval; guessed from the bar times when not given.
+    columns : dict, optional
+        The file's column names for redtick's fields, such as ``{"size": "volume"}``; a field with
+        no column is an error, never a default.
+    unit : {"s", "ms", "us", "ns"}, optional
+        The unit of numeric times (epoch milliseconds when not given; numbers that look like
+        another unit are refused, naming it).
 
     Examples
     --------
@@ -110,15 +119,16 @@ def ingest_file(
     started = time.perf_counter()
     try:
         for chunk in chunks:
+            chunk = rename_columns(chunk, columns, INPUT_FIELDS, what="file's rows")
             if not report.kind:
                 report.kind = "candles" if kind == "candles" or (kind == "auto" and set(chunk.columns) >= CANDLE_FIELDS) \
                     else "ticks"
                 if report.kind == "candles":
-                    report.interval = interval or _guess_interval(chunk, layout_of(conn).intervals)
+                    report.interval = interval or _guess_interval(chunk, layout_of(conn).intervals, unit)
             if report.kind == "candles":
-                report += write_candles(chunk, symbol, report.interval, conn=conn, errors="skip")
+                report += write_candles(chunk, symbol, report.interval, conn=conn, errors="skip", unit=unit)
             else:
-                report += write_ticks(chunk, symbol, conn=conn, errors="skip")
+                report += write_ticks(chunk, symbol, conn=conn, errors="skip", unit=unit)
             if bar is not None:
                 bar.update(len(chunk))
     finally:

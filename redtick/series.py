@@ -697,62 +697,69 @@ class SeriesLayout:
             raise InvalidData(f"interval {interval!r} is not stored; stored intervals are {', '.join(self.intervals)}")
         return self.intervals[interval]
 
-    def source_interval(self, interval: str) -> str:
-        """The stored interval to read for ``interval``: itself, or the coarsest that divides it."""
-        wanted = validate_interval(interval)
-        if interval in self.intervals:
-            return interval
-        divisors = [name for name, iv in self.intervals.items() if wanted % iv == 0]
-        if not divisors:
-            raise InvalidData(
-                f"interval {interval!r} is neither stored nor a multiple of a stored interval "
-                f"({', '.join(self.intervals)})"
-            )
-        return max(divisors, key=self.intervals.__getitem__)
-
     def read_candles_plan(self, symbol: str, interval: str, start_ms: int | None, end_ms: int | None,
                           fields: Sequence[str] = CANDLE_DTYPE.names):
-        """Plan: (bucket starts, candle columns) of ``interval`` with ``start <= bucket start <= end``.
+        """Plan: (bucket starts, candle columns) of the non-empty stored ``interval`` candles with
+        ``start <= bucket start <= end``.
 
-        The candles come back as a dict of field arrays: gathering the wanted rows field by
-        field from the reply's buffer is several times faster than copying 80-byte records.
+        Only the slots in range are fetched (GETRANGE per chunk), and the candles come back as a
+        dict of field arrays: gathering the wanted rows field by field from the reply's buffer is
+        several times faster than copying 80-byte records. Other intervals are built from these
+        by :mod:`redtick.reads`.
         """
-        source = self.source_interval(interval)
-        iv = self.intervals[source]
-        wanted = validate_interval(interval)
+        iv = self._stored_interval(interval)
         span = iv * SLOTS
-        # A coarser bucket that starts by ``end`` takes its finer candles up to its own end.
-        fine_end = None if end_ms is None else end_ms // wanted * wanted + wanted - 1
         low = "-inf" if start_ms is None else start_ms // span * span
-        high = "+inf" if fine_end is None else fine_end
-        (members,) = yield Batch([("ZRANGEBYSCORE", self.keys.candle_index(symbol, source), low, high)])
+        high = "+inf" if end_ms is None else end_ms
+        (members,) = yield Batch([("ZRANGEBYSCORE", self.keys.candle_index(symbol, interval), low, high)])
         chunks = [int(m) for m in members]
-        blobs = []
-        if chunks:
-            (blobs,) = yield Batch([("MGET", *(self.keys.candle_chunk(symbol, source, c) for c in chunks))])
+        first = [0 if start_ms is None else max(0, -((chunk - start_ms) // iv)) for chunk in chunks]
+        last = [SLOTS - 1 if end_ms is None else min(SLOTS - 1, (end_ms - chunk) // iv) for chunk in chunks]
+        blobs = yield Batch([("GETRANGE", self.keys.candle_chunk(symbol, interval, c), a * CANDLE_SIZE,
+                              (b + 1) * CANDLE_SIZE - 1) for c, a, b in zip(chunks, first, last, strict=True)])
         starts_of, pieces = [], []
-        for chunk, blob in zip(chunks, blobs, strict=True):
+        for chunk, a, blob in zip(chunks, first, blobs, strict=True):
             records = np.frombuffer(blob or b"", dtype=CANDLE_DTYPE)
-            starts = chunk + np.arange(len(records), dtype=np.int64) * iv
-            keep = records["count"] != 0
-            if start_ms is not None:
-                keep &= starts >= start_ms
-            if fine_end is not None:
-                keep &= starts <= fine_end
-            rows = np.flatnonzero(keep)
-            starts_of.append(starts[rows])
+            rows = np.flatnonzero(records["count"] != 0)
+            starts_of.append(chunk + (a + rows.astype(np.int64)) * iv)
             pieces.append((records, rows))
         starts = _concat(starts_of, np.dtype(np.int64))
-        # A roll-up needs every field; a plain read only the wanted ones.
-        gathered = CANDLE_DTYPE.names if wanted != iv else fields
-        candles = {name: _concat([r[name][rows] for r, rows in pieces], CANDLE_DTYPE[name]) for name in gathered}
-        if wanted != iv:
-            starts, rolled = rollup_candles(starts, candles, wanted)
-            candles = {name: rolled[name] for name in fields}
-        if end_ms is not None:
-            last = int(np.searchsorted(starts, end_ms, side="right"))
-            starts, candles = starts[:last], {name: column[:last] for name, column in candles.items()}
+        candles = {name: _concat([r[name][rows] for r, rows in pieces], CANDLE_DTYPE[name]) for name in fields}
         return starts, candles
+
+    def span_plan(self, symbol: str):
+        """Plan: (first, last) ms that the symbol's tick chunks and candle chunks may cover, or None.
+
+        One round trip over the indexes' first and last members: the bounds of an open-ended read.
+        """
+        indexes = [(self.keys.tick_index(symbol), self.chunk_ms)]
+        indexes += [(self.keys.candle_index(symbol, name), iv * SLOTS) for name, iv in self.intervals.items()]
+        replies = yield Batch([cmd for index, _ in indexes
+                               for cmd in (("ZRANGE", index, 0, 0, "WITHSCORES"), ("ZRANGE", index, -1, -1, "WITHSCORES"))])
+        firsts = [int(r[0][1]) for r in replies[0::2] if r]
+        lasts = [int(r[0][1]) + span - 1 for r, (_, span) in zip(replies[1::2], indexes, strict=True) if r]
+        return (min(firsts), max(lasts)) if firsts else None
+
+    def last_close_plan(self, symbol: str, interval: str, before_ms: int):
+        """Plan: the close of the last non-empty stored ``interval`` candle starting before ``before_ms``, or None.
+
+        Walks the candle chunks back from ``before_ms``, one round trip per chunk with no candle.
+        """
+        iv = self._stored_interval(interval)
+        index = self.keys.candle_index(symbol, interval)
+        high = before_ms - 1
+        while True:
+            (members,) = yield Batch([("ZREVRANGEBYSCORE", index, high, "-inf", "LIMIT", 0, 1)])
+            if not members:
+                return None
+            chunk = int(members[0])
+            slots = min(SLOTS, -((chunk - before_ms) // iv))
+            (blob,) = yield Batch([("GETRANGE", self.keys.candle_chunk(symbol, interval, chunk), 0, slots * CANDLE_SIZE - 1)])
+            records = np.frombuffer(blob or b"", dtype=CANDLE_DTYPE)
+            filled = np.flatnonzero(records["count"] != 0)
+            if len(filled):
+                return float(records["close"][filled[-1]])
+            high = chunk - 1
 
 
 def _short_of(blob: bytes | None, wanted: int, ts: int) -> bool:

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
+from pandas.tseries.offsets import Day, Tick
 
 
 def reference_ticks(df: pd.DataFrame) -> pd.DataFrame:
@@ -30,4 +32,63 @@ def assert_candles_equal(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     for column in ("open", "high", "low", "close", "count"):
         np.testing.assert_array_equal(got[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
     # Volumes are summed in a different order (per batch, then merged): equal up to float rounding.
+    np.testing.assert_allclose(got["volume"].to_numpy(), expected["volume"].to_numpy(), rtol=1e-12)
+
+
+def _in_zone(origin, tz):
+    """``origin`` as pandas needs it on an index in ``tz``: a naive time read as a wall-clock time there."""
+    if origin == "epoch":
+        return origin
+    stamp = pd.Timestamp(origin)
+    return stamp.tz_localize(tz or "UTC") if stamp.tzinfo is None else stamp
+
+
+def _naive_origin(origin, tz):
+    if origin == "epoch":
+        return origin
+    stamp = pd.Timestamp(origin)
+    return stamp if stamp.tzinfo is None else stamp.tz_convert(tz or "UTC").tz_localize(None)
+
+
+def reference_resample(ticks: pd.DataFrame, rule: str, *, tz=None, origin="epoch", offset=None, closed=None,
+                       label=None) -> pd.DataFrame:
+    """pandas' own resample of the distinct ticks (sorted by time, then id) in ``tz``: open, high, low,
+    close, volume and count for every bin pandas makes, empty ones included (count 0).
+
+    ``rule`` is a pandas alias. Fixed widths get ``origin``/``offset`` as pandas takes them (a naive
+    origin read in ``tz``). Days with an origin, an offset or n > 1 are binned as pandas bins them
+    on a tz-naive index of wall-clock times, their labels then placed in ``tz`` (what redtick
+    promises, where pandas 3 ignores origin/offset on a tz-aware index); plain days and anchored
+    offsets are pandas' on the tz-aware index.
+    """
+    ordered = reference_ticks(ticks)
+    index = pd.DatetimeIndex(ordered["ts"].to_numpy(dtype=np.int64).view("datetime64[ms]")).tz_localize("UTC")
+    index = index.tz_convert(tz) if tz is not None else index
+    freq = to_offset(rule)
+    wall = isinstance(freq, Day) and (offset is not None or origin != "epoch" or freq.n > 1)
+    options = {"closed": closed, "label": label}
+    if isinstance(freq, Tick):
+        options.update(origin=_in_zone(origin, tz), offset=offset)
+    if wall:
+        index = index.tz_localize(None)
+        options.update(origin=_naive_origin(origin, tz), offset=offset)
+    frame = pd.DataFrame({"price": ordered["price"].to_numpy(), "volume": ordered["volume"].to_numpy(dtype=np.float64)},
+                         index=index)
+    out = frame.resample(rule, **options).agg(
+        open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
+        volume=("volume", "sum"), count=("price", "size"),
+    ).astype("float64")
+    if wall:
+        out.index = out.index.tz_localize(tz or "UTC", ambiguous=np.ones(len(out), dtype=bool),
+                                          nonexistent="shift_forward")
+    out.index.name = "ts"
+    return out
+
+
+def assert_frames_match(got: pd.DataFrame, expected: pd.DataFrame, columns=("open", "high", "low", "close", "count")):
+    """Same labels (as instants and in the same zone), prices and counts exactly, volumes to rounding."""
+    assert str(got.index.tz) == str(expected.index.tz), (got.index.tz, expected.index.tz)
+    assert got.index.as_unit("ms").asi8.tolist() == expected.index.as_unit("ms").asi8.tolist(), "labels differ"
+    for column in columns:
+        np.testing.assert_array_equal(got[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
     np.testing.assert_allclose(got["volume"].to_numpy(), expected["volume"].to_numpy(), rtol=1e-12)

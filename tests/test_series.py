@@ -151,7 +151,8 @@ def test_streaming_one_tick_at_a_time_matches_one_bulk_write(series_conn):
     ("row", "reason"),
     [
         ({"ts": 1_000, "price": float("nan"), "volume": 1}, "price"),
-        ({"ts": 1_000, "price": -1.0, "volume": 1}, "price"),
+        ({"ts": 1_000, "price": float("inf"), "volume": 1}, "price"),
+        ({"ts": 1_700_000_000, "price": 1.0, "volume": 1}, "unit='s'"),
         ({"ts": 1_000, "price": 1.0, "volume": -1}, "volume"),
         ({"ts": "not a time", "price": 1.0, "volume": 1}, "time"),
         ({"ts": 10**17, "price": 1.0, "volume": 1}, "1970-2200"),
@@ -167,11 +168,11 @@ def test_bad_rows_raise_and_write_nothing(series_conn, row, reason):
 
 
 def test_skip_mode_counts_rejections_and_keeps_the_rest(series_conn):
-    rows = [{"ts": 1_000, "price": 1.0, "volume": 1}, {"ts": 2_000, "price": 0.0, "volume": 1},
+    rows = [{"ts": 1_000, "price": 1.0, "volume": 1}, {"ts": 2_000, "price": float("nan"), "volume": 1},
             {"ts": "garbage", "price": 1.0, "volume": 1}, {"ts": 3_000, "price": 2.0, "volume": 1}]
     result = frames.write_ticks(rows, "SKIP", conn=series_conn, errors="skip")
     assert result.written == 2
-    assert result.rejected == {"unparseable time": 1, "price is missing, NaN, infinite or not positive": 1}
+    assert result.rejected == {"unparseable time": 1, "price is missing, NaN or infinite": 1}
     assert frames.load_ticks("SKIP", conn=series_conn)["price"].tolist() == [1.0, 2.0]
 
 
@@ -181,13 +182,17 @@ def test_bad_symbol_raises_before_anything_is_sent(series_conn):
 
 
 def test_empty_reads_have_the_right_columns_and_dtypes(series_conn):
-    ticks = frames.load_ticks("NOTHING", conn=series_conn)
+    frames.write_ticks([{"ts": "2024-01-01T00:00Z", "price": 1.0, "volume": 1.0}], "SOMETHING", conn=series_conn)
+    ticks = frames.load_ticks("SOMETHING", start="2025-01-01", conn=series_conn)
     assert list(ticks.columns) == ["price", "volume"] and len(ticks) == 0
     assert str(ticks.index.dtype) == "datetime64[ms, UTC]"
     assert all(str(t) == "float64" for t in ticks.dtypes)
-    candles = frames.load_ohlcv("NOTHING", "1h", conn=series_conn)
+    candles = frames.load_ohlcv("SOMETHING", "1h", start="2025-01-01", conn=series_conn)
     assert list(candles.columns) == ["open", "high", "low", "close", "volume"] and len(candles) == 0
     assert all(str(t) == "float64" for t in candles.dtypes)
+    skipped = frames.load_ticks("NOTHING", conn=series_conn, missing="skip")  # an unknown symbol, skipped
+    assert list(skipped.columns) == ["price", "volume"] and len(skipped) == 0
+    assert str(skipped.index.dtype) == "datetime64[ms, UTC]"
 
 
 def test_time_bounds_accept_str_datetime_timestamp_and_epoch_ms(series_conn):
@@ -211,11 +216,11 @@ def test_unstored_multiples_are_rolled_up_like_pandas(series_conn):
     ticks = pd.DataFrame({"ts": 1_690_000_000_000 + np.sort(rng.integers(0, 2 * 1440 * MINUTE, n)),
                           "trade_id": np.arange(n), "price": rng.uniform(1, 2, n).round(3), "volume": 1.0})
     frames.write_ticks(ticks, "ROLL", conn=series_conn)
-    for name, iv in {"2h": 120 * MINUTE, "10m": 10 * MINUTE, "3m": 3 * MINUTE, "2d": 2880 * MINUTE}.items():
+    # Multiples of stored intervals are merged from them; "7s" and "7m" divide none, so come from the ticks.
+    for name, iv in {"2h": 120 * MINUTE, "10m": 10 * MINUTE, "3m": 3 * MINUTE, "2d": 2880 * MINUTE,
+                     "7s": 7_000, "7m": 7 * MINUTE}.items():
         got = frames.load_ohlcv("ROLL", name, conn=series_conn, columns=["open", "high", "low", "close", "volume", "count"])
         assert_candles_equal(got, reference_candles(ticks, iv))
-    with pytest.raises(InvalidData, match="nor a multiple"):
-        frames.load_ohlcv("ROLL", "7s", conn=series_conn)
 
 
 def test_several_symbols_give_one_frame_keyed_by_symbol(series_conn):
@@ -267,11 +272,16 @@ def test_imported_candles_are_read_by_the_same_readers(series_conn):
 
 def test_imported_candles_are_validated(series_conn):
     with pytest.raises(InvalidData, match="bound"):
-        frames.write_candles([{"ts": 0, "open": 2.0, "high": 1.0, "low": 1.0, "close": 1.0}], "X", "1m", conn=series_conn)
+        frames.write_candles([{"ts": 0, "open": 2.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}], "X", "1m",
+                             conn=series_conn)
     with pytest.raises(InvalidData, match="time"):
-        frames.write_candles([{"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}], "X", "1m", conn=series_conn)
+        frames.write_candles([{"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}], "X", "1m",
+                             conn=series_conn)
+    with pytest.raises(InvalidData, match="no 'volume' column"):
+        frames.write_candles([{"ts": 0, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}], "X", "1m", conn=series_conn)
     with pytest.raises(InvalidData, match="grid"):
-        frames.write_candles([{"ts": 1, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}], "X", "1m", conn=series_conn)
+        frames.write_candles([{"ts": 1, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}], "X", "1m",
+                             conn=series_conn)
 
 
 def test_slightly_late_ticks_splice_into_the_head_without_fetching_it_whole(series_conn):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -16,17 +17,20 @@ from redtick.frames import (
     DEFAULT_BATCH,
     candles_from_frame,
     candles_read_plan,
-    keyed_frame,
+    check_output,
+    finish,
     layout_of,
     parse_symbols,
+    read_bounds,
+    read_columns,
     ticks_read_plan,
     warn_retention,
     write_plans,
 )
-from redtick.keys import validate_interval, validate_symbol
+from redtick.keys import validate_symbol
 from redtick.series import RetentionWindow, WriteResult
 from redtick.steps import gather, run_async
-from redtick.ticks import to_epoch_ms
+from redtick.ticks import TimeUnit, to_epoch_ms
 
 __all__ = ["PriceCache", "price_cache"]
 
@@ -92,15 +96,19 @@ class PriceCache(UsesConnection):
 
     # -- writing ---------------------------------------------------------------------------------
     async def write_ticks(
-        self, ticks: Any, symbol: str, *, errors: Literal["raise", "skip"] = "raise", batch_size: int = DEFAULT_BATCH
+        self, ticks: Any, symbol: str, *, errors: Literal["raise", "skip"] = "raise", batch_size: int = DEFAULT_BATCH,
+        columns: Mapping[Any, str] | None = None, unit: TimeUnit | None = None,
     ) -> WriteResult:
         """Store ticks, update candles and fire alerts; the async twin of :func:`redtick.write_ticks`.
+
+        ``columns`` maps the frame's column names to fields and ``unit`` says the unit of numeric
+        times, as in :func:`redtick.write_ticks`.
 
         Retention, when configured, refuses and trims as :func:`redtick.write_ticks` says, and
         logs one WARNING per call when it did either.
         """
         layout = self.layout
-        total, batches = write_plans(layout, symbol, ticks, errors, batch_size)
+        total, batches = write_plans(layout, symbol, ticks, errors, batch_size, columns=columns, unit=unit)
         for _, make_plan in batches:
             total += await self._run(make_plan)
         self.counters.write("ticks", total.written)
@@ -176,7 +184,8 @@ class PriceCache(UsesConnection):
             "current_price": now,
             "previous_price": before,
             "change": now - before,
-            "change_percent": (now - before) / before * 100.0,
+            # As pandas' pct_change; a change from a price of zero (spreads, some markets) has none.
+            "change_percent": (now - before) / before * 100.0 if before else math.nan,
             "from_time": _iso(int(previous["ts"])),
             "to_time": _iso(int(current["ts"])),
         }
@@ -200,23 +209,35 @@ class PriceCache(UsesConnection):
 
     # -- research reads, async ---------------------------------------------------------------------
     async def load_ticks(self, symbol_or_symbols: str | Iterable[str], start: Any = None, end: Any = None, *,
-                         columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The async twin of :func:`redtick.load_ticks`."""
+                         date_range: tuple[Any, Any] | None = None, columns: Sequence[str] | None = None,
+                         tz: Any = None, unit: str | None = None,
+                         output: Literal["pandas", "arrow", "polars"] = "pandas") -> Any:
+        """The async twin of :func:`redtick.load_ticks` (the same parameters but ``missing``)."""
         symbols, many = parse_symbols(symbol_or_symbols)
-        result = await self._run(lambda: ticks_read_plan(self.layout, symbols, start, end, columns))
+        wanted = read_columns(columns, "ticks")
+        check_output(output)
+        start, end = read_bounds(start, end, date_range)
+        result = await self._run(lambda: ticks_read_plan(self.layout, symbols, start, end, wanted, tz=tz, unit=unit))
         self._count_frames("ticks", result)
-        return keyed_frame(result, symbols) if many else result[0]
+        return finish(result, symbols, many, wanted, tz=tz, output=output)
 
     async def load_ohlcv(self, symbol_or_symbols: str | Iterable[str], interval: str = "1m", start: Any = None,
-                         end: Any = None, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The async twin of :func:`redtick.load_ohlcv`."""
+                         end: Any = None, *, date_range: tuple[Any, Any] | None = None,
+                         columns: Sequence[str] | None = None, tz: Any = None, origin: Any = "epoch",
+                         offset: Any = None, closed: Literal["left", "right"] | None = None,
+                         label: Literal["left", "right"] | None = None, fill: Literal["nan", "ffill"] | None = None,
+                         unit: str | None = None, output: Literal["pandas", "arrow", "polars"] = "pandas") -> Any:
+        """The async twin of :func:`redtick.load_ohlcv` (the same parameters but ``missing``)."""
         symbols, many = parse_symbols(symbol_or_symbols)
-        validate_interval(interval)
-        result = await self._run(lambda: candles_read_plan(self.layout, symbols, interval, start, end, columns))
+        wanted = read_columns(columns, "candles")
+        check_output(output)
+        start, end = read_bounds(start, end, date_range)
+        options = dict(tz=tz, origin=origin, offset=offset, closed=closed, label=label, fill=fill, unit=unit)
+        result = await self._run(lambda: candles_read_plan(self.layout, symbols, interval, start, end, wanted, **options))
         self._count_frames("candles", result)
-        return keyed_frame(result, symbols) if many else result[0]
+        return finish(result, symbols, many, wanted, tz=tz, output=output)
 
-    def _count_frames(self, family: str, frames: list[pd.DataFrame]) -> None:
+    def _count_frames(self, family: str, frames: list) -> None:
         # One read per symbol: a hit if the range held anything.
         found = sum(1 for frame in frames if len(frame))
         self.counters.reads(family, hits=found, misses=len(frames) - found)
