@@ -671,8 +671,10 @@ def candles_from_frame(
     """Bucket starts, packed candles and rejections from bars with a time and open/high/low/close[/volume/count].
 
     The time is the bucket start: a DatetimeIndex or a ``ts``/``timestamp``/``time`` column.
-    A row is bad when its time is missing or off the interval's grid, a price is not finite, high or low do not bound open and close, the volume is negative, or an earlier
-    row has the same time; ``errors`` says whether that raises or drops the row.
+    A row is bad when its time is missing or off the interval's grid, a price is not finite, high
+    or low do not bound open and close, the volume is negative, or an earlier row has the same
+    time; ``errors`` says whether that raises or drops the row. Every one of ``open high low close
+    volume`` is required (``columns=`` maps other names); ``unit`` works as in :func:`write_ticks`.
     """
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame.from_records(list(frame))
