@@ -9,26 +9,48 @@ so a bad part raises :class:`~redtick.errors.InvalidKey` before anything is sent
 from __future__ import annotations
 
 import hashlib
+import numbers
 import re
+import unicodedata
 
 from redtick.config import NAMESPACE_PATTERN, NAMESPACE_RULE, parse_duration
 from redtick.errors import ConfigurationError, InvalidKey
 
 __all__ = [
     "KEY_FAMILIES",
+    "SYMBOL_MAX_LENGTH",
+    "SYMBOL_RESERVED",
+    "SYMBOL_RULE",
+    "USER_ID_RULE",
     "KeySchema",
+    "glob_escape",
     "validate_id",
+    "validate_identity",
     "validate_interval",
     "validate_name",
     "validate_symbol",
     "validate_user_id",
 ]
 
-_SYMBOL = re.compile(r"[A-Z0-9._/-]{1,32}")
-_USER_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+SYMBOL_MAX_LENGTH = 64
+SYMBOL_RESERVED = "{}*?[]\\"
+"""Characters no symbol may hold: ``{`` and ``}`` would move or end the Redis Cluster hash tag a
+symbol sits in, and ``* ? [ ] \\`` are Redis glob syntax, which would let one symbol's key
+pattern match another's."""
+SYMBOL_RULE = "symbols are up to 64 printable characters except whitespace and { } * ? [ ] \\"
+USER_ID_RULE = "user ids are 1-64 of A-Z a-z 0-9 . _ - @ :, or an int"
+
+# Anything but whitespace and the reserved characters; printability and Unicode normal form are
+# checked apart because a regex cannot say "printable" portably.
+_SYMBOL = re.compile(rf"[^\s{{}}*?\[\]\\]{{1,{SYMBOL_MAX_LENGTH}}}")
+# "." and ".." alone are URL dot-segments: clients and proxies remove them from a path, encoded
+# or not, so such a symbol could be stored but never read back through the HTTP API.
+_DOT_SEGMENTS = frozenset({".", ".."})
+_USER_ID = re.compile(r"[A-Za-z0-9._@:-]{1,64}")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NAME = re.compile(r"[A-Za-z0-9._:/@=+-]{1,200}")
-_GLOB_SPECIAL = re.compile(r"([\[\]\\])")
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+_TAIL_SPECIAL = re.compile(r"([\[\]\\])")
 ALERT_CONDITIONS = ("above", "below", "crosses")
 KEY_FAMILIES = ("series ticks", "candles", "market", "sessions", "alerts", "rate limits", "HTTP cache",
                 "repository cache", "snapshots", "other")
@@ -50,9 +72,10 @@ _METRIC_LABELS_OF_HEAD = {
 _SECRET_TAG_HEADS = ("session",)
 
 
-def _describe(value: object) -> str:
+def _describe(value: object, max_length: int = 200) -> str:
     if not isinstance(value, str):
-        return f"is a {type(value).__name__}, not a string"
+        name = type(value).__name__
+        return f"is {'an' if name[:1] in 'aeiou' else 'a'} {name}, not a string"
     if value == "":
         return "is empty"
     for ch in value:
@@ -60,40 +83,120 @@ def _describe(value: object) -> str:
             return "has a space" if ch == " " else f"has whitespace {ch!r}"
         if not ch.isprintable():
             return f"has a control character {ch!r}"
-    return "has a character outside the allowed set" if len(value) < 200 else "is too long"
+    if len(value) > max_length:
+        return f"is {len(value)} characters long"
+    return "has a character outside the allowed set"
 
 
-def _check(kind: str, value: object, pattern: re.Pattern[str], rule: str) -> str:
+def _shown(value: object) -> str:
+    return repr(value) if not isinstance(value, str) or len(value) <= 60 else repr(value[:60] + "...")
+
+
+def _check(kind: str, value: object, pattern: re.Pattern[str], rule: str, max_length: int = 200) -> str:
     if isinstance(value, str) and pattern.fullmatch(value):
         return value
-    shown = repr(value) if not isinstance(value, str) or len(value) <= 60 else repr(value[:60] + "...")
-    raise InvalidKey(f"{kind} {shown} {_describe(value)}; {rule}")
+    raise InvalidKey(f"{kind} {_shown(value)} {_describe(value, max_length)}; {rule}")
 
 
-def validate_symbol(symbol: object) -> str:
-    """Return ``symbol`` if it is 1-32 of ``A-Z 0-9 . _ - /``, else raise InvalidKey.
+def _integer_as_text(value: object) -> object:
+    # An int id (a database's primary key) is stored as its decimal string, so 123 and "123" are
+    # one user. bool is an int to Python but never an id: True would silently become user "True".
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    return value
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with Redis glob characters (``* ? [ ] \\``) escaped, so a pattern matches it literally.
 
     Examples
     --------
-    >>> validate_symbol("BTCUSDT")
-    'BTCUSDT'
+    >>> glob_escape("a*b?[c]")
+    'a\\\\*b\\\\?\\\\[c\\\\]'
     """
-    return _check("symbol", symbol, _SYMBOL, "symbols are 1-32 of A-Z 0-9 . _ - /")
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def _is_nfc(text: str) -> bool:
+    # Two spellings of one visible text (e + combining accent, or the precomposed é) would be
+    # two keys; one normal form makes the key follow what a reader sees.
+    return text.isascii() or unicodedata.is_normalized("NFC", text)
+
+
+def _symbol_problem(symbol: object) -> str:
+    """What is wrong with a symbol that failed :func:`validate_symbol`, for its message."""
+    if not isinstance(symbol, str) or symbol == "" or any(ch.isspace() or not ch.isprintable() for ch in symbol):
+        return _describe(symbol, SYMBOL_MAX_LENGTH)
+    reserved = next((ch for ch in symbol if ch in SYMBOL_RESERVED), None)
+    if reserved is not None:
+        return f"has {reserved!r}"
+    if len(symbol) > SYMBOL_MAX_LENGTH:
+        return f"is {len(symbol)} characters long"
+    if symbol in _DOT_SEGMENTS:
+        return "is a path dot-segment, which URLs cannot carry (clients resolve it away, even percent-encoded)"
+    return "is not in Unicode NFC form (normalise it with unicodedata.normalize('NFC', symbol))"
+
+
+def validate_symbol(symbol: object) -> str:
+    """Return ``symbol`` unchanged if it is a valid symbol, else raise InvalidKey saying why.
+
+    A symbol keeps its case and is 1-64 printable characters (Unicode, in NFC form) except
+    whitespace and ``{ } * ? [ ] \\``: braces would break the hash tag the symbol sits in, the
+    rest are Redis glob syntax. ``.`` and ``..`` alone are refused: a URL path cannot carry them.
+    Exchange spellings such as ``btcusdt``, ``BRK.B``, ``ES=F``, ``^GSPC``, ``EUR/USD``,
+    ``BINANCE:BTCUSDT`` and ``ES1!`` are all valid, and all distinct.
+
+    Examples
+    --------
+    >>> [validate_symbol(s) for s in ("BTCUSDT", "btcusdt", "BINANCE:BTCUSDT", "^GSPC")]
+    ['BTCUSDT', 'btcusdt', 'BINANCE:BTCUSDT', '^GSPC']
+    >>> validate_symbol("BTC USDT")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    redtick.errors.InvalidKey: symbol 'BTC USDT' has a space; symbols are up to 64 printable characters except whitespace ...
+    >>> validate_symbol("BTC*")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    redtick.errors.InvalidKey: symbol 'BTC*' has '*'; symbols are up to 64 printable characters except whitespace and ...
+    """
+    if (isinstance(symbol, str) and _SYMBOL.fullmatch(symbol) and symbol.isprintable() and _is_nfc(symbol)
+            and symbol not in _DOT_SEGMENTS):
+        return symbol
+    raise InvalidKey(f"symbol {_shown(symbol)} {_symbol_problem(symbol)}; {SYMBOL_RULE}")
 
 
 def validate_user_id(user_id: object) -> str:
-    """Return ``user_id`` if it is 1-64 of ``A-Z a-z 0-9 . _ - @``, else raise InvalidKey."""
-    return _check("user id", user_id, _USER_ID, "user ids are 1-64 of A-Z a-z 0-9 . _ - @")
+    """The user id as stored: a string of 1-64 of ``A-Z a-z 0-9 . _ - @ :``, or an int as its decimal string.
+
+    ``bool`` is refused although Python counts it as an int.
+
+    Examples
+    --------
+    >>> validate_user_id(123), validate_user_id("user:123")
+    ('123', 'user:123')
+    """
+    return _check("user id", _integer_as_text(user_id), _USER_ID, USER_ID_RULE, 64)
 
 
 def validate_id(value: object, kind: str = "id") -> str:
     """Return an opaque id (session, alert, ...) if it is 1-64 of ``A-Z a-z 0-9 _ -``."""
-    return _check(kind, value, _ID, f"{kind}s are 1-64 of A-Z a-z 0-9 _ -")
+    return _check(kind, value, _ID, f"{kind}s are 1-64 of A-Z a-z 0-9 _ -", 64)
 
 
 def validate_name(value: object, kind: str = "key part") -> str:
     """Return a free-form key part if it is 1-200 of ``A-Z a-z 0-9 . _ : / @ = + -``."""
     return _check(kind, value, _NAME, f"{kind}s are 1-200 of A-Z a-z 0-9 . _ : / @ = + -")
+
+
+def validate_identity(value: object, kind: str = "identity") -> str:
+    """Who a rate limit counts: a free-form name (:func:`validate_name`), or an int as its decimal string.
+
+    Examples
+    --------
+    >>> validate_identity(42), validate_identity("user:42"), validate_identity("2001:db8::/64")
+    ('42', 'user:42', '2001:db8::/64')
+    """
+    return _check(kind, _integer_as_text(value), _NAME, f"{kind}s are 1-200 of A-Z a-z 0-9 . _ : / @ = + -, or an int")
 
 
 def validate_interval(interval: object) -> int:
@@ -138,11 +241,13 @@ class KeySchema:
         ``tail`` may use ``*`` and ``?`` as wildcards; ``[``, ``]`` and ``\\`` are escaped, and
         the namespace and parts are literal, so the pattern never matches outside them.
         """
-        # Parts are validated names, which hold no glob character, so the head is literal.
-        head = self.prefix + "".join(validate_name(p) + ":" for p in parts)
+        # The head must match only itself: a part holding a glob character would widen the scan
+        # to keys outside it. Validated names hold none today; escaping keeps that true if the
+        # rule for names ever widens, as the one for symbols did.
+        head = self.prefix + "".join(glob_escape(validate_name(p)) + ":" for p in parts)
         if not isinstance(tail, str) or len(tail) > 200 or any(not c.isprintable() or c.isspace() for c in tail):
             raise InvalidKey(f"pattern tail {tail!r} must be up to 200 printable characters without spaces")
-        return head + _GLOB_SPECIAL.sub(r"\\\1", tail)
+        return head + _TAIL_SPECIAL.sub(r"\\\1", tail)
 
     def everything(self) -> str:
         """The pattern of every key redtick wrote under this namespace."""
@@ -297,7 +402,11 @@ class KeySchema:
         return self._user(user_id, "sessions")
 
     def session_expiry(self) -> str:
-        """Sorted set: member = ``<user id>:<session id>``, score = expiry (ms); drives cleanup."""
+        """Sorted set: member = ``<user id>:<session id>``, score = expiry (ms); drives cleanup.
+
+        User ids may hold ``:`` (``user:123``) and session ids never do: split a member at its
+        last ``:``.
+        """
         return self.prefix + "sessions:expiry"
 
     def user_preferences(self, user_id: str) -> str:
@@ -309,9 +418,26 @@ class KeySchema:
         return self._user(user_id, "subscriptions")
 
     # -- rate limits -----------------------------------------------------------------------------
-    def rate_limit(self, name: str, identity: str) -> str:
-        """Sorted set of the hits in one sliding window: ``ratelimit:<name>:{<identity>}``."""
-        return f"{self.prefix}ratelimit:{validate_name(name, 'rate limit name')}:{{{validate_name(identity, 'identity')}}}"
+    def rate_limit(self, name: str, identity: str | int) -> str:
+        """Sorted set of one identity's hits of a rate limit, any window: ``ratelimit:<name>:{<identity>}``.
+
+        Score = hit time (µs). Calls with different windows share the log; each counts the hits
+        in its own window (see :meth:`rate_limit_span`). ``identity`` may be an int (a user id).
+
+        Examples
+        --------
+        >>> KeySchema("redtick").rate_limit("api_call", 123)
+        'redtick:ratelimit:api_call:{123}'
+        """
+        return f"{self.prefix}ratelimit:{validate_name(name, 'rate limit name')}:{{{validate_identity(identity)}}}"
+
+    def rate_limit_span(self, name: str, identity: str | int) -> str:
+        """String: the longest window (µs) used on the log :meth:`rate_limit` names, so no call trims it shorter.
+
+        It shares the log's hash tag (one slot, one script) and ends in ``:span`` where a log key
+        ends in ``}``, so no log key is ever a span key.
+        """
+        return self.rate_limit(name, identity) + ":span"
 
     # -- price alerts ----------------------------------------------------------------------------
     def alert_index(self, symbol: str, condition: str) -> str:

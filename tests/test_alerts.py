@@ -259,12 +259,12 @@ async def test_the_tick_writer_call_runs_in_a_pipeline(conn):
         (("u1", "BTCUSDT", 100.0, None), InvalidData),
         (("u1", "BTCUSDT", float("nan"), "above"), InvalidData),
         (("u1", "BTCUSDT", float("inf"), "above"), InvalidData),
-        (("u1", "BTCUSDT", 0.0, "below"), InvalidData),
-        (("u1", "BTCUSDT", -5.0, "below"), InvalidData),
+        (("u1", "BTCUSDT", float("-inf"), "below"), InvalidData),
         (("u1", "BTCUSDT", True, "above"), InvalidData),
         (("u1", "BTCUSDT", "100", "above"), InvalidData),
         (("bad user", "BTCUSDT", 100.0, "above"), InvalidKey),
         (("u1", "btc usdt", 100.0, "above"), InvalidKey),
+        (("u1", "BTC{USDT}", 100.0, "above"), InvalidKey),
         (("u1", "BTCUSDT", 100.0, "above", 0), InvalidData),
         (("u1", "BTCUSDT", 100.0, "above", -1), InvalidData),
         (("u1", "BTCUSDT", 100.0, "above", float("nan")), InvalidData),
@@ -280,7 +280,7 @@ async def test_bad_alert_raises_and_writes_nothing(conn, args, error):
     ("call", "error"),
     [
         (lambda a: a.check_price_alerts("BTCUSDT", float("nan")), InvalidData),
-        (lambda a: a.check_price_alerts("BTCUSDT", 0), InvalidData),
+        (lambda a: a.check_price_alerts("BTCUSDT", "0"), InvalidData),
         (lambda a: a.check_price_alerts("bad symbol", 1.0), InvalidKey),
         (lambda a: a.check_price_range("BTCUSDT", 2.0, 1.0, 1.5), InvalidData),
         (lambda a: a.check_price_range("BTCUSDT", 1.0, 2.0, 3.0), InvalidData),
@@ -306,3 +306,23 @@ async def test_bulk_set_checks_everything_before_writing_and_fires_like_single_s
     assert len(set(ids)) == 10
     assert sorted([a["alert_id"] for u in range(3) for a in await alerts.get_user_alerts(f"u{u}")]) == sorted(ids)
     assert await alerts.check_price_alerts("BTCUSDT", 104.0) == ids[:5]
+
+
+async def test_alerts_on_zero_and_negative_prices_fire_like_any_other(conn):
+    # Spreads and some markets trade at zero or below (WTI in April 2020): targets there are real.
+    alerts = PriceAlerts(conn)
+    below = await alerts.set_price_alert("u1", "CL-SPREAD", -1.5, "below")
+    above = await alerts.set_price_alert("u1", "CL-SPREAD", 0.0, "above")
+    assert await alerts.check_price_alerts("CL-SPREAD", -2.0) == [below]
+    assert await alerts.check_price_alerts("CL-SPREAD", 0.25) == [above]
+    await conn.aclose()
+
+
+async def test_integer_user_ids_are_their_decimal_string(conn):
+    alerts = PriceAlerts(conn)
+    alert_id = await alerts.set_price_alert(123, "BTCUSDT", 100.0, "above")
+    assert [a["alert_id"] for a in await alerts.get_user_alerts(123)] == [alert_id]
+    assert [a["alert_id"] for a in await alerts.get_user_alerts("123")] == [alert_id]
+    assert await alerts.check_price_alerts("BTCUSDT", 101.0) == [alert_id]
+    assert [f.alert_id for f in await alerts.get_fired_alerts(123)] == [alert_id]
+    await conn.aclose()

@@ -8,8 +8,10 @@ small so the whole file stays within about a minute.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import itertools
+import logging
 import math
 
 import numpy as np
@@ -17,6 +19,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from redtick import codec, frames
 from redtick.caches.alerts import PriceAlerts
@@ -24,8 +27,9 @@ from redtick.caches.base import BaseCache
 from redtick.caches.market import MarketDataCache
 from redtick.caches.prices import PriceCache
 from redtick.caches.sessions import UserSessionCache
-from redtick.errors import RedtickError
-from redtick.keys import KeySchema
+from redtick.catalog import list_symbols
+from redtick.errors import InvalidKey, RedtickError
+from redtick.keys import KeySchema, glob_escape, validate_symbol
 
 FUZZ = settings(max_examples=80, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -59,7 +63,16 @@ json_like = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.one_of(texts, numbers), inner, max_size=4)),
     max_leaves=12,
 )
-symbols = st.one_of(st.sampled_from(["FUZZ", "FUZZ2", "A.B/C-D_1"]), texts, odd_types)
+# Symbols as exchanges and data vendors spell them, and text from the wider alphabet that crowds
+# the rule's edges: reserved glob and hash-tag characters, whitespace, separators, accents, length.
+real_symbols = st.sampled_from(["btcusdt", "BTCUSDT", "BRK.B", "ES=F", "^GSPC", "EUR/USD", "BINANCE:BTCUSDT", "ES1!",
+                                "\u5e01\u5b89\u4eba\u751fUSDT", "a:b", "FUZZ:", "x" * 64, "x" * 65, "e\u0301",
+                                "'\"%,;", "..", "..."])
+near_symbols = st.text(st.one_of(st.sampled_from("{}*?[]\\ \t\n:/.=^!$#'\"%@,;|~`\u00a0\u202e\x00"),
+                                 st.characters(codec="utf-8")), min_size=1, max_size=70)
+wide_symbols = st.one_of(real_symbols, near_symbols)
+symbols = st.one_of(st.sampled_from(["FUZZ", "FUZZ2", "A.B/C-D_1"]), wide_symbols, texts, odd_types)
+user_ids = st.one_of(texts, odd_types, st.integers(-(10**70), 10**70), st.sampled_from(["user:123", "u:1:2", "a@b.c"]))
 intervals = st.one_of(st.sampled_from(["1m", "5m", "2h", "7m", "0m", "1x", "1d", "1w", "99999999999d"]), texts, odd_types)
 columns = st.one_of(st.none(), texts, st.lists(st.one_of(st.sampled_from(["price", "volume", "open", "count", "side",
                                                                            "trade_id"]), texts), max_size=4), odd_types)
@@ -215,7 +228,7 @@ def test_readers(seeded, symbol, start, end, interval, cols):
 @FUZZ
 @given(symbol=symbols, price=numbers, volume=numbers, timestamp=st.one_of(st.none(), times),
        trade_id=st.one_of(st.none(), anything), side=st.one_of(st.none(), anything), data=json_like,
-       key=st.one_of(texts, odd_types), ttl=st.one_of(st.none(), numbers, odd_types), user=st.one_of(texts, odd_types),
+       key=st.one_of(texts, odd_types), ttl=st.one_of(st.none(), numbers, odd_types), user=user_ids,
        condition=st.one_of(st.sampled_from(["above", "below", "crosses"]), texts))
 def test_async_setters(guarded, symbol, price, volume, timestamp, trade_id, side, data, key, ttl, user, condition):
     conn, check = guarded
@@ -238,8 +251,8 @@ def test_async_setters(guarded, symbol, price, volume, timestamp, trade_id, side
                 assert await base.get(key) == codec.loads(codec.dumps(data))
             sessions = UserSessionCache(conn=conn)
             session_id = await typed_async(sessions.set_user_session(user, data, ttl=ttl))
-            if session_id is not None:
-                assert (await sessions.get_session_by_id(session_id))["user_id"] == user
+            if session_id is not None:  # an int user id is stored as its decimal string
+                assert (await sessions.get_session_by_id(session_id))["user_id"] == str(user)
             await typed_async(sessions.set_user_preferences(user, data, ttl=ttl))
             await typed_async(sessions.set_user_subscription(user, key, data))
             await typed_async(sessions.update_session_activity(user, key, data))
@@ -252,3 +265,85 @@ def test_async_setters(guarded, symbol, price, volume, timestamp, trade_id, side
 
     asyncio.run(scenario())
     check()
+
+
+# -- identifiers: the wider symbol alphabet ------------------------------------------------------------
+@contextlib.contextmanager
+def commands_sent():
+    """The command lines the connection logs (``redtick.commands`` at DEBUG) while the block runs."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("redtick.commands")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def wipe(conn) -> None:
+    """Remove the namespace's keys, one DEL each (a cluster client cannot DEL across slots in one)."""
+    for key in list(conn.sync.scan_iter(match=conn.keys.everything(), count=1000)):
+        conn.sync.delete(key)
+
+
+def refuses_before_sending(conn, symbol) -> None:
+    rows = [{"ts": 1_704_067_200_000, "price": 1.0, "volume": 1.0}]
+
+    async def async_calls():
+        try:
+            for call in (lambda: PriceCache(conn).set_current_price(symbol, 1.0),
+                         lambda: MarketDataCache(conn).set_symbol_price(symbol, {"price": 1.0}),
+                         lambda: PriceAlerts(conn=conn).set_price_alert("u1", symbol, 1.0, "above")):
+                with pytest.raises(InvalidKey):
+                    await call()
+        finally:
+            await conn.aclose()
+
+    with commands_sent() as sent:
+        with pytest.raises(InvalidKey):
+            frames.write_ticks(rows, symbol, conn=conn)
+        with pytest.raises(InvalidKey):
+            frames.load_ticks(symbol, conn=conn)
+        with pytest.raises(InvalidKey):
+            frames.load_ohlcv(symbol, "1m", conn=conn)
+        asyncio.run(async_calls())
+    assert sent == [], f"{symbol!r} was refused only after {sent}"
+
+
+@FUZZ
+@given(first=wide_symbols, second=wide_symbols)
+def test_symbols_round_trip_and_stay_apart(guarded, first, second):
+    """Any accepted symbol round-trips and owns its keys; any refused one raises before a command is sent."""
+    conn, check = guarded
+    wipe(conn)
+    written = {}
+    for i, symbol in enumerate(dict.fromkeys([first, second])):
+        if typed(validate_symbol, symbol) is None:
+            refuses_before_sending(conn, symbol)
+            continue
+        rows = [{"ts": 1_704_067_200_000 + j * 1_000, "price": 100.0 + i, "volume": 1.0 + j} for j in range(3)]
+        assert frames.write_ticks(rows, symbol, conn=conn).written == 3
+        written[symbol] = rows
+    check()
+    assert set(list_symbols(conn=conn)) == set(written)
+    slots = {}
+    for symbol, rows in written.items():
+        got = frames.load_ticks(symbol, conn=conn)
+        assert got["price"].tolist() == [r["price"] for r in rows]
+        assert got["volume"].tolist() == [r["volume"] for r in rows]
+        assert frames.load_ohlcv(symbol, "1m", conn=conn)["volume"].sum() == 6.0
+        # A pattern made from the symbol matches its own keys and no other symbol's.
+        pattern = conn.keys.prefix + "*{" + glob_escape(symbol) + "}*"
+        found = [k.decode() for k in conn.sync.scan_iter(match=pattern, count=1000)]
+        assert found and all(conn.keys.family_of(k)[1] == symbol for k in found)
+        # Every key of the symbol sits in one cluster slot, wherever its bytes put it.
+        assert len({key_slot(k.encode()) for k in found}) == 1
+        slots[symbol] = set(found)
+    if len(slots) == 2:
+        assert not set.intersection(*slots.values())
+

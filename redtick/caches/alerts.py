@@ -344,6 +344,7 @@ class PriceAlerts(BaseCache):
         >>> asyncio.run(demo())
         [('ETHUSDT', 'below', 3000.0)]
         """
+        user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         keys = self.keys
         user_alerts = keys.user_alerts(user_id)
         records = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(user_alerts)).items()}
@@ -382,6 +383,7 @@ class PriceAlerts(BaseCache):
         >>> asyncio.run(demo())
         (False, True)
         """
+        user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         keys = self.keys
         user_alerts = keys.user_alerts(user_id)
         validate_id(alert_id, "alert id")
@@ -442,6 +444,7 @@ class PriceAlerts(BaseCache):
         >>> asyncio.run(demo())
         [('XRPUSDT', 0.49)]
         """
+        user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         keys = self.keys
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidData(f"limit={limit!r}: expected a whole number from 1")
