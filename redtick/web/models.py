@@ -110,7 +110,8 @@ class SessionsResponse(BaseModel):
 
 class PriceAlertRequest(BaseModel):
     symbol: str = Field(description="1-32 of A-Z 0-9 . _ - /", examples=["BTCUSDT"])
-    target_price: float = Field(allow_inf_nan=False, examples=[55000.0], description="Any finite price: spreads and some markets go to zero or below")
+    target_price: float = Field(allow_inf_nan=False, examples=[55000.0],
+                                description="Any finite price: spreads and some markets go to zero or below")
     condition: Literal["above", "below", "crosses"] = "above"
     ttl: int | None = Field(default=None, gt=0, le=365 * 86_400, description="Seconds the alert lives")
 
