@@ -42,11 +42,11 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="ne
 # the main paths below without each one; kept beyond those are UNWATCH (a failed transaction),
 # SCRIPT LOAD (after the server lost its scripts), INFO (health), SUBSCRIBE (the alert channel's
 # listeners) and the generic RedisClient's EXISTS, TTL, SISMEMBER, SREM, RPUSH. Lua scripts'
-# own redis.call()s are checked against the ACL too (TIME, PTTL, PEXPIREAT, PUBLISH).
+# own redis.call()s are checked against the ACL too (TIME, PTTL, ZCOUNT, PEXPIREAT, PUBLISH).
 REDTICK_COMMANDS = " ".join([
     "get set mget append getrange setrange strlen del unlink exists expire pexpireat ttl pttl type",
     "hget hmget hset hdel hgetall sadd smembers sismember srem",
-    "zadd zrem zrange zrangebyscore zrevrangebyscore zremrangebyscore zcard",
+    "zadd zrem zrange zrangebyscore zrevrangebyscore zremrangebyscore zcard zcount",
     "lpush rpush lrange ltrim llen",
     "multi exec watch unwatch eval evalsha script|load script|exists",
     "scan ping info time publish subscribe client|setname",
