@@ -27,7 +27,7 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 	home=$$(mktemp -d -t redtick-test-XXXXXX); export REDTICK_HOME=$$home; \
-	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --doctest-modules redtick -q && \
+	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --doctest-modules redtick docs/research.md --doctest-glob='*.md' -q && \
 	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --nbval-lax notebooks -p no:randomly -q; \
 	status=$$?; env -u REDIS_URL -u REDIS_HOST $(BIN)/redtick stop >/dev/null; rm -rf $$home; exit $$status
 
