@@ -95,5 +95,10 @@ CANDLE_DTYPE = np.dtype(
         ("low", "<f8"),
         ("close", "<f8"),
         ("volume", "<f8"),
+        ("notional", "<f8"),
     ]
 )
+"""One candle slot, 88 bytes. ``notional`` is the sum of price x volume over the candle's ticks, summed
+like ``volume``, so ``notional / volume`` is the candle's exact VWAP; NaN where unknown (an imported bar
+that did not give it). Slots of another width (the 80-byte ones before ``notional``) live under other
+keys (:data:`redtick.keys.CANDLE_LAYOUT`), so they are never read with this dtype."""

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from redtick import scripts
 from redtick.caches.alerts import ALERT_CHECK_SCRIPT, alert_check_args, decode_fired
+from redtick.candles import vwap
 from redtick.catalog import require_symbols
 from redtick.codec import CANDLE_DTYPE
 from redtick.config import parse_duration
@@ -57,8 +58,9 @@ TICK_COLUMNS = ("price", "volume")
 TICK_OPTIONAL = ("trade_id", "side")
 TICK_FIELDS = {"price": "price", "volume": "volume", "trade_id": "id", "side": "side"}
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
-CANDLE_OPTIONAL = ("count",)
+CANDLE_OPTIONAL = ("count", "vwap", "notional")
 CANDLE_INPUT_FIELDS = ("ts", *CANDLE_COLUMNS, *CANDLE_OPTIONAL)  # what ``columns=`` may map to
+BAD_NOTIONAL = "vwap or notional is not a number, infinite, or nonzero where the volume is 0"
 UTC_MS = pd.DatetimeTZDtype("ms", "UTC")
 OUTPUTS = ("pandas", "arrow", "polars")
 _DTYPES = {"trade_id": np.int64, "side": np.int8}
@@ -126,10 +128,29 @@ def ticks_frame(ticks: Mapping[str, np.ndarray], columns: Sequence[str] | None =
 
 def candles_frame(starts: np.ndarray, candles: Mapping[str, np.ndarray], columns: Sequence[str] | None = None,
                   tz: Any = None, freq: Any = None) -> pd.DataFrame:
-    """A DataFrame of candles: ``ts`` index (bucket label, UTC or ``tz``), float64 OHLCV (and ``count``)."""
+    """A DataFrame of candles: ``ts`` index (bucket label, UTC or ``tz``), float64 OHLCV (and ``count``,
+    ``vwap``, ``notional``).
+
+    ``candles`` maps candle fields to arrays, as a packed record array does; ``vwap`` is computed
+    from ``notional`` and ``volume`` (NaN where the volume is 0 or the notional unknown).
+
+    Examples
+    --------
+    >>> from redtick.candles import candles_from_ticks
+    >>> from redtick.codec import TICK_DTYPE
+    >>> ticks = np.array([(0, 1, 10.0, 1.0, 0), (30_000, 2, 12.0, 3.0, 0)], dtype=TICK_DTYPE)
+    >>> candles_frame(*candles_from_ticks(ticks, 60_000), columns=["close", "volume", "vwap", "count"])
+    ... # doctest: +NORMALIZE_WHITESPACE
+                               close  volume  vwap  count
+    ts
+    1970-01-01 00:00:00+00:00   12.0     4.0  11.5    2.0
+    """
     wanted = _columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL)
     data = {}
     for name in wanted:
+        if name == "vwap":
+            data[name] = vwap(candles["notional"], candles["volume"])
+            continue
         column = np.ascontiguousarray(candles[name], dtype=np.float64)
         if name == "count":
             column[np.asarray(candles["count"]) < 0] = np.nan  # imported candles whose tick count is unknown
@@ -591,7 +612,15 @@ def load_ohlcv(
     date_range : (start, end), optional
         The bounds as one pair, as ArcticDB takes them. Only one of date_range or start/end can be provided.
     columns : list of str, optional
-        Some of ``open high low close volume count``, each once.
+        Some of ``open high low close volume`` (the default) and the optional ``count`` (ticks in the
+        bucket; NaN where an imported bar did not give it), ``vwap`` and ``notional``, each once.
+        ``notional`` is the bucket's sum of price x volume and ``vwap`` is ``notional / volume``: exact
+        for every interval, as the notional is merged like the volume, and what pandas gives for
+        ``(price * volume).resample(...).sum() / volume.resample(...).sum()`` up to the order of the
+        additions (a relative difference of about ``n * 1.1e-16`` for ``n`` ticks of one sign of
+        price). ``vwap`` is NaN where the volume is 0 and where any bar merged into the bucket was
+        imported with volume but without a VWAP (never a VWAP of part of the bucket); ``notional``
+        is NaN there too, and lets a caller merge candles further exactly.
     tz : str or tzinfo, optional
         The time zone buckets are cut in and the index is shown in, as ``resample`` on an index in ``tz``.
     origin, offset, closed, label
@@ -648,6 +677,13 @@ def load_ohlcv(
                                open  high   low  close  volume
     ts
     2013-09-02 17:00:00-05:00  10.0  13.0  10.0   13.0    10.0
+    >>> redtick.load_ohlcv("DOCSWIN", "3m", columns=["close", "volume", "notional", "vwap"])
+    ... # doctest: +NORMALIZE_WHITESPACE
+                               close  volume  notional  vwap
+    ts
+    2013-09-03 13:30:00+00:00   12.0     3.0      34.0  11.333333
+    2013-09-03 13:33:00+00:00   11.0     3.0      33.0  11.000000
+    2013-09-03 13:36:00+00:00   13.0     4.0      52.0  13.000000
     >>> redtick.load_ohlcv("DOCSWIN", "1h", output="arrow").schema.field("ts").type
     TimestampType(timestamp[ms, tz=UTC])
     """
@@ -668,13 +704,28 @@ def candles_from_frame(
     frame: pd.DataFrame | Iterable[dict], interval: str, *, errors: Literal["raise", "skip"] = "raise",
     columns: Mapping[Any, str] | None = None, unit: TimeUnit | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Bucket starts, packed candles and rejections from bars with a time and open/high/low/close[/volume/count].
+    """Bucket starts, packed candles and rejections from bars with a time, open/high/low/close/volume
+    and optionally count and one of vwap or notional.
 
     The time is the bucket start: a DatetimeIndex or a ``ts``/``timestamp``/``time`` column.
     A row is bad when its time is missing or off the interval's grid, a price is not finite, high
-    or low do not bound open and close, the volume is negative, or an earlier row has the same
-    time; ``errors`` says whether that raises or drops the row. Every one of ``open high low close
-    volume`` is required (``columns=`` maps other names); ``unit`` works as in :func:`write_ticks`.
+    or low do not bound open and close, the volume is negative, the vwap or notional is infinite or
+    not a number, or an earlier row has the same time; ``errors`` says whether that raises or drops
+    the row. Every one of ``open high low close volume`` is required (``columns=`` maps other
+    names); ``unit`` works as in :func:`write_ticks`.
+
+    The notional stored is the ``notional`` column, or ``vwap x volume``; NaN (unknown) where the
+    bars give neither, so every VWAP read over such a bar is NaN. A bar of zero volume has notional
+    0 whatever it gives (a nonzero notional there is a bad row). The vendor's VWAP is not checked
+    against high and low: feeds compute it over trades their OHLC leave out.
+
+    Examples
+    --------
+    >>> bars = pd.DataFrame({"ts": [0, 60_000], "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5,
+    ...                      "volume": [4.0, 2.0], "vwap": [10.25, float("nan")]})
+    >>> starts, packed, rejected = candles_from_frame(bars, "1m")
+    >>> packed["notional"].tolist(), rejected
+    ([41.0, nan], {})
     """
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame.from_records(list(frame))
@@ -697,7 +748,9 @@ def candles_from_frame(
         f"time is not on the {interval} grid from the epoch": starts % iv != 0,
         "an earlier candle has the same time": pd.Series(starts).duplicated().to_numpy() & known,
     }
+    notional, reasons[BAD_NOTIONAL] = _imported_notional(frame, out["volume"])
     bad, rejected = screen_rows(reasons, len(frame), errors, "candles")
+    out["notional"] = notional
     out["count"] = pd.to_numeric(frame["count"], errors="coerce").fillna(-1).to_numpy(np.int64) \
         if "count" in frame.columns else -1
     # An imported candle spans its whole bucket: its open and close stand unless ticks come earlier or later.
@@ -706,6 +759,23 @@ def candles_from_frame(
     starts, out = starts[~bad], out[~bad]
     order = np.argsort(starts, kind="stable")
     return starts[order], out[order], rejected
+
+
+def _imported_notional(frame: pd.DataFrame, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(notional of each bar, rows whose vwap or notional is bad): the ``notional`` column, or ``vwap``
+    times the volume, NaN where neither is given; 0 where the volume is 0."""
+    given = [name for name in ("notional", "vwap") if name in frame.columns]
+    if len(given) > 1:
+        raise InvalidData("the bars have both a 'vwap' and a 'notional' column; give one (notional = vwap x volume) "
+                          "or map the other away with columns=")
+    if not given:
+        return np.where(volume == 0, 0.0, np.nan), np.zeros(len(frame), dtype=bool)
+    raw = frame[given[0]]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    unreadable = np.isnan(values) & raw.notna().to_numpy()  # text that is not a number, not an unknown value
+    notional = values if given[0] == "notional" else values * volume
+    bad = unreadable | np.isinf(values) | np.isinf(notional) | ((volume == 0) & (notional != 0) & ~np.isnan(notional))
+    return np.where(volume == 0, 0.0, notional), bad
 
 
 def write_candles(candles: pd.DataFrame | Iterable[dict], symbol: str, interval: str, *,
@@ -717,7 +787,9 @@ def write_candles(candles: pd.DataFrame | Iterable[dict], symbol: str, interval:
     are rebuilt over the same span. Bad rows raise, or with ``errors="skip"`` are dropped and
     counted in ``rejected``. With a candle retention, candles out of the window behind the
     series' newest tick are refused and counted in ``retention_refused``. ``columns`` (such as
-    ``{"v": "volume"}``) and ``unit`` work as in :func:`write_ticks`; ``volume`` is required.
+    ``{"v": "volume", "vw": "vwap"}``) and ``unit`` work as in :func:`write_ticks`; ``volume`` is
+    required. A ``vwap`` (or ``notional``) column makes VWAP reads over these bars exact; without
+    one their VWAP is unknown (NaN), as is that of every bucket they are part of.
 
     Examples
     --------

@@ -23,7 +23,7 @@ from redtick.ticks import TICK_INPUT_FIELDS, TimeUnit, rename_columns, times_ms
 __all__ = ["IngestReport", "ingest_file", "read_chunks"]
 
 CANDLE_FIELDS = {"open", "high", "low", "close"}
-INPUT_FIELDS = (*TICK_INPUT_FIELDS, "open", "high", "low", "close", "count")
+INPUT_FIELDS = (*TICK_INPUT_FIELDS, "open", "high", "low", "close", "count", "vwap", "notional")
 
 
 @dataclasses.dataclass

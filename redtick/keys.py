@@ -51,6 +51,7 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NAME = re.compile(r"[A-Za-z0-9._:/@=+-]{1,200}")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _TAIL_SPECIAL = re.compile(r"([\[\]\\])")
+CANDLE_LAYOUT = "v2"  # candle slots as codec.CANDLE_DTYPE packs them (88 bytes, with notional); bump with it
 ALERT_CONDITIONS = ("above", "below", "crosses")
 KEY_FAMILIES = ("series ticks", "candles", "market", "sessions", "alerts", "rate limits", "HTTP cache",
                 "repository cache", "snapshots", "other")
@@ -364,12 +365,12 @@ class KeySchema:
     def candle_index(self, symbol: str, interval: str) -> str:
         """Sorted set indexing the candle chunks of one interval."""
         validate_interval(interval)
-        return self._symbol("candles", symbol, interval, "index")
+        return self._symbol("candles", symbol, CANDLE_LAYOUT, interval, "index")
 
     def candle_chunk(self, symbol: str, interval: str, start_ms: int) -> str:
         """String of fixed candle slots, one per interval bucket, from ``start``."""
         validate_interval(interval)
-        return self._symbol("candles", symbol, interval, "chunk", str(int(start_ms)))
+        return self._symbol("candles", symbol, CANDLE_LAYOUT, interval, "chunk", str(int(start_ms)))
 
     def current_price(self, symbol: str) -> str:
         """Hash with the newest price, volume and time of a symbol."""

@@ -13,6 +13,11 @@ edge of the read (in UTC, epoch-aligned), merging its whole candles; when none d
 source cannot see is refused, not dropped: a coarser stored candle with data (bars imported at a
 coarser interval) that the source has nothing for raises ``InvalidData``. Where the source's own
 configured retention has dropped older data, a read returns what it keeps, as a stored one does.
+
+**VWAP.** A bucket's ``notional`` (sum of price x volume) is merged like its ``volume``, from the
+ticks or from whole stored candles, so ``vwap = notional / volume`` is exact for every interval: NaN
+where the volume is 0 (an empty bucket of a filled read, too) or where any part of the bucket is an
+imported bar that did not give its VWAP.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from redtick.candles import UNKNOWN_COUNT, rollup_columns, tick_candles
+from redtick.candles import UNKNOWN_COUNT, rollup_columns, tick_candles, vwap
 from redtick.codec import CANDLE_DTYPE
 from redtick.errors import InvalidData
 from redtick.intervals import Bins
@@ -34,7 +39,7 @@ from redtick.steps import gather
 __all__ = ["FILLS", "CandleQuery", "Columns", "candles_plan", "ticks_plan"]
 
 FILLS = (None, "nan", "ffill")
-CANDLE_VALUES = ("open", "high", "low", "close", "volume", "count")
+CANDLE_VALUES = ("open", "high", "low", "close", "volume", "notional", "count")
 _PRICES = ("open", "high", "low", "close")
 _TICK_SOURCE = 0  # the step of the tick "grid": any millisecond
 _COVERAGE_FIELDS = ("count", "first_ts", "last_ts")
@@ -165,7 +170,8 @@ def _grid(bins: Bins, query: CandleQuery, labels: np.ndarray) -> tuple[np.ndarra
 def filled(grid: np.ndarray, labels: np.ndarray, columns: Mapping[str, np.ndarray], fill: str,
            carried: float | None) -> dict[str, np.ndarray]:
     """Columns over every bucket of ``grid``: empty ones with NaN prices (``"nan"``) or the last close
-    carried into open, high, low and close (``"ffill"``, starting from ``carried``), volume and count 0.
+    carried into open, high, low and close (``"ffill"``, starting from ``carried``), volume, notional
+    and count 0.
 
     Examples
     --------
@@ -230,6 +236,8 @@ def candles_plan(layout: SeriesLayout, symbol: str, query: CandleQuery, interval
         if query.fill == "ffill" and len(grid) and (len(labels) == 0 or labels[0] > grid[0]):
             carried = yield from _carried_plan(layout, symbol, source, int(grid_starts[0]))
         labels, columns, freq = grid, filled(grid, labels, columns, query.fill, carried), query.bins.freq
+    if "vwap" in query.fields:
+        columns = {**columns, "vwap": vwap(columns["notional"], columns["volume"])}
     return Columns(labels, {name: columns[name] for name in query.fields}, freq)
 
 

@@ -2,8 +2,11 @@
 
 Ticks of one symbol live in **chunks**: one string per ``tick_chunk`` span (1 hour by default)
 of packed 33-byte records sorted by (time, id), indexed by a sorted set whose score is the chunk
-start. Candles of one interval live in **slot chunks**: one string per 1,440 buckets, 80 bytes a
-slot at a fixed offset, so one bucket is read and rewritten with GETRANGE/SETRANGE.
+start. Candles of one interval live in **slot chunks**: one string per 1,440 buckets, 88 bytes a
+slot (:data:`~redtick.codec.CANDLE_DTYPE`, volume and notional beside the prices) at a fixed offset,
+so one bucket is read and rewritten with GETRANGE/SETRANGE. The slot layout is part of the candle
+keys (:data:`~redtick.keys.CANDLE_LAYOUT`): slots of an earlier, narrower layout sit under other
+keys and are never read as these.
 
 A write is one optimistic transaction over the symbol's keys (all in one cluster slot): WATCH
 the chunks and slots it touches, read each chunk's last record (and the whole chunk only when
@@ -704,7 +707,7 @@ class SeriesLayout:
 
         Only the slots in range are fetched (GETRANGE per chunk), and the candles come back as a
         dict of field arrays: gathering the wanted rows field by field from the reply's buffer is
-        several times faster than copying 80-byte records. Other intervals are built from these
+        several times faster than copying 88-byte records. Other intervals are built from these
         by :mod:`redtick.reads`.
         """
         iv = self._stored_interval(interval)

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, NotFound
 from redtick.frames import CANDLE_COLUMNS, CANDLE_OPTIONAL, TICK_COLUMNS, TICK_OPTIONAL, load_ohlcv, load_ticks
+from redtick.intervals import parse_interval
 
 __all__ = [
     "PARQUET_MEANINGS",
@@ -51,7 +52,9 @@ FILE_MAGIC = b"ARROW1"  # an IPC file (Feather v2) starts with it; a stream star
 PARQUET_MEANINGS = {
     "count": "number of ticks merged into the candle; null for imported bars that did not give it",
     "vwap": "volume-weighted average price, sum(price * volume) / sum(volume) over the bucket's ticks; "
-            "NaN where unknown (imported bars that did not give it)",
+            "NaN where the volume is 0 or unknown (the bucket holds an imported bar that did not give it)",
+    "notional": "sum(price * volume) over the bucket's ticks, merged like volume (vwap = notional / volume); "
+                "NaN where unknown (the bucket holds an imported bar that did not give its vwap)",
 }
 """What a Parquet export's metadata says about a column, for the columns present."""
 
@@ -304,18 +307,25 @@ def parquet_metadata(frame: pd.DataFrame, *, kind: str | None, symbols: list[str
         version = importlib.metadata.version("redtick")
     except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
         version = "unknown (not installed)"
-    meta = {"redtick_version": version, "timezone": "UTC"}
+    times = frame.index.get_level_values("ts") if "ts" in (frame.index.names or []) else frame.index
+    zone = str(times.tz) if isinstance(times, pd.DatetimeIndex) and times.tz is not None else "none (naive)"
+    meta = {"redtick_version": version, "timezone": zone}
     if kind is not None:
         meta["kind"] = kind
     if symbols is not None:
         meta["symbols"] = json.dumps(symbols)
     if kind == "ohlcv" and interval is not None:
         meta["interval"] = interval
-    index = {
-        "ohlcv": "ts: UTC start of the candle's bucket, which holds the ticks at or after ts and before the next "
-                 "bucket's start (pandas resample label='left', closed='left')",
-        "ticks": "ts: UTC time of the tick; ticks of one time are in trade id order",
-    }.get(kind or "")
+    index = None
+    if kind == "ohlcv":
+        # The label side follows the interval as pandas defines it (right for W, ME, QE, YE), so it is
+        # worked out here rather than written as fixed text.
+        bins = parse_interval(interval) if interval is not None else None
+        side = bins.label if bins is not None else "left"
+        index = (f"ts: the candle's bucket labelled by its {side} edge, in {zone} "
+                 f"(pandas resample label='{side}', closed='{bins.closed if bins is not None else 'left'}')")
+    elif kind == "ticks":
+        index = f"ts: time of the tick, in {zone}; ticks of one time are in trade id order"
     if isinstance(frame.index, pd.MultiIndex):
         levels = f"({', '.join(map(str, frame.index.names))})"
         index = f"{levels}; {index}" if index else levels
@@ -351,8 +361,8 @@ def to_parquet(
 
     The file's key-value metadata (``pyarrow.parquet.read_schema(path).metadata``) says what it
     holds: ``redtick_version``, ``kind``, ``symbols`` (a JSON list), ``interval``, ``timezone``
-    and ``index`` (how times are labelled), and the meaning of ``count`` and ``vwap`` when those
-    columns are present (:data:`PARQUET_MEANINGS`). A candle's ``count`` is written as nullable
+    and ``index`` (how times are labelled), and the meaning of ``count``, ``vwap`` and ``notional``
+    when those columns are present (:data:`PARQUET_MEANINGS`). A candle's ``count`` is written as nullable
     ``Int64``: null where an imported bar did not give it.
 
     Parameters

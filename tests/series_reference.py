@@ -5,6 +5,13 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import Day, Tick
 
+# Sums of volume and of price x volume are added in another order here than in redtick (per write
+# batch, then merged; pandas in time order with Kahan compensation), so they may differ in the last
+# bits: at most about n x 1.1e-16 relative for n ticks of prices of one sign. 1e-12 leaves room for
+# buckets of thousands of ticks; where every product and partial sum is exact (the ES ticks, the
+# sampled prices below) the two are equal.
+SUM_RTOL = 1e-12
+
 
 def reference_ticks(df: pd.DataFrame) -> pd.DataFrame:
     """Distinct ticks (first of each (ts, trade_id)) sorted by time, then trade id."""
@@ -13,26 +20,40 @@ def reference_ticks(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_candles(ticks: pd.DataFrame, interval_ms: int) -> pd.DataFrame:
-    """OHLCV + count per non-empty bucket, as pandas resample(label='left', closed='left', origin='epoch')."""
+    """OHLCV, count, notional and vwap per non-empty bucket, as pandas resample(label='left', closed='left',
+    origin='epoch'); vwap is (price * volume).resample(...).sum() / volume.resample(...).sum()."""
     ordered = reference_ticks(ticks)
     index = pd.to_datetime(ordered["ts"].to_numpy(dtype=np.int64), unit="ms")
-    frame = pd.DataFrame({"price": ordered["price"].to_numpy(), "volume": ordered["volume"].to_numpy()}, index=index)
+    frame = _with_notional(ordered, index)
     out = frame.resample(pd.Timedelta(milliseconds=interval_ms), label="left", closed="left", origin="epoch").agg(
         open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
-        volume=("volume", "sum"), count=("price", "size"),
+        volume=("volume", "sum"), count=("price", "size"), notional=("notional", "sum"),
     )
     out = out[out["count"] > 0].astype("float64")
+    out["vwap"] = out["notional"] / out["volume"]  # 0 / 0 is NaN: no volume, no VWAP
     out.index = out.index.tz_localize("UTC").as_unit("ms")
     out.index.name = "ts"
     return out
+
+
+def _with_notional(ordered: pd.DataFrame, index: pd.DatetimeIndex) -> pd.DataFrame:
+    price, volume = ordered["price"].to_numpy(), ordered["volume"].to_numpy(dtype=np.float64)
+    return pd.DataFrame({"price": price, "volume": volume, "notional": price * volume}, index=index)
+
+
+def assert_sums_close(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """volume, and notional and vwap where ``got`` has them, equal up to the order of the additions (NaN = NaN)."""
+    for column in ("volume", "notional", "vwap"):
+        if column in got.columns or column == "volume":
+            np.testing.assert_allclose(got[column].to_numpy(), expected[column].to_numpy(), rtol=SUM_RTOL,
+                                       err_msg=column)
 
 
 def assert_candles_equal(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     assert list(got.index.asi8) == list(expected.index.asi8), "bucket starts differ"
     for column in ("open", "high", "low", "close", "count"):
         np.testing.assert_array_equal(got[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
-    # Volumes are summed in a different order (per batch, then merged): equal up to float rounding.
-    np.testing.assert_allclose(got["volume"].to_numpy(), expected["volume"].to_numpy(), rtol=1e-12)
+    assert_sums_close(got, expected)
 
 
 def _in_zone(origin, tz):
@@ -53,7 +74,8 @@ def _naive_origin(origin, tz):
 def reference_resample(ticks: pd.DataFrame, rule: str, *, tz=None, origin="epoch", offset=None, closed=None,
                        label=None) -> pd.DataFrame:
     """pandas' own resample of the distinct ticks (sorted by time, then id) in ``tz``: open, high, low,
-    close, volume and count for every bin pandas makes, empty ones included (count 0).
+    close, volume, count, notional (sum of price x volume) and vwap (notional / volume) for every bin
+    pandas makes, empty ones included (count 0).
 
     ``rule`` is a pandas alias. Fixed widths get ``origin``/``offset`` as pandas takes them (a naive
     origin read in ``tz``). Days with an origin, an offset or n > 1 are binned as pandas bins them
@@ -72,12 +94,12 @@ def reference_resample(ticks: pd.DataFrame, rule: str, *, tz=None, origin="epoch
     if wall:
         index = index.tz_localize(None)
         options.update(origin=_naive_origin(origin, tz), offset=offset)
-    frame = pd.DataFrame({"price": ordered["price"].to_numpy(), "volume": ordered["volume"].to_numpy(dtype=np.float64)},
-                         index=index)
+    frame = _with_notional(ordered, index)
     out = frame.resample(rule, **options).agg(
         open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
-        volume=("volume", "sum"), count=("price", "size"),
+        volume=("volume", "sum"), count=("price", "size"), notional=("notional", "sum"),
     ).astype("float64")
+    out["vwap"] = out["notional"] / out["volume"]  # NaN in empty bins and where no volume traded
     if wall:
         out.index = out.index.tz_localize(tz or "UTC", ambiguous=np.ones(len(out), dtype=bool),
                                           nonexistent="shift_forward")
@@ -86,9 +108,10 @@ def reference_resample(ticks: pd.DataFrame, rule: str, *, tz=None, origin="epoch
 
 
 def assert_frames_match(got: pd.DataFrame, expected: pd.DataFrame, columns=("open", "high", "low", "close", "count")):
-    """Same labels (as instants and in the same zone), prices and counts exactly, volumes to rounding."""
+    """Same labels (as instants and in the same zone), prices and counts exactly, volumes (and notional and
+    vwap, when ``got`` has them) to rounding."""
     assert str(got.index.tz) == str(expected.index.tz), (got.index.tz, expected.index.tz)
     assert got.index.as_unit("ms").asi8.tolist() == expected.index.as_unit("ms").asi8.tolist(), "labels differ"
     for column in columns:
         np.testing.assert_array_equal(got[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
-    np.testing.assert_allclose(got["volume"].to_numpy(), expected["volume"].to_numpy(), rtol=1e-12)
+    assert_sums_close(got, expected)

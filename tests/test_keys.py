@@ -30,7 +30,7 @@ def follows_the_rule(symbol: str) -> bool:
 
 def test_symbol_keys_carry_a_hash_tag():
     assert keys.tick_index("BTCUSDT") == "ns:ticks:{BTCUSDT}:index"
-    assert keys.candle_chunk("ES", "1m", 1_000) == "ns:candles:{ES}:1m:chunk:1000"
+    assert keys.candle_chunk("ES", "1m", 1_000) == "ns:candles:{ES}:v2:1m:chunk:1000"
     assert keys.market("price", "BTC/USDT") == "ns:market:price:{BTC/USDT}"
     assert keys.tick_index("BINANCE:BTCUSDT") == "ns:ticks:{BINANCE:BTCUSDT}:index"
 

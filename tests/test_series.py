@@ -45,7 +45,8 @@ def _assert_matches_reference(conn, symbol, sent: pd.DataFrame, intervals=INTERV
     np.testing.assert_array_equal(stored["trade_id"].to_numpy(), expected["trade_id"].to_numpy())
     np.testing.assert_array_equal(stored["price"].to_numpy(), expected["price"].to_numpy())
     for name, iv in intervals.items():
-        got = frames.load_ohlcv(symbol, name, conn=conn, columns=["open", "high", "low", "close", "volume", "count"])
+        got = frames.load_ohlcv(symbol, name, conn=conn,
+                                columns=["open", "high", "low", "close", "volume", "count", "notional", "vwap"])
         assert_candles_equal(got, reference_candles(sent, iv))
 
 

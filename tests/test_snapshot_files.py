@@ -116,7 +116,7 @@ def test_parquet_of_candles_says_what_count_means_and_keeps_it_nullable(sconn, t
     assert meta["redtick_version"] == importlib.metadata.version("redtick") == redtick.__version__
     assert meta["timezone"] == "UTC" and "label='left'" in meta["index"]
     assert meta["count"] == snapshot.PARQUET_MEANINGS["count"] and "ticks merged" in meta["count"]
-    assert "vwap" not in meta  # no such column in this export
+    assert meta["vwap"] == snapshot.PARQUET_MEANINGS["vwap"]  # symbols export vwap and notional too (NaN: an import)
     assert pq.read_schema(path).field("count").type == pa.int64()
     back = pd.read_parquet(path)
     assert str(back["count"].dtype) == "Int64"

@@ -20,7 +20,7 @@ from tests.series_reference import assert_frames_match, reference_resample
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
-ALL = ["open", "high", "low", "close", "volume", "count"]
+ALL = ["open", "high", "low", "close", "volume", "count", "notional", "vwap"]
 ES_FILE = "data/es_ticks_20130901.parquet"
 # 2013-11-01 00:00 UTC: three days over the end of US daylight saving time (Sunday 2013-11-03).
 BASE = 1_383_264_000_000
@@ -157,6 +157,8 @@ def test_filled_windows_equal_pandas_on_its_bins_and_carry_beyond_them(series_co
         carried = np.nan if fill == "nan" else reference["close"].iloc[-1]
         np.testing.assert_array_equal(after["close"].to_numpy(), np.full(len(after), carried))
         assert (after["count"] == 0).all()
+        outside = pd.concat([before, after])
+        assert outside["vwap"].isna().all() and (outside["notional"] == 0).all()  # no volume, no VWAP
 
 
 @pytest.fixture
@@ -196,7 +198,11 @@ def test_random_windows_of_the_real_es_ticks_equal_pandas(es_conn):
         windows += [(int(picks[6]), None), (None, int(picks[7])), (None, None)]
         for start, end in windows:
             got = frames.load_ohlcv("ES", interval, start, end, tz=tz, columns=ALL, conn=conn, **options)
-            assert_frames_match(got, _window(reference, start, end, tz))
+            expected = _window(reference, start, end, tz)
+            assert_frames_match(got, expected)
+            # Quarter-point prices times whole contracts, and their sums, are exact in float64: so is VWAP,
+            # whatever order redtick and pandas add in.
+            np.testing.assert_array_equal(got["vwap"].to_numpy(), expected["vwap"].to_numpy())
 
 
 def test_the_cme_session_day(es_conn):
@@ -255,6 +261,8 @@ def test_random_windows_of_imported_bars_equal_pandas(series_conn, path, stored,
         for start, end in windows:
             got = frames.load_ohlcv("BARS", interval, start, end, tz=tz, conn=series_conn, **options)
             assert_frames_match(got, _window(reference, start, end, tz), columns=("open", "high", "low", "close"))
+        # These bars give no VWAP: every bucket's is unknown, never made up.
+        assert frames.load_ohlcv("BARS", interval, tz=tz, columns=["vwap"], conn=series_conn, **options)["vwap"].isna().all()
 
 
 def test_bars_are_never_split_into_what_they_do_not_hold(series_conn):
