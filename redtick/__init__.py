@@ -8,7 +8,7 @@ from redtick.caches.prices import PriceCache, price_cache
 from redtick.caches.ratelimit import RateLimiter, RateLimitState
 from redtick.caches.repository import cached_repository
 from redtick.caches.sessions import UserSessionCache, user_session_cache
-from redtick.catalog import SeriesInfo, describe, list_symbols
+from redtick.catalog import SeriesInfo, describe, list_symbols, upgrade
 from redtick.client import RedisClient, redis_client
 from redtick.config import Settings, get_settings
 from redtick.connection import Connection, connect
@@ -26,6 +26,7 @@ from redtick.errors import (
     RedtickError,
     SymbolNotFound,
     Unavailable,
+    UpgradeNeeded,
 )
 from redtick.frames import load_ohlcv, load_ticks, write_candles, write_ticks
 from redtick.keys import KeySchema
@@ -65,6 +66,7 @@ __all__ = [
     "Settings",
     "SymbolNotFound",
     "Unavailable",
+    "UpgradeNeeded",
     "UserSessionCache",
     "WriteResult",
     "asof",
@@ -80,6 +82,7 @@ __all__ = [
     "price_cache",
     "redis_client",
     "snapshot",
+    "upgrade",
     "user_session_cache",
     "write_candles",
     "write_ticks",

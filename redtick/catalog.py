@@ -1,4 +1,4 @@
-"""What a store holds: its symbols, and for one symbol its ticks, candles, bytes and retention."""
+"""What a store holds: its symbols, and for one symbol its ticks, candles, bytes and retention; its upgrade."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, RedtickError, SymbolNotFound
 from redtick.keys import validate_symbol
-from redtick.series import SeriesLayout
+from redtick.series import CandleRebuild, SeriesLayout
+from redtick.steps import run
 
 __all__ = [
     "IntervalInfo",
@@ -23,6 +24,7 @@ __all__ = [
     "require_symbols",
     "store_summary",
     "symbol_not_found",
+    "upgrade",
 ]
 
 _TS = TICK_DTYPE["ts"].itemsize
@@ -247,3 +249,32 @@ def _human(size: float) -> str:
             return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def upgrade(symbol: str | None = None, *, conn: Connection | None = None) -> list[CandleRebuild]:
+    """Rebuild in the current layout the candles of every stored symbol (or of ``symbol``) that has
+    candles of an older layout; what ``redtick upgrade`` runs.
+
+    Each symbol's candles are recomputed from its stored ticks and its older candle keys deleted,
+    in one transaction per symbol (:meth:`~redtick.series.SeriesLayout.rebuild_candles_plan`).
+    Bars imported under the older layout have no ticks behind them: they are carried over with
+    an unknown VWAP (NaN). Ticks are never touched. Symbols with nothing to upgrade are left
+    alone and not listed, so a second run returns an empty list.
+
+    Raises
+    ------
+    SymbolNotFound
+        ``symbol`` is given and nothing is stored for it.
+
+    Examples
+    --------
+    >>> import redtick
+    >>> _ = redtick.write_ticks([{"ts": 0, "price": 1.0, "volume": 1.0}], "DOCSUPGRADE")
+    >>> redtick.upgrade("DOCSUPGRADE")  # already in the current layout
+    []
+    """
+    conn = conn or connect()
+    symbols = list_symbols(conn=conn) if symbol is None else require_symbols(conn, [validate_symbol(symbol)])
+    layout = SeriesLayout(conn.keys, conn.settings)
+    done = [run(conn.sync, lambda s=s: layout.rebuild_candles_plan(s)) for s in symbols]
+    return [r for r in done if r.old_keys_removed]

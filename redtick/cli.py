@@ -1,4 +1,4 @@
-"""The ``redtick`` command: demo, ingest, info, stop, serve."""
+"""The ``redtick`` command: demo, ingest, info, upgrade, stop, serve."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ def _info(args: argparse.Namespace) -> int:
     rows = store_summary()
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from redtick.catalog import upgrade
+
+    done = upgrade(args.symbol)
+    for r in done:
+        print(f"{r.symbol}: {r.from_ticks:,} candles rebuilt from ticks, {r.kept:,} kept as stored "
+              f"(imported bars, or ticks trimmed: VWAP unknown), {r.old_keys_removed:,} old keys removed")
+    scope = f"symbol {args.symbol!r}" if args.symbol else "every symbol"
+    print(f"upgraded {len(done)} symbol(s)" if done else f"nothing to upgrade: {scope} is in the current layout")
     return 0
 
 
@@ -84,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=_ingest)
     info = sub.add_parser("info", help="where the data lives: store, server version, keys, memory, symbols")
     info.set_defaults(func=_info)
+    upgrade = sub.add_parser("upgrade", help="rebuild candles stored by an older redtick from the stored ticks")
+    upgrade.add_argument("--symbol", help="only this symbol (default: every symbol)")
+    upgrade.set_defaults(func=_upgrade)
     stop = sub.add_parser("stop", help="stop the local store's server now (it also stops by itself when unused)")
     stop.set_defaults(func=_stop)
     serve = sub.add_parser("serve", help="run the HTTP API (FastAPI) with uvicorn")

@@ -14,10 +14,12 @@ from redtick.errors import ConfigurationError, InvalidData
 
 __all__ = [
     "CANDLE_DTYPE",
+    "CANDLE_DTYPE_V1",
     "TICK_DTYPE",
     "dumps",
     "loads",
     "make_fernet",
+    "widen_v1_candles",
 ]
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
@@ -102,3 +104,28 @@ CANDLE_DTYPE = np.dtype(
 like ``volume``, so ``notional / volume`` is the candle's exact VWAP; NaN where unknown (an imported bar
 that did not give it). Slots of another width (the 80-byte ones before ``notional``) live under other
 keys (:data:`redtick.keys.CANDLE_LAYOUT`), so they are never read with this dtype."""
+
+CANDLE_DTYPE_V1 = np.dtype([(name, CANDLE_DTYPE[name]) for name in CANDLE_DTYPE.names if name != "notional"])
+"""One candle slot of the layout before ``notional``, 80 bytes: first_ts first_id last_ts last_id count open high
+low close volume. Only :meth:`redtick.series.SeriesLayout.rebuild_candles_plan` reads it, to upgrade a store."""
+
+
+def widen_v1_candles(blob: bytes | None) -> np.ndarray:
+    """:data:`CANDLE_DTYPE` records of packed 80-byte slots of the layout before ``notional``.
+
+    Their notional is unknown (NaN), except where the volume is 0 (empty slots too), where it is 0.
+
+    Examples
+    --------
+    >>> old = np.zeros(2, CANDLE_DTYPE_V1)
+    >>> old["count"], old["volume"], old["close"] = [-1, 0], [4.0, 0.0], [10.5, 0.0]
+    >>> wide = widen_v1_candles(old.tobytes())
+    >>> wide["close"].tolist(), wide["notional"].tolist()
+    ([10.5, 0.0], [nan, 0.0])
+    """
+    old = np.frombuffer(blob or b"", dtype=CANDLE_DTYPE_V1)
+    out = np.zeros(len(old), dtype=CANDLE_DTYPE)
+    for name in CANDLE_DTYPE_V1.names:
+        out[name] = old[name]
+    out["notional"] = np.where(out["volume"] == 0, 0.0, np.nan)
+    return out

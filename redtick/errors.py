@@ -6,6 +6,7 @@ The tree::
     ├── ConfigurationError      a setting is missing or malformed (names the variable)
     ├── InvalidKey              a key part (symbol, user id, ...) is outside its character set or length
     ├── InvalidData             a value cannot be stored or decoded (NaN price, bad tick, bad JSON)
+    │   └── UpgradeNeeded       a symbol's candles are in an older layout (run ``redtick upgrade``)
     ├── NotFound                the thing asked for does not exist
     │   └── SymbolNotFound      no series is stored for a symbol (names close matches)
     ├── AuthError               a bearer session or admin token is missing or wrong
@@ -33,6 +34,7 @@ __all__ = [
     "RedtickError",
     "SymbolNotFound",
     "Unavailable",
+    "UpgradeNeeded",
 ]
 
 
@@ -50,6 +52,17 @@ class InvalidKey(RedtickError, ValueError):
 
 class InvalidData(RedtickError, ValueError):
     """A value cannot be stored or decoded."""
+
+
+class UpgradeNeeded(InvalidData):
+    """A symbol's candles are stored in an older layout; ``redtick upgrade`` rebuilds them from its ticks."""
+
+    def __init__(self, symbol: str):
+        super().__init__(
+            f"candles of {symbol!r} are in an older layout; run `redtick upgrade` (or `redtick upgrade --symbol "
+            f"{symbol}`, or redtick.upgrade()) to rebuild them from the stored ticks"
+        )
+        self.symbol = symbol
 
 
 class NotFound(RedtickError, LookupError):

@@ -345,7 +345,7 @@ def candles_read_plan(layout: SeriesLayout, symbols: list[str], interval: str, s
     bins = parse_interval(interval, tz=tz, origin=origin, offset=offset, closed=closed, label=label)
     start_ms, end_ms = _time_bound(start, "start", tz=tz, unit=unit), _time_bound(end, "end", tz=tz, unit=unit)
     query = CandleQuery(bins, start_ms, end_ms, tuple(_columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL)), fill)
-    return (yield from gather(*(candles_plan(layout, s, query, interval) for s in symbols)))
+    return (yield from gather(*(layout.current_layout(s, candles_plan(layout, s, query, interval)) for s in symbols)))
 
 
 def write_plans(layout: SeriesLayout, symbol: str, ticks: Any, errors: str, batch_size: int, *,

@@ -372,6 +372,19 @@ class KeySchema:
         validate_interval(interval)
         return self._symbol("candles", symbol, CANDLE_LAYOUT, interval, "chunk", str(int(start_ms)))
 
+    def legacy_candle_index(self, symbol: str, interval: str) -> str:
+        """The candle index of the layout before :data:`CANDLE_LAYOUT` (80-byte slots, no layout part in the key).
+
+        Never written; its presence means the symbol's candles wait for ``redtick upgrade``.
+        """
+        validate_interval(interval)
+        return self._symbol("candles", symbol, interval, "index")
+
+    def legacy_candle_chunk(self, symbol: str, interval: str, start_ms: int) -> str:
+        """A candle chunk of the layout before :data:`CANDLE_LAYOUT`: 80-byte slots (``codec.CANDLE_DTYPE_V1``)."""
+        validate_interval(interval)
+        return self._symbol("candles", symbol, interval, "chunk", str(int(start_ms)))
+
     def current_price(self, symbol: str) -> str:
         """Hash with the newest price, volume and time of a symbol."""
         return self._symbol("price", symbol, "current")

@@ -6,7 +6,9 @@ start. Candles of one interval live in **slot chunks**: one string per 1,440 buc
 slot (:data:`~redtick.codec.CANDLE_DTYPE`, volume and notional beside the prices) at a fixed offset,
 so one bucket is read and rewritten with GETRANGE/SETRANGE. The slot layout is part of the candle
 keys (:data:`~redtick.keys.CANDLE_LAYOUT`): slots of an earlier, narrower layout sit under other
-keys and are never read as these.
+keys and are never read as these. A symbol that still has them is refused by candle reads and by
+writes (:class:`~redtick.errors.UpgradeNeeded`) until :meth:`SeriesLayout.rebuild_candles_plan`
+(``redtick upgrade``) has rebuilt its candles from its ticks.
 
 A write is one optimistic transaction over the symbol's keys (all in one cluster slot): WATCH
 the chunks and slots it touches, read each chunk's last record (and the whole chunk only when
@@ -31,15 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from redtick.candles import candles_from_ticks, merge_candles, rollup_candles
-from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
+from redtick.candles import candles_from_ticks, merge_candles, rollup_candles, tick_candles
+from redtick.codec import CANDLE_DTYPE, TICK_DTYPE, widen_v1_candles
 from redtick.config import Settings
-from redtick.errors import ConflictError, InvalidData
+from redtick.errors import ConflictError, InvalidData, UpgradeNeeded
 from redtick.keys import KeySchema, validate_interval, validate_symbol
-from redtick.steps import Batch, Commit, Watch, gather
+from redtick.steps import Batch, Commit, Plan, Watch, gather, riding
 from redtick.ticks import NormalisedTicks
 
-__all__ = ["SLOTS", "RetentionWindow", "SeriesLayout", "WriteResult", "retained_from"]
+__all__ = ["SLOTS", "CandleRebuild", "RetentionWindow", "SeriesLayout", "WriteResult", "rebuilt_candles", "retained_from"]
 
 TICK_SIZE = TICK_DTYPE.itemsize
 CANDLE_SIZE = CANDLE_DTYPE.itemsize
@@ -48,6 +50,8 @@ HEAD_TAIL = 256  # records of the head chunk read with each write, so slightly l
 PROBES = 64  # record times read per round trip when searching a chunk
 SEARCH_ABOVE = 4096  # records (135 kB): a clipped chunk larger than this is searched, not fetched whole
 _LATEST = (2**63 - 1).to_bytes(8, "little", signed=True)
+REBUILD_CHUNKS = 16  # tick chunks read per round trip by a rebuild: its memory is that many chunks' ticks
+_TICK_FIELDS = ("ts", "id", "price", "volume")
 
 
 def retained_from(newest_ms: int, retention_ms: int, span_ms: int) -> int:
@@ -143,6 +147,73 @@ class WriteResult:
             self.last = other.last
         self.fired_alerts.extend(other.fired_alerts)
         return self
+
+
+@dataclasses.dataclass(frozen=True)
+class CandleRebuild:
+    """What rebuilding one symbol's candles in the current layout did.
+
+    Attributes
+    ----------
+    from_ticks : int
+        Candles (all intervals) recomputed from the stored ticks, notional exact.
+    kept : int
+        Candles carried over as stored, since the ticks do not account for them: imported bars, or
+        buckets whose ticks retention trimmed. Those of the older layout have an unknown notional
+        (VWAP NaN) unless their volume is 0.
+    old_keys_removed : int
+        Keys of the older layout deleted: its candle indexes and the chunks they listed.
+    """
+
+    symbol: str
+    from_ticks: int = 0
+    kept: int = 0
+    old_keys_removed: int = 0
+
+
+def _packed(starts: np.ndarray, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    out = np.zeros(len(starts), dtype=CANDLE_DTYPE)
+    for name, column in columns.items():
+        out[name] = column
+    return starts, out
+
+
+def rebuilt_candles(from_ticks: tuple[np.ndarray, np.ndarray], older: tuple[np.ndarray, np.ndarray],
+                    current: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bucket starts, candles, True where built from ticks) of one interval, from (starts, candles) pairs
+    built from the stored ticks, stored in the older layout and stored in the current one.
+
+    A bucket is built from its ticks when they account for every tick its stored candles counted
+    (the older layout's plus those the current one gathered since), or when no candle is stored
+    for it: then its notional is exact. Otherwise (an imported bar, count -1; ticks trimmed by
+    retention) the stored candles are merged as they were, and a notional the older layout did
+    not keep stays unknown. Empty buckets are left out.
+
+    Examples
+    --------
+    >>> from redtick.codec import CANDLE_DTYPE_V1
+    >>> ticks = np.zeros(1, CANDLE_DTYPE); ticks[0] = (0, 1, 9, 1, 2, 10.0, 11.0, 10.0, 11.0, 2.0, 21.0)
+    >>> old = np.zeros(2, CANDLE_DTYPE_V1)  # the first bucket's two ticks, and an imported bar
+    >>> old["count"], old["close"], old["volume"] = [2, -1], [11.0, 9.5], [2.0, 5.0]
+    >>> none = (np.zeros(0, np.int64), np.zeros(0, CANDLE_DTYPE))
+    >>> starts, candles, exact = rebuilt_candles((np.array([0]), ticks),
+    ...                                          (np.array([0, 60_000]), widen_v1_candles(old.tobytes())), none)
+    >>> starts.tolist(), candles["notional"].tolist(), exact.tolist()
+    ([0, 60000], [21.0, nan], [True, False])
+    """
+    starts = np.union1d(np.union1d(from_ticks[0], older[0]), current[0]).astype(np.int64)
+
+    def aligned(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        out = np.zeros(len(starts), dtype=CANDLE_DTYPE)
+        out[np.searchsorted(starts, pair[0])] = pair[1]
+        return out
+
+    ticks, stored = aligned(from_ticks), merge_candles(aligned(older), aligned(current))
+    exact = (ticks["count"] > 0) & ((stored["count"] == ticks["count"]) | (stored["count"] == 0))
+    out = stored.copy()
+    out[exact] = ticks[exact]
+    filled = out["count"] != 0
+    return starts[filled], out[filled], exact[filled]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,6 +360,98 @@ class SeriesLayout:
         (reply,) = yield Batch([("HGET", self.keys.current_price(symbol), "ts")])
         return None if reply is None else int(reply)
 
+    # -- the candle layout ------------------------------------------------------------------------
+    def _legacy_indexes(self, symbol: str) -> list[str]:
+        return [self.keys.legacy_candle_index(symbol, name) for name in self.intervals]
+
+    def current_layout(self, symbol: str, plan: Plan) -> Plan:
+        """``plan`` on ``symbol``, stopped with :class:`~redtick.errors.UpgradeNeeded` before it writes or
+        returns anything if the symbol's candles are in the older layout.
+
+        The check is one EXISTS of the older layout's candle indexes riding in the plan's first
+        round trip: without it, a read would miss the older candles and a write would build
+        candles of its new ticks only, whole-looking buckets that are partial.
+        """
+
+        def refuse(found: int) -> None:
+            if found:
+                raise UpgradeNeeded(symbol)
+
+        return riding(plan, ("EXISTS", *self._legacy_indexes(symbol)), refuse)
+
+    def rebuild_candles_plan(self, symbol: str):
+        """Plan: rebuild the candles of every interval of ``symbol`` in the current layout; a :class:`CandleRebuild`.
+
+        Does nothing (all counts 0) unless the symbol has candles of the older layout. The stored
+        ticks are read :data:`REBUILD_CHUNKS` chunks per round trip, so memory holds that many
+        chunks' ticks and the candles; each bucket's candle is recomputed from its ticks, or kept
+        as stored where the ticks do not account for it (:func:`rebuilt_candles`): bars imported
+        in the older layout have no ticks behind them and are carried over with notional unknown
+        (VWAP NaN), as are buckets whose ticks retention trimmed. Then, in one transaction, the
+        candles are written over their buckets' slots in the current layout and the older
+        layout's candle indexes and the chunks they list are deleted. Ticks are never touched.
+        A concurrent write to the symbol's indexes, chunks or newest tick runs the plan again.
+        """
+        symbol = validate_symbol(symbol)
+        keys = self.keys
+        legacy_indexes = self._legacy_indexes(symbol)
+        tick_index, current_key = keys.tick_index(symbol), keys.current_price(symbol)
+        yield Watch([tick_index, current_key, *legacy_indexes, *(keys.candle_index(symbol, n) for n in self.intervals)])
+        replies = yield Batch([("ZRANGE", tick_index, 0, -1), ("HGET", current_key, "ts"),
+                               *(("ZRANGE", index, 0, -1) for index in legacy_indexes)])
+        tick_chunks = [int(m) for m in replies[0]]
+        newest = None if replies[1] is None else int(replies[1])
+        legacy_starts = {name: [int(m) for m in members] for name, members in zip(self.intervals, replies[2:], strict=True)}
+        legacy_chunks = {name: [keys.legacy_candle_chunk(symbol, name, c) for c in starts]
+                         for name, starts in legacy_starts.items()}
+        present = [index for index, members in zip(legacy_indexes, replies[2:], strict=True) if members]
+        if not present:
+            return CandleRebuild(symbol)
+        yield Watch([keys.tick_chunk(symbol, start) for start in tick_chunks] + [k for ks in legacy_chunks.values() for k in ks])
+        from_ticks = yield from self._tick_candles_plan(symbol, tick_chunks)
+        window = self.retention_window(newest)
+        commands: list[tuple] = []
+        built = kept = 0
+        for name in self.intervals:
+            blobs = (yield Batch([("GET", k) for k in legacy_chunks[name]])) if legacy_chunks[name] else []
+            older = self._legacy_candles(name, legacy_starts[name], blobs)
+            current = _packed(*(yield from self.read_candles_plan(symbol, name, None, None)))
+            starts, candles, exact = rebuilt_candles(from_ticks[name], older, current)
+            keep = window.keeps_candles(name, starts)
+            commands += self._put_candles_commands(symbol, name, starts[keep], candles[keep])
+            built, kept = built + int((exact & keep).sum()), kept + int((~exact & keep).sum())
+        commands.append(("UNLINK", *(k for ks in legacy_chunks.values() for k in ks), *present))
+        removed = (yield Commit(commands))[-1]
+        return CandleRebuild(symbol, built, kept, int(removed))
+
+    def _tick_candles_plan(self, symbol: str, tick_chunks: list[int]):
+        """Plan: {interval: (bucket starts, candles)} of every stored tick, read a few chunks at a time."""
+        pieces: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {name: [] for name in self.intervals}
+        for at in range(0, len(tick_chunks), REBUILD_CHUNKS):
+            group = tick_chunks[at : at + REBUILD_CHUNKS]
+            got = yield from self.read_ticks_plan(symbol, group[0], group[-1] + self.chunk_ms - 1, _TICK_FIELDS)
+            for name, iv in self.intervals.items():
+                pieces[name].append(tick_candles(got["ts"] // iv * iv, got))
+        out = {}
+        for name, iv in self.intervals.items():
+            starts = _concat([p[0] for p in pieces[name]], np.dtype(np.int64))
+            columns = {field: _concat([p[1][field] for p in pieces[name]], CANDLE_DTYPE[field])
+                       for field in CANDLE_DTYPE.names}
+            # A bucket split over two reads comes back as two candles; the roll-up merges them in time order.
+            out[name] = rollup_candles(starts, columns, iv)
+        return out
+
+    def _legacy_candles(self, interval: str, chunks: list[int], blobs: list) -> tuple[np.ndarray, np.ndarray]:
+        """(bucket starts, candles) of the non-empty slots of older-layout chunks, widened to the current dtype."""
+        iv = self.intervals[interval]
+        starts_of, pieces = [], []
+        for chunk, blob in zip(chunks, blobs, strict=True):
+            records = widen_v1_candles(blob)
+            filled = np.flatnonzero(records["count"] != 0)
+            starts_of.append(chunk + filled.astype(np.int64) * iv)
+            pieces.append(records[filled])
+        return _concat(starts_of, np.dtype(np.int64)), _concat(pieces, CANDLE_DTYPE)
+
     # -- writing ticks ---------------------------------------------------------------------------
     def write_plan(self, symbol: str, batch: NormalisedTicks,
                    also: Callable[[WriteResult], tuple[tuple, Callable[[Any], None]]] | None = None):
@@ -305,6 +468,10 @@ class SeriesLayout:
         behind the window of the newest tick, and whatever order and batches ticks arrive in,
         the ticks stored are exactly those sent inside the final window (:func:`retained_from`).
         """
+        return self.current_layout(symbol, self._write_plan(symbol, batch, also))
+
+    def _write_plan(self, symbol: str, batch: NormalisedTicks,
+                    also: Callable[[WriteResult], tuple[tuple, Callable[[Any], None]]] | None):
         symbol = validate_symbol(symbol)
         result = WriteResult(symbol, received=batch.received, rejected=dict(batch.rejected),
                              duplicates=batch.duplicates)
@@ -513,8 +680,12 @@ class SeriesLayout:
         Every stored interval that is a multiple of ``interval`` is then rebuilt over the same
         span as the roll-up of ``interval``'s candles, so coarser reads see the import too.
         With a candle retention, candles out of the window behind the series' newest tick are
-        refused, as ticks are. Returns how many candles were stored.
+        refused, as ticks are. Returns how many candles were stored. Without a candle retention
+        the check of the candle layout (:meth:`current_layout`) is one round trip of its own.
         """
+        return self.current_layout(symbol, self._set_candles_plan(symbol, interval, starts, candles))
+
+    def _set_candles_plan(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray):
         symbol = validate_symbol(symbol)
         iv = self._stored_interval(interval)
         if len(starts) == 0:
@@ -540,6 +711,12 @@ class SeriesLayout:
         return len(starts)
 
     def _put_candles_plan(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray):
+        yield Commit(self._put_candles_commands(symbol, interval, starts, candles))
+
+    def _put_candles_commands(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray) -> list[tuple]:
+        """SETRANGE of ``candles`` into their slots (runs of adjacent buckets in one command) and the index ZADD."""
+        if len(starts) == 0:
+            return []
         iv = self.intervals[interval]
         span = iv * SLOTS
         chunk_of = starts // span * span
@@ -553,7 +730,7 @@ class SeriesLayout:
                                  int(slots[a]) * CANDLE_SIZE, block.tobytes()))
         members = [x for c in np.unique(chunk_of).tolist() for x in (c, c)]
         commands.append(("ZADD", self.keys.candle_index(symbol, interval), *members))
-        yield Commit(commands)
+        return commands
 
     # -- reading ---------------------------------------------------------------------------------
     def read_ticks_plan(self, symbol: str, start_ms: int | None, end_ms: int | None,

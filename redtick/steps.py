@@ -26,7 +26,7 @@ import redis
 from redtick.errors import ConflictError
 from redtick.scripts import bound
 
-__all__ = ["Batch", "Commit", "Plan", "Script", "Watch", "gather", "run", "run_async"]
+__all__ = ["Batch", "Commit", "Plan", "Script", "Watch", "gather", "riding", "run", "run_async"]
 
 MAX_ATTEMPTS = 64
 
@@ -189,3 +189,29 @@ def gather(*plans: Plan) -> Plan:
             at += len(step.commands)
         live = [i for i, _ in pending]
     return results
+
+
+def riding(plan: Plan, command: tuple, receive: Callable[[Any], None]) -> Plan:
+    """``plan`` with ``command`` sent in its first :class:`Batch`, whose reply goes to ``receive`` first.
+
+    ``receive`` may raise to stop the plan before it writes anything: a plan that would
+    :class:`Commit` or call a :class:`Script` before any Batch gets one of its own for ``command``
+    first. A plan that ends without any of these never sends it.
+    """
+    reply: Any = None
+    sent = False
+    while True:
+        try:
+            step = plan.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        if not sent and isinstance(step, Batch):
+            sent = True
+            replies = yield Batch([*step.commands, command])
+            receive(replies[-1])
+            reply = replies[:-1]
+            continue
+        if not sent and isinstance(step, Commit | Script):
+            sent = True
+            receive((yield Batch([command]))[0])
+        reply = yield step

@@ -165,8 +165,10 @@ class Reader:
     def _run(self) -> None:
         while not self.stop.is_set():
             try:
-                ticks = frames.load_ticks(SYMBOL, conn=self.conn, columns=["price", "volume", "trade_id"])
-                candles = frames.load_ohlcv(SYMBOL, "5m", conn=self.conn, columns=["high", "low", "count"])
+                # missing="skip": the reader may start before the feed's first write lists the symbol.
+                ticks = frames.load_ticks(SYMBOL, conn=self.conn, columns=["price", "volume", "trade_id"], missing="skip")
+                candles = frames.load_ohlcv(SYMBOL, "5m", conn=self.conn, columns=["high", "low", "count"],
+                                            missing="skip")
             except Exception as exc:  # checked by the test: every one must be typed
                 self.errors.append(exc)
                 continue

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redtick import catalog, frames, snapshot
+from redtick import frames, snapshot
 from redtick.caches.prices import PriceCache
 from redtick.candles import candles_from_ticks, merge_candles, rollup_candles
 from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
 from redtick.connection import Connection
-from redtick.errors import InvalidData
+from redtick.errors import InvalidData, UpgradeNeeded
 from redtick.keys import CANDLE_LAYOUT
 from tests.series_reference import SUM_RTOL, assert_frames_match, reference_resample
 
@@ -49,20 +49,22 @@ def test_a_slot_is_88_bytes_and_its_width_is_in_the_candle_keys(vconn):
 
 
 def test_slots_of_the_80_byte_layout_are_never_read(vconn):
-    """The earlier layout's keys (``candles:{SYM}:1m:...``, 80-byte slots) are not seen: ten of its slots are
-    880 bytes, exactly ten 88-byte ones, which a reader of those keys would decode into nonsense."""
+    """The earlier layout's keys (``candles:{SYM}:1m:...``, 80-byte slots) are never decoded as 88-byte ones: ten
+    of its slots are 880 bytes, exactly ten 88-byte ones. A symbol that has them is refused until
+    ``redtick upgrade`` rebuilds its candles (tests/test_upgrade.py)."""
     sync, prefix = vconn.sync, vconn.keys.prefix
+    ticks = pd.DataFrame({"ts": BASE + np.array([1_000, 2_000, 61_000]), "price": [10.0, 11.0, 12.0], "volume": 2.0})
+    frames.write_ticks(ticks, "OLD", conn=vconn)
     old = np.zeros(11, dtype=[(name, CANDLE_DTYPE[name]) for name in CANDLE_DTYPE.names[:-1]])
     old["count"], old["open"], old["close"], old["volume"] = 5, 1.0, 1.0, 9.0
     assert len(old.tobytes()) == 880 == 10 * CANDLE_DTYPE.itemsize
     start = BASE // (1440 * MINUTE) * (1440 * MINUTE)
     sync.set(f"{prefix}candles:{{OLD}}:1m:chunk:{start}", old.tobytes())
     sync.zadd(f"{prefix}candles:{{OLD}}:1m:index", {str(start): start})
-    ticks = pd.DataFrame({"ts": BASE + np.array([1_000, 2_000, 61_000]), "price": [10.0, 11.0, 12.0], "volume": 2.0})
-    frames.write_ticks(ticks, "OLD", conn=vconn)
-    got = frames.load_ohlcv("OLD", "1m", columns=ALL, conn=vconn)
-    assert got["count"].tolist() == [2.0, 1.0] and got["vwap"].tolist() == [10.5, 12.0]
-    assert catalog.describe("OLD", conn=vconn).frame().loc["1m", "candles"] == 2
+    with pytest.raises(UpgradeNeeded, match="older layout; run `redtick upgrade`"):
+        frames.load_ohlcv("OLD", "1m", columns=ALL, conn=vconn)
+    with pytest.raises(UpgradeNeeded):
+        frames.write_ticks(ticks.assign(ts=ticks["ts"] + 1), "OLD", conn=vconn)
 
 
 # -- candle arithmetic ---------------------------------------------------------------------------------
