@@ -447,7 +447,7 @@ def write_ticks(
         (any finite number: zero and negative prices are prices), ``volume``; optional ``trade_id``
         (or ``seq``) and ``side``. A missing ``ts``, ``price`` or ``volume`` raises InvalidData.
     symbol : str
-        1-32 of ``A-Z 0-9 . _ - /``.
+        Up to 64 printable characters, case kept, except whitespace and ``{ } * ? [ ] \\``.
     conn : Connection, optional
         Defaults to ``redtick.connect()``.
     errors : {"raise", "skip"}
