@@ -63,7 +63,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from redtick.web import create_app
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="debug" if args.verbose else "info")
+    # proxy_headers=False: uvicorn would take X-Forwarded-For from any peer on 127.0.0.1, letting a
+    # local client dodge the per-address limits; the app reads it only from REDTICK_TRUSTED_PROXIES.
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="debug" if args.verbose else "info",
+                proxy_headers=False)
     return 0
 
 

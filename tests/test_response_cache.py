@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from redtick.config import Settings
 from redtick.connection import Connection
@@ -32,7 +32,8 @@ def make_app(conn: Connection, counter: Counter, ttl: int = 30) -> FastAPI:
 
     @app.get("/market/{symbol}")
     @cache_response(ttl=ttl, key_prefix="market_data")
-    async def get_market_data(symbol: str, request: Request, dep: object = Depends(fresh_dependency)):
+    async def get_market_data(symbol: str, request: Request, dep: object = Depends(fresh_dependency),
+                              a: str | None = None, b: str | None = None, depth: int | None = None):
         counter.calls += 1
         if symbol == "MISSING":
             raise HTTPException(404, "no such symbol")
@@ -150,7 +151,7 @@ async def test_concurrent_misses_run_the_handler_once(conn):
 def test_key_is_stable_across_processes():
     code = (
         "from redtick.web import ResponseCache;"
-        "print(ResponseCache(5, 'p').digest('GET', '/x', [('b', '1'), ('a', '2')], {'accept': 'text/html'}))"
+        "print(ResponseCache(5, 'p').digest('GET', 'https', 'h', '/x', [('b', '1'), ('a', '2')], {'accept': 'text/html'}))"
     )
     digests = {
         subprocess.run(
@@ -158,7 +159,7 @@ def test_key_is_stable_across_processes():
         ).stdout.strip()
         for seed in ("1", "2")
     }
-    here = ResponseCache(5, "p").digest("GET", "/x", [("a", "2"), ("b", "1")], {"accept": "text/html"})
+    here = ResponseCache(5, "p").digest("GET", "https", "h", "/x", [("a", "2"), ("b", "1")], {"accept": "text/html"})
     assert digests == {here}
 
 
@@ -249,3 +250,229 @@ async def test_middleware_caches_only_get_under_its_paths(conn):
             denied = await client.get("/public/secret")
             assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer"
     assert len(list(conn.sync.scan_iter(match=conn.keys.pattern("http", "pages")))) == 1  # the page only
+
+
+# -- no leaks: credentials, single flight, Host, query strings (issue 13, point 1) -----------------
+def user_app(conn: Connection, counter: Counter, *, gate: asyncio.Event | None = None) -> FastAPI:
+    """Endpoints that authenticate by cookie, by X-Api-Key, or set a cookie: every body is personal."""
+    app = FastAPI()
+    app.state.redtick_conn = conn
+
+    async def wait() -> None:
+        if gate is not None:
+            await gate.wait()
+
+    @app.get("/me/cookie")
+    @cache_response(ttl=30, key_prefix="me_cookie")
+    async def by_cookie(request: Request):
+        counter.calls += 1
+        await wait()
+        return {"user": request.cookies.get("session", "anonymous")}
+
+    @app.get("/me/key")
+    @cache_response(ttl=30, key_prefix="me_key", vary_on_headers=["X-Api-Key"])
+    async def by_api_key(request: Request):
+        counter.calls += 1
+        await wait()
+        return {"user": request.headers.get("x-api-key", "anonymous")}
+
+    @app.get("/login")
+    @cache_response(ttl=30, key_prefix="login")
+    async def login(request: Request):
+        counter.calls += 1
+        await wait()
+        response = JSONResponse({"issued": counter.calls})
+        response.set_cookie("session", f"token-{counter.calls}")
+        return response
+
+    @app.get("/links/{symbol}", name="links")
+    @cache_response(ttl=30, key_prefix="links")
+    async def links(symbol: str, request: Request):
+        counter.calls += 1
+        return {"self": str(request.url_for("links", symbol=symbol))}
+
+    app.state.caches = {"cookie": by_cookie.response_cache, "login": login.response_cache}
+    return app
+
+
+def redis_keys(conn: Connection) -> list[bytes]:
+    return list(conn.sync.scan_iter(match=conn.keys.everything()))
+
+
+async def test_cookie_users_never_see_each_others_response(conn):
+    counter = Counter()
+    async with client_for(user_app(conn, counter)) as client:
+        alice = await client.get("/me/cookie", headers={"Cookie": "session=alice"})
+        bob = await client.get("/me/cookie", headers={"Cookie": "session=bob"})
+        alice_again = await client.get("/me/cookie", headers={"Cookie": "session=alice"})
+        nobody = await client.get("/me/cookie")
+    assert (alice.json(), bob.json(), nobody.json()) == ({"user": "alice"}, {"user": "bob"}, {"user": "anonymous"})
+    assert alice_again.json() == {"user": "alice"} and alice_again.headers["x-cache"] == "HIT"
+    assert alice.headers["cache-control"] == bob.headers["cache-control"] == "private, max-age=30"
+    assert nobody.headers["cache-control"] == "max-age=30"
+    assert "Cookie" in alice.headers["vary"] and "Authorization" in alice.headers["vary"]
+    assert counter.calls == 3
+    raw = b"".join(redis_keys(conn))
+    assert b"alice" not in raw and b"bob" not in raw
+
+
+async def test_api_key_users_never_see_each_others_response(conn):
+    counter = Counter()
+    async with client_for(user_app(conn, counter)) as client:
+        first = await client.get("/me/key", headers={"X-Api-Key": "key-of-alice"})
+        second = await client.get("/me/key", headers={"X-Api-Key": "key-of-bob"})
+        again = await client.get("/me/key", headers={"X-Api-Key": "key-of-alice"})
+    assert (first.json(), second.json()) == ({"user": "key-of-alice"}, {"user": "key-of-bob"})
+    assert again.headers["x-cache"] == "HIT" and again.json() == {"user": "key-of-alice"}
+    assert first.headers["cache-control"].startswith("private")
+    assert "X-Api-Key" in first.headers["vary"]
+
+
+async def _concurrently(client: httpx.AsyncClient, path: str, headers: list[dict[str, str]],
+                        cache: ResponseCache, gate: asyncio.Event) -> list[httpx.Response]:
+    """Send every request at once; release the handlers only after each request looked in the cache.
+
+    A request joins or starts its key's flight right after its lookup, before it next yields, so
+    once every lookup is done, requests with equal keys are all waiting on one production.
+    """
+    looked_up = 0
+    original = cache.load
+
+    async def counting_load(*args):
+        nonlocal looked_up
+        result = await original(*args)
+        looked_up += 1
+        return result
+
+    cache.load = counting_load
+    try:
+        requests = [asyncio.ensure_future(client.get(path, headers=h)) for h in headers]
+        while looked_up < len(headers):
+            await asyncio.sleep(0.001)  # polling a condition, bounded by the pytest run
+        gate.set()
+        return list(await asyncio.gather(*requests))
+    finally:
+        cache.load = original
+
+
+async def test_concurrent_waiters_with_different_cookies_each_get_their_own(conn):
+    counter, gate = Counter(), asyncio.Event()
+    app = user_app(conn, counter, gate=gate)
+    async with client_for(app) as client:
+        users = [f"user{i}" for i in range(8)]
+        responses = await _concurrently(client, "/me/cookie", [{"Cookie": f"session={u}"} for u in users],
+                                        app.state.caches["cookie"], gate)
+    assert [r.json()["user"] for r in responses] == users
+    assert counter.calls == len(users)  # different keys never collapse into one handler call
+
+
+async def test_a_response_that_sets_a_cookie_is_never_shared(conn):
+    counter, gate = Counter(), asyncio.Event()
+    app = user_app(conn, counter, gate=gate)
+    async with client_for(app) as client:
+        # Six anonymous callers: equal keys, so they join one flight; its response sets a cookie.
+        responses = await _concurrently(client, "/login", [{}] * 6, app.state.caches["login"], gate)
+        later = await client.get("/login")
+    cookies = [r.headers["set-cookie"].split(";")[0] for r in responses]
+    assert len(set(cookies)) == 6  # each caller got the cookie its own handler call issued
+    assert all(r.headers["x-cache"] == "MISS" and "no-store" in r.headers["cache-control"] for r in responses)
+    assert later.headers["set-cookie"].startswith("session=token-7")  # nothing stored, nothing replayed
+    assert redis_keys(conn) == []
+
+
+async def test_a_forged_host_never_reaches_another_caller(conn):
+    counter = Counter()
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
+    async with client_for(user_app(conn, counter)) as client:
+        poisoned = await client.get("/links/BTCUSDT", headers=forged)
+        normal = await client.get("/links/BTCUSDT")
+        normal_again = await client.get("/links/BTCUSDT")
+        only_xfh = await client.get("/links/BTCUSDT", headers={"X-Forwarded-Host": "evil.example"})
+    assert poisoned.json() == {"self": "http://evil.example/links/BTCUSDT"}
+    assert normal.json() == normal_again.json() == only_xfh.json() == {"self": "http://test/links/BTCUSDT"}
+    assert normal.headers["x-cache"] == "MISS" and normal_again.headers["x-cache"] == "HIT"
+    assert only_xfh.headers["x-cache"] == "HIT"  # X-Forwarded-* is not read, so it is no key either
+
+
+async def test_undeclared_query_parameters_bypass_the_cache_and_create_no_key(conn):
+    counter = Counter()
+    async with client_for(make_app(conn, counter)) as client:
+        busted = [await client.get("/market/BTCUSDT", params={"b": "x", "cachebust": str(i)}) for i in range(5)]
+        declared = await client.get("/market/BTCUSDT", params={"depth": "5"})
+    assert {r.headers["x-cache"] for r in busted} == {"BYPASS"}
+    assert all(r.status_code == 200 for r in busted)
+    assert declared.headers["x-cache"] == "MISS"
+    assert len(redis_keys(conn)) == 1  # the declared query only
+
+
+async def test_a_handler_that_says_no_store_is_not_stored(conn):
+    counter = Counter()
+    app = FastAPI()
+    app.state.redtick_conn = conn
+
+    @app.get("/volatile")
+    @cache_response(ttl=30, key_prefix="volatile")
+    async def volatile(request: Request):
+        counter.calls += 1
+        return JSONResponse({"call": counter.calls}, headers={"Cache-Control": "no-store"})
+
+    async with client_for(app) as client:
+        assert [(await client.get("/volatile")).json()["call"] for _ in range(2)] == [1, 2]
+    assert redis_keys(conn) == []
+
+
+def middleware_app(conn: Connection, counter: Counter, **options) -> FastAPI:
+    app = FastAPI()
+    app.state.redtick_conn = conn
+    app.add_middleware(ResponseCacheMiddleware, ttl=15, key_prefix="mw", paths=["/p"], **options)
+
+    @app.get("/p/me")
+    async def me(request: Request):
+        counter.calls += 1
+        user = request.cookies.get("session") or request.headers.get("x-api-key") or "anonymous"
+        return {"user": user, "call": counter.calls}
+
+    @app.get("/p/links", name="mw_links")
+    async def mw_links(request: Request):
+        counter.calls += 1
+        return {"self": str(request.url_for("mw_links"))}
+
+    return app
+
+
+async def test_middleware_serves_credentialed_requests_uncached_by_default(conn):
+    counter = Counter()
+    async with client_for(middleware_app(conn, counter, vary_on_headers=["X-Api-Key"])) as client:
+        alice = await client.get("/p/me", headers={"Cookie": "session=alice"})
+        bob = await client.get("/p/me", headers={"Cookie": "session=bob"})
+        carol = await client.get("/p/me", headers={"X-Api-Key": "carol"})
+        dave = await client.get("/p/me", headers={"X-Api-Key": "dave"})
+        anonymous = [await client.get("/p/me") for _ in range(2)]
+    assert [r.json()["user"] for r in (alice, bob, carol, dave)] == ["alice", "bob", "carol", "dave"]
+    assert {r.headers["x-cache"] for r in (alice, bob, carol, dave)} == {"BYPASS"}
+    assert anonymous[1].headers["x-cache"] == "HIT" and anonymous[1].json()["user"] == "anonymous"
+    assert len(redis_keys(conn)) == 1
+
+
+async def test_middleware_with_private_keys_each_credential(conn):
+    counter = Counter()
+    app = middleware_app(conn, counter, private=True)
+    async with client_for(app) as client:
+        alice = await client.get("/p/me", headers={"Cookie": "session=alice"})
+        bob = await client.get("/p/me", headers={"Cookie": "session=bob"})
+        alice_again = await client.get("/p/me", headers={"Cookie": "session=alice"})
+    assert (alice.json()["user"], bob.json()["user"]) == ("alice", "bob")
+    assert alice_again.headers["x-cache"] == "HIT" and alice_again.json() == alice.json()
+    assert alice.headers["cache-control"] == "private, max-age=15"
+
+
+async def test_middleware_under_a_forged_host_and_busted_query(conn):
+    counter = Counter()
+    async with client_for(middleware_app(conn, counter)) as client:
+        poisoned = await client.get("/p/links", headers={"Host": "evil.example"})
+        normal = await client.get("/p/links")
+        busted = await client.get("/p/links", params={"x": "1"})
+    assert poisoned.json()["self"] == "http://evil.example/p/links"
+    assert normal.json()["self"] == "http://test/p/links" and normal.headers["x-cache"] == "MISS"
+    assert busted.headers["x-cache"] == "BYPASS"
+    assert len(redis_keys(conn)) == 2  # one per host; the query string made none

@@ -220,3 +220,17 @@ async def test_resolve_session_treats_any_malformed_token_as_no_session(conn):
     cache = UserSessionCache(conn=conn)
     for token in ["", "has space", "x" * 200, None, "{slot}", "a*"]:
         assert await cache.resolve_session(token) is None
+
+
+async def test_integer_and_colon_user_ids_work_everywhere(conn):
+    cache = UserSessionCache(conn=conn)
+    numeric = await cache.set_user_session(123, {"device": "app"}, ttl=60)
+    assert (await cache.get_user_session(123, numeric))["data"] == {"device": "app"}
+    assert (await cache.get_user_session("123", numeric))["data"] == {"device": "app"}
+    assert len(await cache.get_user_sessions(123)) == 1
+    # A user id with ':' must not break the cleanup that splits index entries into (user, session).
+    colon = await cache.set_user_session("user:9", {}, ttl=1)
+    await conn.async_client().delete(conn.keys.session(colon))  # as if its TTL ended
+    assert await cache.cleanup_expired_sessions() >= 0
+    assert await cache.delete_all_user_sessions(123) == 1
+    await conn.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections.abc import Callable
@@ -15,10 +16,25 @@ from redtick.errors import InvalidData, InvalidKey
 from redtick.keys import validate_name, validate_user_id
 from redtick.steps import Script
 
-__all__ = ["UserSessionCache", "user_session_cache"]
+__all__ = ["UserSessionCache", "session_handle", "user_session_cache"]
 
 _SESSION_ID_BYTES = 24  # 192 bits of randomness; 32 url-safe characters
 _CLEANUP_BATCH = 1000
+_HANDLE_HEX = 16  # 64 bits: unique among one user's sessions, and no way back to the token
+
+
+def session_handle(session_id: str) -> str:
+    """A short, non-secret name of a session: the first 16 hex digits of the SHA-256 of its id.
+
+    A session id is a bearer token; its handle can be shown and used to revoke the session
+    (:meth:`UserSessionCache.delete_session_by_handle`), never to act as it.
+
+    Examples
+    --------
+    >>> session_handle("abc")
+    'ba7816bf8f01cfea'
+    """
+    return hashlib.sha256(session_id.encode()).hexdigest()[:_HANDLE_HEX]
 
 
 class UserSessionCache(BaseCache):
@@ -108,6 +124,7 @@ class UserSessionCache(BaseCache):
         >>> len(session_id) >= 22
         True
         """
+        user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         keys = self.keys
         seconds = self._ttl(ttl)
         encoded = self._encode(data)
@@ -186,7 +203,7 @@ class UserSessionCache(BaseCache):
         >>> asyncio.run(demo())
         ({'device': 'app'}, None)
         """
-        validate_user_id(user_id)
+        user_id = validate_user_id(user_id)
         session = await self.get_session_by_id(session_id)
         return session if session is not None and session["user_id"] == user_id else None
 
@@ -222,6 +239,7 @@ class UserSessionCache(BaseCache):
         >>> asyncio.run(demo())
         [{'device': 'a'}]
         """
+        user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         keys = self.keys
         now = self._now_ms()
         ids = [m.decode() for m in await self.redis.zrangebyscore(keys.user_sessions(user_id), now, "+inf")]
@@ -255,7 +273,7 @@ class UserSessionCache(BaseCache):
         >>> asyncio.run(demo())
         {'last_action': 'view_portfolio'}
         """
-        validate_user_id(user_id)
+        user_id = validate_user_id(user_id)
         key = self.keys.session(session_id)
         encoded = self._encode(activity)
         touch = scripts.bound(self.redis, "session_touch")
@@ -278,6 +296,7 @@ class UserSessionCache(BaseCache):
         >>> asyncio.run(demo())
         (True, None)
         """
+        user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         if await self.get_user_session(user_id, session_id) is None:
             return False
         return await self._delete_sessions(user_id, [session_id]) == 1
@@ -296,8 +315,49 @@ class UserSessionCache(BaseCache):
         >>> asyncio.run(demo())
         3
         """
+        user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         ids = [m.decode() for m in await self.redis.zrange(self.keys.user_sessions(user_id), 0, -1)]
         return await self._delete_sessions(user_id, ids) if ids else 0
+
+    async def delete_session_by_handle(self, user_id: str, handle: str) -> bool:
+        """End the user's session whose :func:`session_handle` is ``handle``; False if none is live.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     session_id = await cache.set_user_session("u12", {})
+        ...     ended = await cache.delete_session_by_handle("u12", session_handle(session_id))
+        ...     return ended, await cache.resolve_session(session_id)
+        >>> asyncio.run(demo())
+        (True, None)
+        """
+        user_id = validate_user_id(user_id)
+        ids = [m.decode() for m in await self.redis.zrange(self.keys.user_sessions(user_id), 0, -1)]
+        wanted = str(handle).encode()
+        matches = [s for s in ids if secrets.compare_digest(session_handle(s).encode(), wanted)]
+        return await self._delete_sessions(user_id, matches) > 0 if matches else False
+
+    async def delete_other_sessions(self, user_id: str, keep_session_id: str) -> int:
+        """End every session of the user except ``keep_session_id``; returns how many were live.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> cache = UserSessionCache()
+        >>> async def demo():
+        ...     kept = await cache.set_user_session("u13", {})
+        ...     for _ in range(2):
+        ...         await cache.set_user_session("u13", {})
+        ...     return await cache.delete_other_sessions("u13", kept), await cache.resolve_session(kept)
+        >>> asyncio.run(demo())
+        (2, 'u13')
+        """
+        user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
+        ids = [m.decode() for m in await self.redis.zrange(self.keys.user_sessions(user_id), 0, -1)]
+        others = [s for s in ids if s != keep_session_id]
+        return await self._delete_sessions(user_id, others) if others else 0
 
     async def _delete_sessions(self, user_id: str, session_ids: list[str]) -> int:
         keys = self.keys
@@ -339,7 +399,7 @@ class UserSessionCache(BaseCache):
             members = await self.redis.zrangebyscore(expiry, "-inf", now, start=start, num=_CLEANUP_BATCH)
             if not members:
                 return removed
-            entries = [m.decode().split(":", 1) for m in members]
+            entries = [m.decode().rsplit(":", 1) for m in members]  # a user id may hold ":"; a session id never does
             async with self.redis.pipeline(transaction=False) as pipe:
                 for _, session_id in entries:
                     pipe.exists(keys.session(session_id))
@@ -433,7 +493,7 @@ class UserSessionCache(BaseCache):
         >>> asyncio.run(demo())
         2
         """
-        validate_user_id(user_id)
+        user_id = validate_user_id(user_id)
         state = await self._limiter(action, limit or RateLimiter.COUNT_CAP, window).hit(user_id)
         return state.count
 
@@ -450,7 +510,7 @@ class UserSessionCache(BaseCache):
         >>> asyncio.run(demo())
         True
         """
-        validate_user_id(user_id)
+        user_id = validate_user_id(user_id)
         check_window(window)
         return not await self._limiter(action, limit, window).test(user_id)
 

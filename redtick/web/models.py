@@ -1,10 +1,31 @@
-"""Pydantic shapes of the HTTP API's responses, as the platform doc's examples show them."""
+"""Pydantic shapes of the HTTP API's requests and responses, as the platform doc's examples show them."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from redtick.keys import SYMBOL_MAX_LENGTH, SYMBOL_RESERVED, SYMBOL_RULE, validate_symbol
+
+# The key rules of redtick.keys as the HTTP schema states them. A JSON-schema pattern has no
+# portable way to say "printable" or "NFC" for all of Unicode (no \p{...} in Python's re, no
+# lookahead in Pydantic's Rust regex), so the symbol pattern is exact over Latin-1 (controls,
+# spaces, the soft hyphen, the reserved characters, "." and ".." alone are out) and wider beyond;
+# validate_symbol itself checks every symbol wherever it enters. tests/test_web_attacks.py holds
+# the pattern to the validator.
+_NOT_IN_SYMBOL = r"\x00-\x20\x7f-\xa0\xad" + re.escape(SYMBOL_RESERVED)
+_ANY, _NOT_DOT = f"[^{_NOT_IN_SYMBOL}]", f"[^{_NOT_IN_SYMBOL}.]"
+_MORE = SYMBOL_MAX_LENGTH - 1
+SYMBOL_PATTERN = (rf"^(?:{_NOT_DOT}{_ANY}{{0,{_MORE}}}|\.{_NOT_DOT}{_ANY}{{0,{_MORE - 1}}}"
+                  rf"|\.\.{_ANY}{{1,{_MORE - 1}}})$")
+SYMBOL_DESCRIPTION = (f"{SYMBOL_RULE[0].upper()}{SYMBOL_RULE[1:]}, in Unicode NFC, and not . or .. alone. "
+                      "In a path, percent-encode it: EUR/USD is EUR%2FUSD")
+USER_ID_PATTERN = r"^[A-Za-z0-9._@:-]{1,64}$"
+ALERT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+SESSION_HANDLE_PATTERN = r"^[0-9a-f]{16}$"
+MAX_ABS_PRICE = 1e15
 
 
 class ErrorResponse(BaseModel):
@@ -14,6 +35,13 @@ class ErrorResponse(BaseModel):
     error: str = Field(description="Error kind, such as InvalidKey, Unavailable, AuthError")
     message: str
     detail: list[dict[str, Any]] | None = Field(default=None, description="Per-field problems for bad input")
+
+
+class PublicHealth(BaseModel):
+    """What anyone may know: whether Redis answers, and how fast it did at the last probe."""
+
+    status: Literal["healthy", "unhealthy"]
+    latency_ms: float | None = Field(description="Round trip of the last PING, shared by every caller for 2 s")
 
 
 class MemoryFacts(BaseModel):
@@ -94,8 +122,10 @@ class ClearResponse(BaseModel):
 
 
 class Session(BaseModel):
-    session_id: str
+    handle: str = Field(pattern=SESSION_HANDLE_PATTERN,
+                        description="A short digest of the session; names it for revocation, never usable as a token")
     user_id: str
+    current: bool = Field(description="True for the session that made this request")
     data: Any = None
     activity: Any = None
     created_at: int = Field(description="Epoch ms")
@@ -106,14 +136,35 @@ class Session(BaseModel):
 class SessionsResponse(BaseModel):
     status: Literal["success"] = "success"
     data: list[Session]
+    next_cursor: str | None = Field(
+        default=None, description="Present only when more sessions follow: pass it as `cursor` for the next page"
+    )
+
+
+class SessionsRevoked(BaseModel):
+    revoked: int = Field(description="Live sessions ended")
+
+
+class SessionsRevokedResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: SessionsRevoked
 
 
 class PriceAlertRequest(BaseModel):
-    symbol: str = Field(description="1-32 of A-Z 0-9 . _ - /", examples=["BTCUSDT"])
-    target_price: float = Field(allow_inf_nan=False, examples=[55000.0],
-                                description="Any finite price: spreads and some markets go to zero or below")
+    """A new alert; unknown fields, booleans or strings for numbers, NaN and infinities are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Annotated[str, AfterValidator(validate_symbol)] = Field(
+        pattern=SYMBOL_PATTERN, min_length=1, max_length=SYMBOL_MAX_LENGTH, description=SYMBOL_DESCRIPTION,
+        examples=["BTCUSDT"],
+    )
+    target_price: float = Field(
+        strict=True, allow_inf_nan=False, ge=-MAX_ABS_PRICE, le=MAX_ABS_PRICE, examples=[55000.0],
+        description="A finite JSON number (not a string or boolean); zero and negative prices are real (spreads)",
+    )
     condition: Literal["above", "below", "crosses"] = "above"
-    ttl: int | None = Field(default=None, gt=0, le=365 * 86_400, description="Seconds the alert lives")
+    ttl: int | None = Field(default=None, strict=True, gt=0, le=365 * 86_400, description="Seconds the alert lives")
 
 
 class PriceAlert(BaseModel):
@@ -129,6 +180,9 @@ class PriceAlert(BaseModel):
 class PriceAlertsResponse(BaseModel):
     status: Literal["success"] = "success"
     data: list[PriceAlert]
+    next_cursor: str | None = Field(
+        default=None, description="Present only when more alerts follow: pass it as `cursor` for the next page"
+    )
 
 
 class AlertCreated(BaseModel):

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,25 +24,37 @@ from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, RedisError
 from redtick.keys import validate_name
 
-__all__ = ["DEFAULT_VARY", "CachedResponse", "ResponseCache", "ResponseCacheMiddleware", "cache_response"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "DEFAULT_VARY",
+    "CachedResponse",
+    "ResponseCache",
+    "ResponseCacheMiddleware",
+    "cache_response",
+]
 
 log = logging.getLogger("redtick.web")
 
-DEFAULT_VARY = ("accept", "authorization")
-"""Request headers that take part in the cache key by default.
+DEFAULT_VARY = ("accept",)
+"""Request headers other than credentials that take part in the cache key by default."""
 
-``authorization`` is there so one caller's response is never served to another; its value only
-ever enters the key through a SHA-256 digest.
+CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+"""Request headers that always take part in the key: one caller's response is never another's.
+
+Add the app's own credential headers with ``vary_on_headers=["X-Api-Key"]``. Their values only
+ever enter a key through a SHA-256 digest.
 """
 
 _CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 # Hop-by-hop and per-response headers that must not be replayed from a stored entry.
 _NOT_REPLAYED = frozenset({"content-length", "date", "server", "transfer-encoding", "connection", "etag"})
+# A handler's Cache-Control with any of these means "not for a shared store".
+_PERSONAL_DIRECTIVES = frozenset({"no-store", "private", "no-cache"})
 
 
 @dataclasses.dataclass(frozen=True)
 class CachedResponse:
-    """One response as stored: status, replayable headers, body and its strong ETag."""
+    """One response as produced or stored: status, replayable headers, body and its strong ETag."""
 
     status: int
     headers: tuple[tuple[str, str], ...]
@@ -53,10 +66,23 @@ class CachedResponse:
         kept = tuple((k.lower(), v) for k, v in headers if k.lower() not in _NOT_REPLAYED)
         return cls(status, kept, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
-    @property
-    def storable(self) -> bool:
-        """Only plain successes are shared; a response that sets a cookie is personal."""
-        return self.status == 200 and not any(k == "set-cookie" for k, _ in self.headers)
+    def header(self, name: str) -> str:
+        """Every value of one header, comma-joined ("" if absent)."""
+        return ", ".join(v for k, v in self.headers if k == name)
+
+    def storable(self, keyed_headers: Iterable[str] = ()) -> bool:
+        """True if this response may be stored and served to other requests with the same key.
+
+        Only a 200 qualifies, and not one that sets a cookie, says ``no-store``, ``private`` or
+        ``no-cache``, or varies on a request header that is not in the key (``keyed_headers``).
+        """
+        if self.status != 200 or any(k == "set-cookie" for k, _ in self.headers):
+            return False
+        directives = {d.strip().split("=", 1)[0].lower() for d in self.header("cache-control").split(",")}
+        if directives & _PERSONAL_DIRECTIVES:
+            return False
+        varies = {v.strip().lower() for v in self.header("vary").split(",") if v.strip()}
+        return "*" not in varies and varies <= set(keyed_headers)
 
     def to_mapping(self) -> dict[str, bytes]:
         return {
@@ -86,6 +112,13 @@ def _etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
+def _header_values(headers: Any, name: str) -> list[str]:
+    if isinstance(headers, Headers):
+        return headers.getlist(name)
+    value = headers.get(name)
+    return [] if value is None else [value]
+
+
 # In-flight productions per event loop and key: concurrent misses await one task (single flight).
 _inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task]] = (
     weakref.WeakKeyDictionary()
@@ -98,8 +131,21 @@ def _retrieve(task: asyncio.Task) -> None:
         task.exception()
 
 
+@dataclasses.dataclass(frozen=True)
+class RequestKey:
+    """What the cache decided about one request: its Redis key (None: not cached) and whether it is credentialed."""
+
+    key: str | None
+    credentialed: bool
+
+
 class ResponseCache:
     """Keys, storage, single flight and HTTP headers shared by the decorator and the middleware.
+
+    A request's key is a SHA-256 of its method, scheme, host, path, sorted query, the ``vary``
+    headers and every credential it carries (Authorization, Cookie, Proxy-Authorization and the
+    ``vary_on_headers``). A request whose query holds a parameter outside ``query_params`` is
+    not cached at all, so no query string the app does not read can create a Redis key.
 
     Parameters
     ----------
@@ -108,15 +154,23 @@ class ResponseCache:
     key_prefix : str
         Family of the keys, ``<namespace>:http:<key_prefix>:<digest>``.
     vary : iterable of str
-        Request headers that make two requests different (default: Accept and Authorization).
+        Non-credential request headers that make two requests different (default: Accept).
+    vary_on_headers : iterable of str
+        The app's own credential headers (``X-Api-Key``...), keyed like Authorization and Cookie.
     conn : Connection, optional
         Redis to use; by default the app's (``app.state.redtick_conn``) or ``redtick.connect()``.
+    query_params : iterable of str, optional
+        Query parameters that take part in the key; a request with any other is served uncached.
+        None (the decorator's default) means the parameters the FastAPI route declares.
+    private : bool
+        Cache responses to credentialed requests (keyed by their credentials, sent with
+        ``Cache-Control: private``); False serves them uncached.
 
     Examples
     --------
     >>> cache = ResponseCache(ttl=30, key_prefix="market_data")
-    >>> cache.digest("GET", "/market/BTCUSDT", [("b", "2"), ("a", "1")], {}) == cache.digest(
-    ...     "GET", "/market/BTCUSDT", [("a", "1"), ("b", "2")], {})
+    >>> cache.digest("GET", "https", "api.example.com", "/market/BTCUSDT", [("b", "2"), ("a", "1")], {}) == \\
+    ...     cache.digest("GET", "https", "api.example.com", "/market/BTCUSDT", [("a", "1"), ("b", "2")], {})
     True
     """
 
@@ -126,29 +180,69 @@ class ResponseCache:
         key_prefix: str = "response",
         *,
         vary: Iterable[str] = DEFAULT_VARY,
+        vary_on_headers: Iterable[str] = (),
         conn: Connection | None = None,
+        query_params: Iterable[str] | None = None,
+        private: bool = True,
     ):
         self.ttl = check_ttl(ttl)
         self.key_prefix = validate_name(key_prefix, "response cache prefix")
-        self.vary = tuple(sorted({h.lower() for h in vary}))
+        self.credentials = tuple(sorted({*CREDENTIAL_HEADERS, *(h.lower() for h in vary_on_headers)}))
+        self.vary = tuple(sorted({h.lower() for h in vary} - set(self.credentials)))
         self.conn = conn
+        self.query_params = None if query_params is None else frozenset(query_params)
+        self.private = private
+        self._declared: dict[int, tuple[Any, frozenset[str]]] = {}
         self._degraded = False
 
     def __repr__(self) -> str:
-        return f"ResponseCache(ttl={self.ttl}, key_prefix={self.key_prefix!r}, vary={self.vary})"
+        return (f"ResponseCache(ttl={self.ttl}, key_prefix={self.key_prefix!r}, vary={self.vary}, "
+                f"credentials={self.credentials})")
+
+    @property
+    def keyed_headers(self) -> tuple[str, ...]:
+        """Every request header in the key, as the response's ``Vary`` lists them."""
+        return tuple(sorted({*self.vary, *self.credentials}))
 
     # -- keys ------------------------------------------------------------------------------------
-    def digest(self, method: str, path: str, query: Iterable[tuple[str, str]], headers: Any) -> str:
-        """SHA-256 of method, path, sorted query and the vary headers: the same in every process.
+    def digest(self, method: str, scheme: str, host: str, path: str, query: Iterable[tuple[str, str]],
+               headers: Any) -> str:
+        """SHA-256 of the request's method, scheme, host, path, sorted query and keyed headers.
 
-        Python's ``hash()`` is salted per process, so it is never used here.
+        The same in every process: Python's ``hash()`` is salted per process, so it is never used.
         """
-        material = [method.upper(), path, sorted(query), [(h, headers.get(h, "")) for h in self.vary]]
+        material = [method.upper(), scheme.lower(), host.lower(), path, sorted(query),
+                    [(h, _header_values(headers, h)) for h in self.keyed_headers]]
         return hashlib.sha256(codec.dumps(material)).hexdigest()
 
-    def key_for(self, conn: Connection, request: Request) -> str:
-        digest = self.digest(request.method, request.url.path, request.query_params.multi_items(), request.headers)
-        return conn.keys.response(self.key_prefix, digest)
+    def _allowed_query(self, request: Request) -> frozenset[str]:
+        if self.query_params is not None:
+            return self.query_params
+        route = request.scope.get("route")
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            return frozenset()
+        known = self._declared.get(id(route))
+        if known is None or known[0] is not route:  # routes are unhashable: by id, holding the route
+            names: set[str] = set()
+            stack = [dependant]
+            while stack:  # the route's own query parameters and those of its dependencies
+                current = stack.pop()
+                names.update(field.alias for field in current.query_params)
+                stack.extend(current.dependencies)
+            known = self._declared[id(route)] = (route, frozenset(names))
+        return known[1]
+
+    def request_key(self, conn: Connection, request: Request) -> RequestKey:
+        """The Redis key of ``request``, or a None key when it must not be cached."""
+        headers = request.headers
+        credentialed = any(v for h in self.credentials for v in headers.getlist(h))
+        query = request.query_params.multi_items()
+        allowed = self._allowed_query(request)
+        if (credentialed and not self.private) or any(name not in allowed for name, _ in query):
+            return RequestKey(None, credentialed)
+        digest = self.digest(request.method, request.url.scheme, request.url.netloc, request.url.path, query, headers)
+        return RequestKey(conn.keys.response(self.key_prefix, digest), credentialed)
 
     def connection_for(self, request: Request) -> Connection:
         app = request.scope.get("app")
@@ -196,8 +290,10 @@ class ResponseCache:
         """The response for ``key`` and whether it was a hit; a miss runs ``produce`` once per key.
 
         Concurrent misses for one key in this process await the same production instead of each
-        running the handler. The production runs in its own task, so a waiter that disconnects
-        does not cancel it for the others.
+        running the handler, and share its result only if it is storable: a response that sets a
+        cookie, an error, or anything else personal goes to the request that produced it alone,
+        and every other waiter runs its own. The production runs in its own task, so a waiter
+        that disconnects does not cancel it for the others.
         """
         entry, reachable = await self.load(conn, key)
         conn.metrics.cache("http_response").read(self.key_prefix, entry is not None)
@@ -205,35 +301,56 @@ class ResponseCache:
             return entry, True
         flights = _inflight.setdefault(asyncio.get_running_loop(), {})
         task = flights.get(key)
+        leader = task is None
         if task is None:
             task = asyncio.ensure_future(self._produce(conn, key, produce, reachable))
             flights[key] = task
             task.add_done_callback(_retrieve)
             task.add_done_callback(lambda done: flights.pop(key, None) if flights.get(key) is done else None)
-        return await asyncio.shield(task), False
+        if leader:
+            return await asyncio.shield(task), False
+        try:
+            shared = await asyncio.shield(task)
+        except Exception:  # the leader's failure is its own: this request gets its own answer
+            return await produce(), False
+        if not shared.storable(self.keyed_headers):
+            return await produce(), False
+        return shared, False
 
     async def _produce(self, conn, key, produce, reachable: bool) -> CachedResponse:
         entry = await produce()
-        if reachable and entry.storable:
+        if reachable and entry.storable(self.keyed_headers):
             await self.save(conn, key, entry)
         return entry
 
     # -- HTTP ------------------------------------------------------------------------------------
-    def respond(self, entry: CachedResponse, hit: bool, request: Request) -> Response:
-        """The response to send: the entry with cache headers, or 304 if the client has it."""
-        if not entry.storable:
+    def _vary(self, entry: CachedResponse) -> str:
+        names = {h.title() for h in self.keyed_headers}
+        names |= {v.strip() for v in entry.header("vary").split(",") if v.strip()}
+        return ", ".join(sorted(names))
+
+    def respond(self, entry: CachedResponse, hit: bool | None, request: Request, credentialed: bool) -> Response:
+        """The response to send: the entry with cache headers, or 304 if the client has it.
+
+        ``hit`` is None for a request that was not cached at all (``X-Cache: BYPASS``).
+        """
+        label = "BYPASS" if hit is None else "HIT" if hit else "MISS"
+        if hit is None or not entry.storable(self.keyed_headers):
             response = Response(entry.body, status_code=entry.status)
             for name, value in entry.headers:
-                response.headers.append(name, value)
-            response.headers["X-Cache"] = "MISS"
+                if name != "vary":
+                    response.headers.append(name, value)
+            response.headers["Vary"] = self._vary(entry)
+            response.headers["X-Cache"] = label
+            if "cache-control" not in response.headers:
+                response.headers["Cache-Control"] = "no-store"  # what this cache would not keep, nobody should
             return response
-        private = "authorization" in self.vary and "authorization" in request.headers
         cache_headers = {
-            "X-Cache": "HIT" if hit else "MISS",
+            "X-Cache": label,
             "ETag": entry.etag,
-            # A shared cache must not hand one caller's authorised response to another.
-            "Cache-Control": f"{'private, ' if private else ''}max-age={self.ttl}",
-            "Vary": ", ".join(h.title() for h in self.vary),
+            # A shared cache must not hand one caller's credentialed response to another.
+            "Cache-Control": f"{'private, ' if credentialed else ''}max-age={self.ttl}",
+            "Vary": self._vary(entry),
         }
         if _etag_matches(request.headers.get("if-none-match"), entry.etag):
             return Response(status_code=304, headers=cache_headers)
@@ -242,6 +359,17 @@ class ResponseCache:
             if name not in ("vary", "cache-control"):
                 response.headers.append(name, value)
         return response
+
+    async def serve(self, request: Request, produce: Callable[[], Awaitable[CachedResponse]]) -> Response:
+        """Answer ``request`` from the cache or by ``produce``: the whole decorator and middleware flow."""
+        if request.method not in _CACHEABLE_METHODS:
+            return self.respond(await produce(), None, request, False)
+        conn = self.connection_for(request)
+        decided = self.request_key(conn, request)
+        if decided.key is None:
+            return self.respond(await produce(), None, request, decided.credentialed)
+        entry, hit = await self.fetch(conn, decided.key, produce)
+        return self.respond(entry, hit, request, decided.credentialed)
 
 
 def _entry_from_result(result: Any) -> CachedResponse:
@@ -266,17 +394,31 @@ def cache_response(
     key_prefix: str = "response",
     *,
     vary: Iterable[str] = DEFAULT_VARY,
+    vary_on_headers: Iterable[str] = (),
     conn: Connection | None = None,
+    private: bool = True,
 ) -> Callable:
     """Cache a FastAPI GET endpoint's response in Redis for ``ttl`` seconds.
 
-    The key is a SHA-256 of the method, path, sorted query and the ``vary`` request headers, so
-    it is the same in every process; injected dependencies never take part. Responses carry
-    ``X-Cache: HIT|MISS``, ``Cache-Control: max-age=<ttl>`` and a strong ETag of the body, and a
-    matching ``If-None-Match`` gets 304. Concurrent misses for one key run the endpoint once. If
-    Redis fails, the endpoint's own response is served uncached and one warning is logged.
-    Only 200 responses are stored; the endpoint's return value is rendered as FastAPI renders
-    JSON (``jsonable_encoder``), or used as-is if it is a ``Response`` with a body.
+    The key is a SHA-256 of the method, scheme, host, path, sorted query, the ``vary`` headers
+    and every credential the request carries (Authorization, Cookie, Proxy-Authorization and the
+    ``vary_on_headers`` the app names, such as ``X-Api-Key``), so it is the same in every process
+    and one caller's response is never another's; injected dependencies never take part. A
+    request with a query parameter the route does not declare is not cached (``X-Cache:
+    BYPASS``), so no query string can create a key. Responses carry ``X-Cache: HIT|MISS``,
+    ``Vary`` naming the keyed headers, ``Cache-Control: max-age=<ttl>`` (``private, ...`` for a
+    credentialed request) and a strong ETag of the body; a matching ``If-None-Match`` gets 304.
+
+    Only a 200 without ``Set-Cookie``, ``Cache-Control: no-store/private/no-cache`` or a ``Vary``
+    outside the key is stored or shared. Concurrent misses with one key run the endpoint once
+    and share its result only if it is storable; otherwise each runs its own. If Redis fails,
+    the endpoint's own response is served uncached and one warning is logged. The endpoint's
+    return value is rendered as FastAPI renders JSON (``jsonable_encoder``), or used as-is if it
+    is a ``Response`` with a body. Route dependencies (authentication) run on every request,
+    hit or miss, before the cache is consulted: behind authentication, only credentials that
+    passed it make keys. An endpoint without authentication should pass ``private=False``, so
+    that made-up credentials cannot make keys either: credentialed requests are then served
+    uncached.
 
     Parameters
     ----------
@@ -285,20 +427,25 @@ def cache_response(
     key_prefix : str
         Names the key family, ``<namespace>:http:<key_prefix>:...``.
     vary : iterable of str
-        Request headers that take part in the key (default: Accept, Authorization).
+        Non-credential request headers that take part in the key (default: Accept).
+    vary_on_headers : iterable of str
+        The app's own credential headers, keyed like Authorization and Cookie.
     conn : Connection, optional
         Redis to use; by default the app's (``app.state.redtick_conn``) or ``redtick.connect()``.
+    private : bool
+        Cache responses to credentialed requests, keyed by their credentials and sent with
+        ``Cache-Control: private`` (default); False serves them uncached.
 
     Examples
     --------
     >>> from fastapi import APIRouter, Request
     >>> router = APIRouter()
     >>> @router.get("/market/{symbol}")
-    ... @cache_response(ttl=30, key_prefix="market_data")
+    ... @cache_response(ttl=30, key_prefix="market_data", vary_on_headers=["X-Api-Key"])
     ... async def get_market_data(symbol: str, request: Request):
     ...     return {"symbol": symbol, "price": 50000.0}
     """
-    cache = ResponseCache(ttl, key_prefix, vary=vary, conn=conn)
+    cache = ResponseCache(ttl, key_prefix, vary=vary, vary_on_headers=vary_on_headers, conn=conn, private=private)
 
     def decorate(func: Callable) -> Callable:
         if not inspect.iscoroutinefunction(func):
@@ -311,13 +458,11 @@ def cache_response(
             request = signature.bind_partial(*args, **kwargs).arguments[request_name]
             if request.method not in _CACHEABLE_METHODS:
                 return await func(*args, **kwargs)
-            connection = cache.connection_for(request)
 
             async def produce() -> CachedResponse:
                 return _entry_from_result(await func(*args, **kwargs))
 
-            entry, hit = await cache.fetch(connection, cache.key_for(connection, request), produce)
-            return cache.respond(entry, hit, request)
+            return await cache.serve(request, produce)
 
         # Annotations resolved in the endpoint's own module, so FastAPI sees real types.
         endpoint.__signature__ = signature  # type: ignore[attr-defined]
@@ -349,13 +494,24 @@ class _Capture:
 class ResponseCacheMiddleware:
     """ASGI middleware form of :func:`cache_response` for every GET under some path prefixes.
 
+    It runs before the app's routing and authentication, so by default it caches only requests
+    that carry no credential (no Authorization, Cookie, Proxy-Authorization or
+    ``vary_on_headers``) and no query parameter outside ``query_params``; others pass through
+    uncached (``X-Cache: BYPASS``). With ``private=True`` credentialed requests are cached too,
+    keyed by their credentials: a revoked credential then still gets its cached responses until
+    they expire, which is why that is not the default.
+
     Parameters
     ----------
     app : ASGI app
-    ttl, key_prefix, vary, conn
+    ttl, key_prefix, vary, vary_on_headers, conn
         As for :func:`cache_response`.
     paths : iterable of str
         Path prefixes whose GET responses are cached (default: every path).
+    query_params : iterable of str
+        Query parameters that take part in the key (default: none, so any query string bypasses).
+    private : bool
+        Also cache credentialed requests, keyed by their credentials (default False).
 
     Examples
     --------
@@ -372,10 +528,14 @@ class ResponseCacheMiddleware:
         key_prefix: str = "middleware",
         paths: Iterable[str] = ("/",),
         vary: Iterable[str] = DEFAULT_VARY,
+        vary_on_headers: Iterable[str] = (),
         conn: Connection | None = None,
+        query_params: Iterable[str] = (),
+        private: bool = False,
     ):
         self.app = app
-        self.cache = ResponseCache(ttl, key_prefix, vary=vary, conn=conn)
+        self.cache = ResponseCache(ttl, key_prefix, vary=vary, vary_on_headers=vary_on_headers, conn=conn,
+                                   query_params=query_params, private=private)
         self.paths = tuple(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -386,13 +546,11 @@ class ResponseCacheMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
-        conn = self.cache.connection_for(request)
 
         async def produce() -> CachedResponse:
             capture = _Capture()
             await self.app(scope, receive, capture)
             return capture.entry()
 
-        entry, hit = await self.cache.fetch(conn, self.cache.key_for(conn, request), produce)
-        await self.cache.respond(entry, hit, request)(scope, receive, send)
+        response = await self.cache.serve(Request(scope, receive), produce)
+        await response(scope, receive, send)
