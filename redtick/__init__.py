@@ -16,6 +16,7 @@ from redtick.errors import (
     AuthError,
     ConfigurationError,
     ConflictError,
+    CredentialsRefused,
     Forbidden,
     InvalidData,
     InvalidKey,
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Connection",
+    "CredentialsRefused",
     "EncryptedCache",
     "FiredAlert",
     "Forbidden",
@@ -87,3 +89,13 @@ __all__ = [
     "write_candles",
     "write_ticks",
 ]
+
+
+def __getattr__(name: str):
+    # The platform's doc imports cache_response from the package root; FastAPI stays optional, so
+    # it is imported only when asked for.
+    if name == "cache_response":
+        from redtick.web.response_cache import cache_response
+
+        return cache_response
+    raise AttributeError(f"module 'redtick' has no attribute {name!r}")

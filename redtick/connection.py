@@ -58,7 +58,8 @@ def translate_error(exc: BaseException) -> BaseException:
     if isinstance(exc, redis.exceptions.TimeoutError):
         return errors.RedisTimeout(f"Redis did not answer in time: {message}")
     if isinstance(exc, redis.exceptions.AuthenticationError):
-        return errors.Unavailable(f"Redis refused the credentials: {message}")
+        return errors.CredentialsRefused(
+            f"Redis refused the credentials (REDIS_USERNAME/REDIS_PASSWORD or the URL's): {message}")
     if isinstance(exc, redis.exceptions.ConnectionError):
         return errors.Unavailable(f"Redis is unavailable: {message}")
     if isinstance(exc, redis.exceptions.WatchError) and isinstance(exc.__context__, _RETRYABLE):

@@ -10,7 +10,8 @@ The tree::
     ├── NotFound                the thing asked for does not exist
     │   └── SymbolNotFound      no series is stored for a symbol (names close matches)
     ├── AuthError               a bearer session or admin token is missing or wrong
-    │   └── Forbidden           authenticated, but the thing belongs to someone else
+    │   ├── Forbidden           authenticated, but the thing belongs to someone else
+    │   └── CredentialsRefused  Redis refused redtick's own username/password (also Unavailable)
     ├── RateLimited             a rate limit was exceeded (carries ``retry_after``)
     ├── ConflictError           an optimistic write kept losing to concurrent writers
     └── RedisError              the server answered with an error
@@ -24,6 +25,7 @@ __all__ = [
     "AuthError",
     "ConfigurationError",
     "ConflictError",
+    "CredentialsRefused",
     "Forbidden",
     "InvalidData",
     "InvalidKey",
@@ -104,6 +106,10 @@ class RedisError(RedtickError):
 
 class Unavailable(RedisError, ConnectionError):
     """The Redis server cannot be reached: refused, timed out or went away."""
+
+
+class CredentialsRefused(AuthError, Unavailable):
+    """Redis refused the configured username or password: an authentication error, and no server to use."""
 
 
 class RedisTimeout(Unavailable, TimeoutError):

@@ -14,3 +14,10 @@ def test_errors_share_one_root():
 
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.RedtickError)
+
+
+def test_cache_response_comes_from_the_package_root_as_the_platform_doc_writes_it():
+    from redtick import cache_response
+    from redtick.web.response_cache import cache_response as defined
+
+    assert cache_response is defined

@@ -292,11 +292,13 @@ def test_secrets_never_reach_logs_reprs_or_errors(tls_server, tls_files, acl_use
         Settings.from_env({**env, "REDIS_URL": f"rediss://{username}:{password}@127.0.0.1:{free_port()}/0"}),
         dataclasses.replace(good, url=None, host="127.0.0.1", port=free_port(), ssl=True),
     ]
-    for settings in failing:
+    for number, settings in enumerate(failing):
         conn = Connection(settings)
         texts += [repr(settings), repr(conn), settings.safe_url]
         with pytest.raises(errors.Unavailable) as caught:
             conn.sync.ping()
+        # A wrong password is an authentication error too (the platform's doc catches it as one).
+        assert isinstance(caught.value, errors.AuthError) == (number == 0), caught.value
         texts += _texts_of(caught.value)
         texts += [repr(conn.sync), repr(conn.sync.connection_pool)]
         conn.close()
