@@ -12,7 +12,7 @@ import platformdirs
 
 from redtick.errors import ConfigurationError
 
-__all__ = ["Settings", "default_home", "get_settings", "parse_duration", "parse_nodes_url"]
+__all__ = ["Settings", "default_home", "env_int", "get_settings", "parse_duration", "parse_nodes_url"]
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
@@ -54,9 +54,11 @@ def parse_duration(text: str, *, name: str = "duration") -> int:
     return int(match.group(1)) * _UNITS_MS[match.group(2)]
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """The whole number in ``env[name]`` (``default`` when unset or empty); ConfigurationError naming it if
+    it is not one from ``low`` to ``high``."""
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw)
@@ -270,11 +272,11 @@ class Settings:
         return cls(
             url=_url(env),
             host=host,
-            port=_int(env, "REDIS_PORT", 6379, 1, 65535),
-            db=_int(env, "REDIS_DB", 0, 0, 65535),
+            port=env_int(env, "REDIS_PORT", 6379, 1, 65535),
+            db=env_int(env, "REDIS_DB", 0, 0, 65535),
             username=env.get("REDIS_USERNAME") or None,
             password=env.get("REDIS_PASSWORD") or None,
-            max_connections=_int(env, "REDIS_MAX_CONNECTIONS", 20, 1, 100_000),
+            max_connections=env_int(env, "REDIS_MAX_CONNECTIONS", 20, 1, 100_000),
             ssl=_bool(env, "REDIS_SSL", False),
             ssl_ca_certs=_path(env, "REDIS_SSL_CA_CERTS"),
             ssl_certfile=_path(env, "REDIS_SSL_CERTFILE"),
@@ -282,8 +284,8 @@ class Settings:
             connect_timeout=_float(env, "REDIS_CONNECT_TIMEOUT", 5.0, 0.01, 600),
             socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", 5.0, 0.01, 600),
             pool_timeout=_float(env, "REDIS_POOL_TIMEOUT", 5.0, 0.01, 600),
-            health_check_interval=_int(env, "REDIS_HEALTH_CHECK_INTERVAL", 30, 0, 86_400),
-            retries=_int(env, "REDIS_RETRIES", 3, 0, 100),
+            health_check_interval=env_int(env, "REDIS_HEALTH_CHECK_INTERVAL", 30, 0, 86_400),
+            retries=env_int(env, "REDIS_RETRIES", 3, 0, 100),
             namespace=namespace,
             encryption_key=key,
             admin_token=env.get("REDTICK_ADMIN_TOKEN") or None,

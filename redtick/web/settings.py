@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from redtick.config import parse_duration
+from redtick.config import env_int, parse_duration
 from redtick.errors import ConfigurationError
 
 __all__ = ["RateLimitPolicy", "WebSettings"]
@@ -46,19 +46,6 @@ class RateLimitPolicy:
                 f"such as 20/1m or 5/10s, or off"
             )
         return cls(int(match.group(1)), parse_duration(match.group(2), name=name) / 1000)
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ConfigurationError(f"{name}={raw!r}: expected a whole number from {low} to {high}")
-    return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -158,12 +145,12 @@ class WebSettings:
         """Read the settings from ``env`` (default ``os.environ``); ConfigurationError on a bad value."""
         env = os.environ if env is None else env
         return cls(
-            max_body_bytes=_int(env, "REDTICK_MAX_BODY_BYTES", 1_048_576, 0, 1 << 30),
+            max_body_bytes=env_int(env, "REDTICK_MAX_BODY_BYTES", 1_048_576, 0, 1 << 30),
             request_timeout=_seconds(env, "REDTICK_REQUEST_TIMEOUT", 10.0, 0.05, 3600.0),
-            max_query_bytes=_int(env, "REDTICK_MAX_QUERY_BYTES", 2048, 0, 65_536),
+            max_query_bytes=env_int(env, "REDTICK_MAX_QUERY_BYTES", 2048, 0, 65_536),
             write_rate_limit=_rate(env, "REDTICK_WRITE_RATE_LIMIT", "60/1m"),
             auth_failure_rate_limit=_rate(env, "REDTICK_AUTH_FAILURE_RATE_LIMIT", "20/1m"),
-            max_alerts_per_user=_int(env, "REDTICK_MAX_ALERTS_PER_USER", 1000, 1, 1_000_000),
+            max_alerts_per_user=env_int(env, "REDTICK_MAX_ALERTS_PER_USER", 1000, 1, 1_000_000),
             trusted_proxies=_networks(env, "REDTICK_TRUSTED_PROXIES"),
             allowed_hosts=_hosts(env, "REDTICK_ALLOWED_HOSTS"),
         )
