@@ -105,8 +105,7 @@ def main() -> None:
                                                   memory_server=fakeredis.FakeServer(version=(7, 0))))]
     server = None
     if shutil.which("redis-server"):
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from conftest import RedisServer
+        from tests.servers import RedisServer
 
         server = RedisServer(shutil.which("redis-server"))
         server.start()
@@ -115,7 +114,7 @@ def main() -> None:
         rows = [(name, asyncio.run(bench_backend(conn))) for name, conn in backends]
     finally:
         if server is not None:
-            server.stop()
+            server.close()
     print(f"check_price_alerts, {ALERTS:,} live alerts on one symbol, 5 fire per check; median of {CHECKS}")
     print(f"{'backend':<26}{'load 100k':>11}{'indexed check':>15}{'scan-all check':>16}{'speed-up':>10}"
           f"{'rate-limit hits/s':>19}{'(50 concurrent)':>17}")

@@ -122,7 +122,7 @@ def main() -> None:
     rows = _in_process() + _bench("in-memory fakeredis", embedded)
     binary = shutil.which("redis-server")
     if binary is not None:
-        from tests.conftest import RedisServer
+        from tests.servers import RedisServer
 
         real = RedisServer(binary)
         real.start()
@@ -133,7 +133,7 @@ def main() -> None:
             on_real.base = redis.Redis
             rows += _bench("redis-server (loopback)", on_real)
         finally:
-            real.stop()
+            real.close()
     print(f"{'server':<28} {'client':<26} {'GET us/cmd':>11} {'pipelined us/cmd':>17}")
     for name, label, get, pipelined in rows:
         print(f"{name:<28} {label:<26} {get:>11.2f} {pipelined:>17.2f}")

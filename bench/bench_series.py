@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if binary is None:
         print("\n(no redis-server on PATH: real-Redis figures skipped)")
         return 0
-    from tests.conftest import RedisServer
+    from tests.servers import RedisServer
 
     server = RedisServer(binary)
     server.start()
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         version = real.sync.info("server")["redis_version"]
         print_table(f"real redis-server {version} on loopback, {args.ticks:,} ticks", bench_backend(real, args.ticks))
     finally:
-        server.stop()
+        server.close()
     return 0
 
 

@@ -36,7 +36,6 @@ import gc
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from redtick import frames, keeper, snapshot  # noqa: E402
 from redtick.config import Settings  # noqa: E402
 from redtick.connection import Connection  # noqa: E402
 from redtick.store import LocalStore  # noqa: E402
+from tests.servers import RedisServer  # noqa: E402
 
 SYMBOL = "ES"
 NOT_MEASURED = "-"
@@ -68,42 +68,15 @@ BACKENDS = ("local", "memory", "tcp", "tcp_aof")
 
 
 # -- throwaway servers --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def tcp_server(binary: str, *, aof: bool) -> Iterator[str]:
     """A throwaway redis-server on a free loopback port, its folder removed afterwards; yields its URL."""
-    folder = tempfile.mkdtemp(prefix="redtick-bench-redis-")
-    port = free_port()
-    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if aof else ["--appendonly", "no"]
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence, "--dir", folder]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    server = RedisServer(binary, *(["--appendonly", "yes", "--appendfsync", "everysec"] if aof else []))
     try:
-        probe = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                probe.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {port} did not start: {' '.join(args)}") from None
-                time.sleep(0.05)  # polling a readiness condition
-        probe.close()
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server.url
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+        server.close()
 
 
 @contextlib.contextmanager

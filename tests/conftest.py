@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,9 @@ import redis
 from redtick.config import Settings
 from redtick.connection import Connection
 from redtick.store import LocalStore
+from tests.servers import CREATED_DIRS, RedisServer, free_cluster_port, free_port
+
+__all__ = ["IN_CI", "RedisServer", "free_cluster_port", "free_port"]
 
 # Nothing the suite runs may touch the user's own store: the local store of every test process
 # and its subprocesses lives in a throwaway REDTICK_HOME, stopped when the session ends.
@@ -38,78 +40,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def _stop_the_test_store():
     yield
     LocalStore(_TEMP_DIRS[0]).stop()
-    for folder in _TEMP_DIRS:
+    for folder in _TEMP_DIRS + CREATED_DIRS:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free too, so both fit below 65536."""
-    import random
-
-    for _ in range(200):
-        port = random.randrange(20_000, 45_000)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10_000))
-                return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair for a cluster node")
-
-
-class RedisServer:
-    """A throwaway ``redis-server`` on a free loopback port that a test may stop and restart."""
-
-    def __init__(self, binary: str, *extra: str, port: int | None = None):
-        self.binary = binary
-        self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="redtick-redis-")
-        _TEMP_DIRS.append(self.dir)
-        self.extra = extra
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", self.dir, *self.extra]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        """Poll PING until the server answers; fail after ``timeout`` seconds."""
-        probe = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if probe.ping():
-                    probe.close()
-                    return
-            except redis.exceptions.ConnectionError:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}") from None
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"redis-server on port {self.port} did not answer in {timeout}s") from None
-                time.sleep(0.05)  # polling a readiness condition, not waiting and hoping
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 class RedisClusterServers:
