@@ -37,6 +37,7 @@ repeated hour take its first occurrence, as pandas' own bin edges do.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import re
 from typing import Any
@@ -172,7 +173,7 @@ def _from_wall(wall_ms: np.ndarray, tz: Any) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class Bins:
+class Bins(abc.ABC):
     """How one read cuts time into buckets: each has an effective span ``[start, end)`` in epoch ms and a label.
 
     ``closed="right"`` buckets ``(a, b]`` hold, at millisecond resolution, the ticks of ``[a + 1 ms, b + 1 ms)``:
@@ -185,22 +186,22 @@ class Bins:
     closed: str
     label: str
 
+    @abc.abstractmethod
     def keys(self, times: np.ndarray) -> np.ndarray:
         """The effective start of the bucket holding each of ``times`` (epoch ms, sorted)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def labels(self, keys: np.ndarray) -> np.ndarray:
         """The label (epoch ms) of each bucket given by its effective start."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def table(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(effective starts, effective ends, labels) of consecutive buckets covering ``[lo, hi]`` in
         time and in labels."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def aligned(self, step: int, lo: int, hi: int) -> bool:
         """True if every bucket edge in ``[lo, hi]`` lies on the epoch grid of ``step`` ms."""
-        raise NotImplementedError
 
     def read_range(self, start: int, end: int) -> tuple[int, int] | None:
         """The time span ``[lo, hi]`` of the buckets labelled in ``[start, end]``, whole; None if none is."""
