@@ -14,13 +14,15 @@ from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, RedtickError, SymbolNotFound
 from redtick.keys import validate_symbol
 from redtick.series import CandleRebuild, SeriesLayout
-from redtick.steps import run
+from redtick.steps import riding, run
 
 __all__ = [
     "IntervalInfo",
     "SeriesInfo",
+    "check_missing",
     "describe",
     "list_symbols",
+    "listing",
     "require_symbols",
     "store_summary",
     "symbol_not_found",
@@ -98,19 +100,40 @@ def symbol_not_found(symbol: str, known: list[str]) -> SymbolNotFound:
     return SymbolNotFound(f"no data stored for symbol {symbol!r}{hint}{listing}", symbol=symbol, close_matches=close)
 
 
-def require_symbols(conn: Connection, symbols: list[str], missing: str = "raise") -> list[str]:
-    """``symbols`` that are stored; raise :class:`SymbolNotFound` for the first that is not, or drop it
-    with ``missing="skip"``."""
+def check_missing(missing: str) -> str:
+    """``missing`` if it is ``"raise"`` or ``"skip"``, else InvalidData."""
     if missing not in ("raise", "skip"):
         raise InvalidData(f"missing={missing!r}: expected 'raise' or 'skip'")
-    pipe = conn.sync.pipeline(transaction=False)
-    for symbol in symbols:
-        pipe.sismember(conn.keys.series_symbols(), symbol)
-    stored = pipe.execute()
-    absent = [s for s, here in zip(symbols, stored, strict=True) if not here]
+    return missing
+
+
+def require_symbols(conn: Connection, symbols: list[str], missing: str = "raise",
+                    listed: dict[str, bool] | None = None) -> list[str]:
+    """``symbols`` that are stored; raise :class:`SymbolNotFound` for the first that is not, or drop it
+    with ``missing="skip"``.
+
+    ``listed`` holds what a read already learnt riding its first round trip (:func:`listing`); only
+    the symbols it does not cover cost a round trip here.
+    """
+    check_missing(missing)
+    listed = dict(listed or {})
+    unknown = [s for s in symbols if s not in listed]
+    if unknown:
+        pipe = conn.sync.pipeline(transaction=False)
+        for symbol in unknown:
+            pipe.sismember(conn.keys.series_symbols(), symbol)
+        listed.update(zip(unknown, map(bool, pipe.execute()), strict=True))
+    absent = [s for s in symbols if not listed[s]]
     if absent and missing == "raise":
         raise symbol_not_found(absent[0], list_symbols(conn=conn))
-    return [s for s, here in zip(symbols, stored, strict=True) if here]
+    return [s for s in symbols if listed[s]]
+
+
+def listing(keys, symbol: str, plan, listed: dict[str, bool]):
+    """``plan`` with a SISMEMBER of ``symbol`` in the symbols set riding its first round trip; the
+    answer lands in ``listed`` (a plan that sends nothing leaves it out: :func:`require_symbols` asks)."""
+    return riding(plan, ("SISMEMBER", keys.series_symbols(), symbol),
+                  lambda here: listed.__setitem__(symbol, bool(here)))
 
 
 def _ms(value: int | None) -> pd.Timestamp | None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 from redtick import scripts
 from redtick.caches.alerts import ALERT_CHECK_SCRIPT, alert_check_args, decode_fired
 from redtick.candles import vwap
-from redtick.catalog import require_symbols
+from redtick.catalog import check_missing, listing, require_symbols
 from redtick.codec import CANDLE_DTYPE
 from redtick.config import parse_duration
 from redtick.connection import Connection, connect
@@ -64,8 +64,6 @@ BAD_NOTIONAL = "vwap or notional is not a number, infinite, or nonzero where the
 UTC_MS = pd.DatetimeTZDtype("ms", "UTC")
 OUTPUTS = ("pandas", "arrow", "polars")
 _DTYPES = {"trade_id": np.int64, "side": np.int8}
-_ONE_MS = pd.Timedelta(1, "ms")
-_EPOCH_UTC = pd.Timestamp(0, tz="UTC")
 DEFAULT_BATCH = 100_000
 
 
@@ -209,6 +207,15 @@ def _time_bound(value: Any, name: str, *, tz: Any = None, unit: str | None = Non
     """
     if value is None:
         return None
+    # Clamped to a range far beyond any storable tick (1970-2200), so a hostile bound (year 1 or
+    # 2**80 ms) selects what it means and never overflows the int64 arithmetic of the reads.
+    return min(max(_unclamped_bound(value, name, tz=tz, unit=unit), -BOUND_LIMIT_MS), BOUND_LIMIT_MS)
+
+
+BOUND_LIMIT_MS = 2**62
+
+
+def _unclamped_bound(value: Any, name: str, *, tz: Any, unit: str | None) -> int:
     start = name != "end"
     if isinstance(value, int | np.integer | float | np.floating) and not isinstance(value, bool | np.bool_):
         ms = to_epoch_ms(value, name=name, unit=unit)
@@ -226,7 +233,8 @@ def _time_bound(value: Any, name: str, *, tz: Any = None, unit: str | None = Non
         stamp = stamp.tz_localize(tz or "UTC") if stamp.tzinfo is None else stamp
     stamp = stamp.tz_convert("UTC")
     stamp = stamp.ceil("ms") if start else stamp.floor("ms")
-    return int((stamp - _EPOCH_UTC) // _ONE_MS)
+    # In the stamp's own unit: subtracting the epoch goes through nanoseconds and overflows past 2262.
+    return int(stamp.asm8.astype("datetime64[ms]").astype(np.int64))
 
 
 def read_bounds(start: Any, end: Any, date_range: Any) -> tuple[Any, Any]:
@@ -311,6 +319,15 @@ def check_output(output: Any) -> str:
     return output
 
 
+def _stored_only(conn: Connection, symbols: list[str], results: list[Columns], missing: str,
+                 listed: dict[str, bool]) -> tuple[list[Columns], list[str]]:
+    """The results and symbols of the stored symbols: an unknown one raises SymbolNotFound, or is
+    dropped with ``missing="skip"`` (its read found nothing)."""
+    stored = set(require_symbols(conn, symbols, missing, listed))
+    kept = [i for i, s in enumerate(symbols) if s in stored]
+    return [results[i] for i in kept], [symbols[i] for i in kept]
+
+
 def finish(results: list[Columns], symbols: list[str], many: bool, wanted: list[str], *,
            tz: Any = None, output: str = "pandas"):
     """The read as asked: a DataFrame (keyed by (symbol, ts) for several symbols), a ``pyarrow.Table``
@@ -327,25 +344,38 @@ def finish(results: list[Columns], symbols: list[str], many: bool, wanted: list[
 
 # -- sync plans shared with the async caches ---------------------------------------------------------
 def ticks_read_plan(layout: SeriesLayout, symbols: list[str], start, end, columns, *, tz: Any = None,
-                    unit: str | None = None):
-    """Plan: one :class:`~redtick.reads.Columns` of ticks per symbol, ``start <= ts <= end``."""
+                    unit: str | None = None, listed: dict[str, bool] | None = None):
+    """Plan: one :class:`~redtick.reads.Columns` of ticks per symbol, ``start <= ts <= end``.
+
+    With ``listed``, whether each symbol is stored rides the first round trip into it.
+    """
     start_ms, end_ms = _time_bound(start, "start", tz=tz, unit=unit), _time_bound(end, "end", tz=tz, unit=unit)
     wanted = _columns(columns, TICK_COLUMNS, TICK_OPTIONAL)
     fields = [TICK_FIELDS[c] for c in wanted]
-    results = yield from gather(*(ticks_plan(layout, s, start_ms, end_ms, fields) for s in symbols))
+    plans = [ticks_plan(layout, s, start_ms, end_ms, fields) for s in symbols]
+    if listed is not None:
+        plans = [listing(layout.keys, s, p, listed) for s, p in zip(symbols, plans, strict=True)]
+    results = yield from gather(*plans)
     return [Columns(r.ts, {name: r.data[TICK_FIELDS[name]] for name in wanted}) for r in results]
 
 
 def candles_read_plan(layout: SeriesLayout, symbols: list[str], interval: str, start, end, columns, *,
                       tz: Any = None, origin: Any = "epoch", offset: Any = None, closed: str | None = None,
-                      label: str | None = None, fill: str | None = None, unit: str | None = None):
-    """Plan: one :class:`~redtick.reads.Columns` of candles per symbol (the rules: :mod:`redtick.reads`)."""
+                      label: str | None = None, fill: str | None = None, unit: str | None = None,
+                      listed: dict[str, bool] | None = None):
+    """Plan: one :class:`~redtick.reads.Columns` of candles per symbol (the rules: :mod:`redtick.reads`).
+
+    With ``listed``, whether each symbol is stored rides the first round trip into it.
+    """
     if fill not in FILLS:
         raise InvalidData(f"fill={fill!r}: expected None, 'nan' or 'ffill'")
     bins = parse_interval(interval, tz=tz, origin=origin, offset=offset, closed=closed, label=label)
     start_ms, end_ms = _time_bound(start, "start", tz=tz, unit=unit), _time_bound(end, "end", tz=tz, unit=unit)
     query = CandleQuery(bins, start_ms, end_ms, tuple(_columns(columns, CANDLE_COLUMNS, CANDLE_OPTIONAL)), fill)
-    return (yield from gather(*(layout.current_layout(s, candles_plan(layout, s, query, interval)) for s in symbols)))
+    plans = [layout.current_layout(s, candles_plan(layout, s, query, interval)) for s in symbols]
+    if listed is not None:
+        plans = [listing(layout.keys, s, p, listed) for s, p in zip(symbols, plans, strict=True)]
+    return (yield from gather(*plans))
 
 
 def write_plans(layout: SeriesLayout, symbol: str, ticks: Any, errors: str, batch_size: int, *,
@@ -560,9 +590,11 @@ def load_ticks(
     wanted = read_columns(columns, "ticks")
     check_output(output)
     start, end = read_bounds(start, end, date_range)
-    symbols = require_symbols(conn, symbols, missing)
-    results = run(conn.sync, lambda: ticks_read_plan(layout_of(conn), symbols, start, end, wanted, tz=tz, unit=unit))
-    return finish(results, symbols, many, wanted, tz=tz, output=output)
+    check_missing(missing)
+    listed: dict[str, bool] = {}
+    results = run(conn.sync, lambda: ticks_read_plan(layout_of(conn), symbols, start, end, wanted, tz=tz, unit=unit,
+                                                     listed=listed))
+    return finish(*_stored_only(conn, symbols, results, missing, listed), many, wanted, tz=tz, output=output)
 
 
 def load_ohlcv(
@@ -694,10 +726,11 @@ def load_ohlcv(
     start, end = read_bounds(start, end, date_range)
     plan_options = dict(tz=tz, origin=origin, offset=offset, closed=closed, label=label, fill=fill, unit=unit)
     parse_interval(interval, tz=tz, origin=origin, offset=offset, closed=closed, label=label)  # fails before any I/O
-    symbols = require_symbols(conn, symbols, missing)
+    check_missing(missing)
+    listed: dict[str, bool] = {}
     results = run(conn.sync, lambda: candles_read_plan(layout_of(conn), symbols, interval, start, end, wanted,
-                                                       **plan_options))
-    return finish(results, symbols, many, wanted, tz=tz, output=output)
+                                                       listed=listed, **plan_options))
+    return finish(*_stored_only(conn, symbols, results, missing, listed), many, wanted, tz=tz, output=output)
 
 
 def candles_from_frame(
