@@ -1,6 +1,7 @@
 """redtick: a Redis-backed market data cache for a trading backend, and a research toolkit over it."""
 
 from redtick import snapshot
+from redtick.caches.alert_feed import FiredAlertFeed, FiredAlertFeedSync, fired_alerts
 from redtick.caches.alerts import FiredAlert, PriceAlerts
 from redtick.caches.base import BaseCache, EncryptedCache
 from redtick.caches.market import MarketDataCache, market_data_cache
@@ -48,6 +49,8 @@ __all__ = [
     "CredentialsRefused",
     "EncryptedCache",
     "FiredAlert",
+    "FiredAlertFeed",
+    "FiredAlertFeedSync",
     "Forbidden",
     "InvalidData",
     "InvalidKey",
@@ -76,6 +79,7 @@ __all__ = [
     "cached_repository",
     "connect",
     "describe",
+    "fired_alerts",
     "get_settings",
     "list_symbols",
     "load_ohlcv",

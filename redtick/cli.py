@@ -1,4 +1,4 @@
-"""The ``redtick`` command: demo, ingest, info, upgrade, stop, serve."""
+"""The ``redtick`` command: demo, ingest, info, upgrade, migrate, stop, serve."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ def _upgrade(args: argparse.Namespace) -> int:
               f"(imported bars, or ticks trimmed: VWAP unknown), {r.old_keys_removed:,} old keys removed")
     scope = f"symbol {args.symbol!r}" if args.symbol else "every symbol"
     print(f"upgraded {len(done)} symbol(s)" if done else f"nothing to upgrade: {scope} is in the current layout")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from redtick.migrate import format_report, migrate
+
+    report = migrate(args.source, dry_run=not args.write, kinds=args.kinds)
+    print(format_report(report))
     return 0
 
 
@@ -102,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = sub.add_parser("upgrade", help="rebuild candles stored by an older redtick from the stored ticks")
     upgrade.add_argument("--symbol", help="only this symbol (default: every symbol)")
     upgrade.set_defaults(func=_upgrade)
+    migrate = sub.add_parser("migrate", help="bring the platform's previous Redis cache layout into redtick's "
+                                             "(a dry run unless --write)")
+    migrate.add_argument("--from", dest="source", required=True, metavar="URL",
+                         help="the previous layer's Redis, one server, such as redis://host:6379/0")
+    migrate.add_argument("--write", action="store_true",
+                         help="write into redtick's Redis (REDIS_URL...); without it nothing is written")
+    migrate.add_argument("--kinds", metavar="KINDS",
+                         help="comma-separated, of prices,series,ohlcv,preferences,sessions,alerts (default: all)")
+    migrate.set_defaults(func=_migrate)
     stop = sub.add_parser("stop", help="stop the local store's server now (it also stops by itself when unused)")
     stop.set_defaults(func=_stop)
     serve = sub.add_parser("serve", help="run the HTTP API (FastAPI) with uvicorn")

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from redtick import codec
 from redtick.connection import Connection, UsesConnection
+from redtick.errors import RedisError
+from redtick.service import merge_node_info
 
 __all__ = ["RedisClient", "redis_client"]
+
+_SLOWLOG_DEFAULT = 10  # what SLOWLOG GET returns without a count
+
+
+def _decoded(entry: dict[str, Any]) -> dict[str, Any]:
+    # redis-py leaves a slow log entry's text as bytes even on a decoding client; a logged command
+    # may carry binary values, so undecodable bytes are escaped rather than raising.
+    return {k: v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v for k, v in entry.items()}
 
 
 class RedisClient(UsesConnection):
@@ -38,6 +49,12 @@ class RedisClient(UsesConnection):
         return self.conn.async_client(decode=True)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_connection_pool":
+            # The platform's doc reads the pool size here; redtick's pools stay private (one per
+            # event loop, and one per node on a cluster), so say where the number is instead.
+            raise AttributeError("RedisClient keeps its connection pools private (one per event loop, one per node "
+                                 "on Redis Cluster); the pool size is redis_client.conn.settings.max_connections "
+                                 "(REDIS_MAX_CONNECTIONS)")
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.redis, name)
@@ -146,12 +163,86 @@ class RedisClient(UsesConnection):
         async for key in self.redis.scan_iter(match=match, count=count):
             yield key
 
+    def _refuse_in_memory(self, command: str) -> None:
+        # fakeredis answers "unknown command"; an estimate would be invented numbers, so say why instead.
+        if self.conn.in_memory:
+            raise RedisError(f"memory:// (the in-process fakeredis) has no {command}: it keeps no server statistics; "
+                             f"connect to a Redis server (REDIS_URL=redis://host:6379/0) to read {command}")
+
     async def info(self, section: str | None = None) -> dict[str, Any]:
-        """Server INFO; raises RedisError on the embedded default, which has no INFO."""
+        """The server's INFO, as redis-py parses it (``used_memory``, ``maxmemory``, ...).
+
+        On Redis Cluster it is the whole INFO of every master, merged: memory, clients and
+        keyspace counters summed, ``maxmemory`` the sum when every master has one (else 0),
+        and ``fullest_master_percent`` the highest share of its own ``maxmemory`` any master
+        uses; ``section`` is then ignored, since one section cannot be merged without the rest.
+
+        Parameters
+        ----------
+        section : str, optional
+            One INFO section, such as ``"memory"``; all of them by default.
+
+        Raises
+        ------
+        RedisError
+            On ``memory://``: the in-process fakeredis has no INFO, and redtick does not make
+            numbers up.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> info = asyncio.run(RedisClient().info())  # the local store: a real redis-server
+        >>> info["used_memory"] > 0, "maxmemory" in info
+        (True, True)
+        """
+        self._refuse_in_memory("INFO")
+        if self.conn.settings.topology == "cluster":
+            return merge_node_info(await self._per_master(lambda node: self.redis.info(target_nodes=node)))
         return await self.redis.info(section) if section else await self.redis.info()
 
-    async def slowlog_get(self, num: int | None = None) -> list:
-        return await self.redis.slowlog_get(num)
+    async def slowlog_get(self, num: int | None = None) -> list[dict[str, Any]]:
+        """The server's slow log, newest first: dicts of ``id``, ``start_time``, ``duration`` (µs), ``command``...
+
+        ``command``, ``client_address`` and ``client_name`` are ``str``, as every reply of this
+        client; bytes that are not UTF-8 (a binary value in a logged command) appear as ``\\x..``
+        escapes. On Redis Cluster the entries of every master are merged, newest first, each with
+        the ``node`` (``host:port``) that logged it, and ``num`` applies to the merged list.
+
+        Parameters
+        ----------
+        num : int, optional
+            At most this many entries; the server's default (10) if omitted.
+
+        Raises
+        ------
+        RedisError
+            On ``memory://``: the in-process fakeredis has no SLOWLOG.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> isinstance(asyncio.run(RedisClient().slowlog_get(10)), list)
+        True
+        """
+        self._refuse_in_memory("SLOWLOG")
+        if self.conn.settings.topology != "cluster":
+            return [_decoded(entry) for entry in await self.redis.slowlog_get(num)]
+        count = _SLOWLOG_DEFAULT if num is None else num
+        per_node = await self._per_master(lambda node: self.redis.slowlog_get(count, target_nodes=node))
+        merged = [{**_decoded(entry), "node": node} for node, entries in per_node.items() for entry in entries]
+        merged.sort(key=lambda entry: (entry["start_time"], entry["id"]), reverse=True)
+        return merged if count < 0 else merged[:count]  # a negative count asks for every entry, as SLOWLOG GET -1
+
+    async def _per_master(self, ask) -> dict[str, Any]:
+        """``{node name: reply}`` of ``ask(node)`` on every master of a cluster, one call per node.
+
+        One call per node rather than ``target_nodes=PRIMARIES``: redis-py answers that with a bare
+        reply, not a mapping, when the cluster has a single master.
+        """
+        await self.redis.initialize()  # the node list is empty until the client first connects
+        masters = self.redis.get_primaries()
+        replies = await asyncio.gather(*(ask(node) for node in masters))
+        return {node.name: reply for node, reply in zip(masters, replies, strict=True)}
 
     # -- JSON ------------------------------------------------------------------------------------
     @staticmethod

@@ -208,6 +208,14 @@ class Settings:
     metrics_public: bool = False
     home: str = dataclasses.field(default_factory=lambda: default_home(os.environ))
     store_linger_ms: int = 10_000
+    session_max_lifetime: int = 86_400
+    """Seconds after its start past which activity no longer extends a session (``REDTICK_SESSION_MAX_LIFETIME``).
+
+    A day: a session kept alive by use still ends within 24 hours of its login, so a stolen
+    session id cannot be kept alive indefinitely and a trader signs in once a day.
+    """
+    alert_stream_retention_ms: int = 7 * 86_400_000
+    alert_handoff_ms: int = 60_000
 
     @property
     def in_memory(self) -> bool:
@@ -300,6 +308,11 @@ class Settings:
             metrics_public=_bool(env, "REDTICK_METRICS_PUBLIC", False),
             home=default_home(env),
             store_linger_ms=parse_duration(env.get("REDTICK_STORE_LINGER") or "10s", name="REDTICK_STORE_LINGER"),
+            session_max_lifetime=env_int(env, "REDTICK_SESSION_MAX_LIFETIME", 86_400, 1, 31_622_400),
+            alert_stream_retention_ms=parse_duration(
+                env.get("REDTICK_ALERT_STREAM_RETENTION") or "7d", name="REDTICK_ALERT_STREAM_RETENTION"
+            ),
+            alert_handoff_ms=parse_duration(env.get("REDTICK_ALERT_HANDOFF") or "1m", name="REDTICK_ALERT_HANDOFF"),
         )
 
 

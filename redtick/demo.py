@@ -188,7 +188,7 @@ def _run_demo(settings: Settings, which: str, data_dir: str, out: str) -> int:
 
     _print_table(f"{DEMO_SYMBOL} 1h candles (last 5)", load_ohlcv(DEMO_SYMBOL, "1h", conn=conn).tail(5), index=True)
     _print_table("price change", changes[["symbol", "period", "previous_price", "current_price", "change", "change_percent"]])
-    _print_table("fired alerts", fired[["condition", "target_price", "price", "fired_at"]])
+    _print_table("fired alerts", fired[["condition", "target_price", "price", "fired_at", "recorded_at"]])
     _print_table(f"memory by key family ({memory.method})", memory.families[memory.families["keys"] > 0], index=True)
     _print_table("cache hits, misses and writes (this process)", conn.metrics.frame(), index=True)
     path = reports.write_html_report(pathlib.Path(out) / "redtick_report.html", DEMO_SYMBOL, user_ids=DEMO_USER,

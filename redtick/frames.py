@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from redtick import scripts
-from redtick.caches.alerts import ALERT_CHECK_SCRIPT, alert_check_args, decode_fired
+from redtick.caches.alerts import ALERT_CHECK_SCRIPT, PricePath, alert_check_args, decode_fired
 from redtick.candles import vwap
 from redtick.catalog import check_missing, listing, require_symbols
 from redtick.codec import CANDLE_DTYPE
@@ -403,10 +403,12 @@ def _write_and_check_alerts(layout: SeriesLayout, symbol: str, part):
     the alerts they fire both commit, or neither does and a resend does both.
     """
 
-    def alert_check(result: WriteResult):
+    def alert_check(result: WriteResult, new: np.ndarray):
         # Expiry is judged by the writer's wall clock, as alerts are created with it, not by
-        # the ticks' event time: a replay of old ticks must not resurrect expired alerts.
-        keys, args = alert_check_args(layout.keys, symbol, result.low, result.high, result.last, int(time.time() * 1000))
+        # the ticks' event time: a replay of old ticks must not resurrect expired alerts. The
+        # ticks' own times say when each alert fired.
+        path = PricePath.of_ticks(new["ts"], new["price"])
+        keys, args = alert_check_args(layout.keys, symbol, path, int(time.time() * 1000), settings=layout.settings)
 
         def receive(reply) -> None:
             result.fired_alerts = decode_fired(reply)

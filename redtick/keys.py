@@ -480,6 +480,26 @@ class KeySchema:
         """
         return self._symbol("alerts", symbol, "fired") + ":"
 
+    def alert_stream(self, symbol: str) -> str:
+        """Stream of the symbol's fired alerts (field ``record``: the fired JSON), read by consumer groups."""
+        return self._symbol("alerts", symbol, "stream")
+
+    def alert_handoff(self, symbol: str, price: float) -> str:
+        """List of the alerts the latest writes ending at ``price`` fired, until a check at that price takes them.
+
+        ``price`` is part of the key as its exact ``repr``, the text the alert script gets.
+
+        Examples
+        --------
+        >>> KeySchema("redtick").alert_handoff("BTCUSDT", 50_000)
+        'redtick:alerts:{BTCUSDT}:handoff:50000.0'
+        """
+        return self._symbol("alerts", symbol, "handoff", repr(float(price)))
+
+    def alert_stream_symbols(self) -> str:
+        """Set of the symbols alerts were ever set on: the streams a consumer of fired alerts reads."""
+        return self.prefix + "alerts:streams"
+
     def alert_log(self, symbol: str, user_id: str) -> str:
         """List, newest first: the user's fired alerts on one symbol (JSON with price and time)."""
         return self.alert_log_prefix(symbol) + validate_user_id(user_id)

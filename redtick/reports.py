@@ -58,8 +58,8 @@ DEFAULT_PERIODS = ("15m", "1h", "4h", "1d")
 PRICE_CHANGE_COLUMNS = ("symbol", "period", "period_minutes", "previous_price", "current_price", "change",
                         "change_percent", "from_time", "to_time")
 ALERT_COLUMNS = ("alert_id", "user_id", "symbol", "condition", "target_price", "created_at", "expires_at")
-FIRED_COLUMNS = ("alert_id", "user_id", "symbol", "condition", "target_price", "price", "fired_at", "created_at",
-                 "expires_at")
+FIRED_COLUMNS = ("alert_id", "user_id", "symbol", "condition", "target_price", "price", "fired_at", "recorded_at",
+                 "created_at", "expires_at")
 _PIPELINE = 1000  # keys per pipelined round trip while measuring memory
 
 
@@ -290,7 +290,10 @@ def alert_status(user_ids: str | Iterable[str], *, conn: Connection | None = Non
 
 
 def fired_alert_history(user_ids: str | Iterable[str], *, limit: int = 100, conn: Connection | None = None) -> pd.DataFrame:
-    """The users' fired alerts, newest first: what fired, at which price, when (UTC).
+    """The users' fired alerts, most recently fired first: what fired, at which price, when (UTC).
+
+    ``fired_at`` is the time of the tick that met the condition (the market's clock: a replay of
+    2013 ticks fires at 2013 times); ``recorded_at`` is when the write that fired it ran.
 
     Examples
     --------
@@ -308,13 +311,13 @@ def fired_alert_history(user_ids: str | Iterable[str], *, limit: int = 100, conn
     async def gather() -> list[FiredAlert]:
         return [f for user in users for f in await alerts.get_fired_alerts(user, limit=limit)]
 
-    fired = sorted(blocking(conn, gather), key=lambda f: (f.fired_at, f.alert_id), reverse=True)
+    fired = sorted(blocking(conn, gather), key=lambda f: (f.recorded_at, f.fired_at, f.alert_id), reverse=True)
     return _fired_frame(fired)
 
 
 def _fired_frame(fired: Sequence[FiredAlert]) -> pd.DataFrame:
     table = pd.DataFrame([dataclasses.asdict(f) for f in fired], columns=list(FIRED_COLUMNS))
-    for column in ("fired_at", "created_at", "expires_at"):
+    for column in ("fired_at", "recorded_at", "created_at", "expires_at"):
         table[column] = _utc(table[column].astype(np.int64))
     for column in ("target_price", "price"):
         table[column] = table[column].astype(np.float64)
@@ -389,9 +392,9 @@ def replay_ticks(
 ) -> Replay:
     """Feed ``ticks`` to :func:`redtick.write_ticks` in small batches, as a live feed would, and record what fired.
 
-    Each batch is one write, so each checks the symbol's alerts once, over that batch's low, high
-    and last price. ``on_batch`` is called with each batch's row as it lands (a widget updates
-    itself from it).
+    Each batch is one write, so each checks the symbol's alerts once, over that batch's ticks: an
+    alert reports the first tick that reached its target (price and time). ``on_batch`` is called
+    with each batch's row as it lands (a widget updates itself from it).
 
     Returns
     -------
@@ -403,8 +406,8 @@ def replay_ticks(
     >>> ticks = pd.DataFrame({"ts": [0, 1, 2, 3], "price": [1.0, 2.0, 3.0, 4.0], "volume": 1.0})
     >>> _ = set_alerts([{"user_id": "docrep", "symbol": "DOCREP", "target_price": 3.0, "condition": "above"}])
     >>> replay = replay_ticks(ticks, "DOCREP", batch_size=2)
-    >>> replay.batches["fired"].tolist(), replay.fired[0].price
-    ([0, 1], 4.0)
+    >>> replay.batches["fired"].tolist(), replay.fired[0].price, replay.fired[0].fired_at
+    ([0, 1], 3.0, 2)
     """
     conn = conn or connect()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

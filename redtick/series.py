@@ -292,6 +292,7 @@ class SeriesLayout:
 
     def __init__(self, keys: KeySchema, settings: Settings):
         self.keys = keys
+        self.settings = settings
         self.chunk_ms = settings.tick_chunk_ms
         self.intervals = {name: validate_interval(name) for name in settings.intervals}
         self.tick_retention_ms = settings.tick_retention_ms
@@ -454,10 +455,10 @@ class SeriesLayout:
 
     # -- writing ticks ---------------------------------------------------------------------------
     def write_plan(self, symbol: str, batch: NormalisedTicks,
-                   also: Callable[[WriteResult], tuple[tuple, Callable[[Any], None]]] | None = None):
+                   also: Callable[[WriteResult, np.ndarray], tuple[tuple, Callable[[Any], None]]] | None = None):
         """Plan: store ``batch`` (sorted, unique) and merge its new ticks into every interval's candles.
 
-        ``also``, given what the batch added, returns one more command for the same transaction
+        ``also``, given what the batch added and its new tick records, returns one more command for the same transaction
         (on the symbol's slot) and a function that receives its reply: the alert check rides in
         the write's MULTI/EXEC, so a batch's ticks and the alerts they fire commit together.
 
@@ -471,7 +472,7 @@ class SeriesLayout:
         return self.current_layout(symbol, self._write_plan(symbol, batch, also))
 
     def _write_plan(self, symbol: str, batch: NormalisedTicks,
-                    also: Callable[[WriteResult], tuple[tuple, Callable[[Any], None]]] | None):
+                    also: Callable[[WriteResult, np.ndarray], tuple[tuple, Callable[[Any], None]]] | None):
         symbol = validate_symbol(symbol)
         result = WriteResult(symbol, received=batch.received, rejected=dict(batch.rejected),
                              duplicates=batch.duplicates)
@@ -617,7 +618,7 @@ class SeriesLayout:
         commands += expired.commands()
         result.trimmed_chunks = len(expired.chunk_keys)
         result.trimmed_ticks += trimmed_bytes // TICK_SIZE
-        extra = also(result) if also is not None else None
+        extra = also(result, new) if also is not None else None
         if extra is not None:
             commands.append(extra[0])
         replies = yield Commit(commands)

@@ -349,7 +349,8 @@ class CacheService(UsesConnection):
     async def cleanup_expired_data(self) -> dict[str, int]:
         """Drop what has outlived its use; Redis expires TTL'd keys itself, this does the rest.
 
-        Session index entries of expired sessions go. Series data goes only as the configured
+        Session index entries of expired sessions go, and expired alerts of every symbol (each
+        symbol's stream of fired alerts is trimmed to its retention). Series data goes only as the configured
         retention says (:meth:`PriceCache.apply_retention`, measured behind each symbol's newest
         tick, never by the wall clock); with retention off, the default, no tick or candle is
         deleted. The maintenance loop and ``POST /cleanup`` run this.
@@ -358,9 +359,10 @@ class CacheService(UsesConnection):
         --------
         >>> import asyncio
         >>> sorted(asyncio.run(CacheService().cleanup_expired_data()))
-        ['expired_sessions', 'price_chunks_removed', 'price_symbols', 'price_ticks_removed']
+        ['expired_alerts', 'expired_sessions', 'price_chunks_removed', 'price_symbols', 'price_ticks_removed']
         """
-        results = {"expired_sessions": await self.get_session_cache().cleanup_expired_sessions()}
+        results = {"expired_sessions": await self.get_session_cache().cleanup_expired_sessions(),
+                   "expired_alerts": await self.get_alerts().cleanup_all_expired_alerts()}
         for step, removed in (await self.get_price_cache().apply_retention()).items():
             results[f"price_{step}"] = removed
         return results

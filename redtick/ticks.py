@@ -243,7 +243,8 @@ def require_columns(frame: pd.DataFrame, fields: Sequence[str], *, what: str = "
         hint[match if match is not None else f"<column with {field}>"] = field
     lacks = [f"no {f!r} column" for f in missing if f != "ts"]
     if "ts" in missing:
-        lacks.insert(0, "no time (a 'ts', 'time', 'timestamp' or 'open_time' column, or a DatetimeIndex)")
+        # 'timestamp' first: the name the platform's candles and quotes use, so the one users look for.
+        lacks.insert(0, "no time: no 'timestamp' column (nor 'ts', 'time' or 'open_time') and no DatetimeIndex")
     raise InvalidData(f"{what} have {' and '.join(lacks)} (columns: {present}); "
                       f"say which column holds {'them' if len(missing) > 1 else 'it'} with columns={hint!r}")
 

@@ -5,6 +5,7 @@ import random
 import secrets
 import time
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from redtick import scripts
 from redtick.caches.alerts import (
     ALERT_CHECK_SCRIPT,
     PriceAlerts,
+    PricePath,
     alert_check_args,
     decode_fired,
 )
@@ -104,7 +106,9 @@ async def test_a_batch_fires_what_its_range_met(conn):
     fired = await alerts.check_price_range("BTCUSDT", 98.0, 102.0, 100.0)
     assert {f.alert_id for f in fired} == {ids["above_hit"], ids["below_hit"], ids["cross_in_range"]}
     prices = {f.alert_id: f.price for f in fired}
-    assert prices == {ids["above_hit"]: 102.0, ids["below_hit"]: 98.0, ids["cross_in_range"]: 100.0}
+    # A range has no order: each alert reports the extreme that met it (crosses: the high, as
+    # with no previous check the range is taken to rise through the target).
+    assert prices == {ids["above_hit"]: 102.0, ids["below_hit"]: 98.0, ids["cross_in_range"]: 102.0}
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -244,7 +248,8 @@ async def test_the_tick_writer_call_runs_in_a_pipeline(conn):
     """The integration point: the series writer queues the check next to its own commands."""
     alerts = PriceAlerts(conn=conn, clock=lambda: T0)
     alert_id = await alerts.set_price_alert("u1", "BTCUSDT", 101.0, "above")
-    keys, args = alert_check_args(conn.keys, "BTCUSDT", 99.0, 101.5, 100.0, int(T0 * 1000))
+    path = PricePath.of_ticks(np.array([1, 2, 3]), np.array([99.0, 101.5, 100.0]))
+    keys, args = alert_check_args(conn.keys, "BTCUSDT", path, int(T0 * 1000), settings=conn.settings)
     pipe = conn.sync.pipeline(transaction=True)
     pipe.set(conn.keys.key("marker"), b"1")
     scripts.bound(conn.sync, ALERT_CHECK_SCRIPT)(keys=keys, args=args, client=pipe)

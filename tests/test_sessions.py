@@ -7,6 +7,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from redtick.caches.sessions import UserSessionCache
+from redtick.config import Settings
 from redtick.connection import Connection
 from redtick.errors import ConfigurationError, InvalidData, InvalidKey
 
@@ -132,18 +133,149 @@ async def test_delete_one_session_only_by_its_owner(conn):
     assert namespace_keys(conn) == set()
 
 
-async def test_activity_update_keeps_ttl_and_never_revives_a_gone_session(conn):
+async def test_activity_update_never_revives_a_gone_session(conn):
     cache = UserSessionCache(conn=conn)
     session_id = await cache.set_user_session("u1", {}, ttl=600)
-    before = conn.sync.pexpiretime(conn.keys.session(session_id))
     assert await cache.update_session_activity("u1", session_id, {"last_action": "trade"})
-    assert conn.sync.pexpiretime(conn.keys.session(session_id)) == before
     assert (await cache.get_user_session("u1", session_id))["activity"] == {"last_action": "trade"}
     assert not await cache.update_session_activity("u2", session_id, {"last_action": "steal"})
     assert (await cache.get_user_session("u1", session_id))["activity"] == {"last_action": "trade"}
     await cache.delete_all_user_sessions("u1")
     assert not await cache.update_session_activity("u1", session_id, {"last_action": "late"})
     assert namespace_keys(conn) == set()
+
+
+def expiries(conn, user_id: str, session_id: str) -> dict[str, int]:
+    """Where a session's expiry is kept: its hash's field, its two index scores, the user index's own expiry."""
+    keys, client = conn.keys, conn.sync
+    return {
+        "hash": int(client.hget(keys.session(session_id), "expires_at")),
+        "user_index": int(client.zscore(keys.user_sessions(user_id), session_id)),
+        "expiry_index": int(client.zscore(keys.session_expiry(), f"{user_id}:{session_id}")),
+        "user_index_key": client.pexpiretime(keys.user_sessions(user_id)),
+    }
+
+
+def as_if_time_passed(conn, session_id: str, left_ms: int) -> None:
+    """Shorten the session hash's TTL to ``left_ms``, as the server's clock would have: no sleeping."""
+    conn.sync.pexpire(conn.keys.session(session_id), left_ms)
+
+
+def assert_ttl_near(conn, session_id: str, expected_ms: int) -> None:
+    # The TTL is relative and runs on the server: what is left is the TTL set less the time since.
+    left = conn.sync.pttl(conn.keys.session(session_id))
+    assert expected_ms - 5_000 < left <= expected_ms, left
+
+
+async def test_activity_slides_the_expiry_to_the_full_ttl_everywhere(conn):
+    clock = [4_000_000_000.0]  # ahead of the real clock, so absolute expiries from it stay in the future
+    cache = UserSessionCache(conn=conn, clock=lambda: clock[0], max_lifetime=86_400)
+    session_id = await cache.set_user_session("u1", {}, ttl=600)
+    started = clock[0] * 1000
+    clock[0] += 500  # 100 s left by this clock, and on the server too
+    as_if_time_passed(conn, session_id, 100_000)
+    assert await cache.update_session_activity("u1", session_id, {"last_action": "view"})
+    slid = started + 500_000 + 600_000
+    assert expiries(conn, "u1", session_id) == dict.fromkeys(("hash", "user_index", "expiry_index", "user_index_key"), slid)
+    assert_ttl_near(conn, session_id, 600_000)
+    session = await cache.get_user_session("u1", session_id)
+    assert (session["last_activity"], session["expires_at"]) == (started + 500_000, slid)
+    clock[0] += 550  # past the first expiry: the session is still listed, and ended by "log out everywhere"
+    assert [s["session_id"] for s in await cache.get_user_sessions("u1")] == [session_id]
+    assert await cache.delete_all_user_sessions("u1") == 1
+    assert await cache.resolve_session(session_id) is None
+
+
+async def test_activity_never_slides_past_the_maximum_lifetime(conn):
+    clock = [4_000_000_000.0]
+    cache = UserSessionCache(conn=conn, clock=lambda: clock[0], max_lifetime=900)
+    session_id = await cache.set_user_session("u1", {}, ttl=600)
+    started = clock[0] * 1000
+    clock[0] += 500
+    as_if_time_passed(conn, session_id, 100_000)
+    assert await cache.update_session_activity("u1", session_id, {"n": 1})
+    assert expiries(conn, "u1", session_id)["hash"] == started + 900_000  # not 500 + 600 s
+    assert_ttl_near(conn, session_id, 400_000)
+    clock[0] += 300  # 100 s left of the maximum lifetime: activity keeps it, and extends nothing
+    as_if_time_passed(conn, session_id, 100_000)
+    assert await cache.update_session_activity("u1", session_id, {"n": 2})
+    assert expiries(conn, "u1", session_id) == dict.fromkeys(("hash", "user_index", "expiry_index", "user_index_key"),
+                                                              started + 900_000)
+    assert_ttl_near(conn, session_id, 100_000)
+    assert (await cache.get_user_session("u1", session_id))["activity"] == {"n": 2}
+
+
+async def test_activity_never_moves_the_expiry_earlier(conn):
+    clock = [4_000_000_000.0]
+    cache = UserSessionCache(conn=conn, clock=lambda: clock[0], max_lifetime=1800)
+    # Started with a ttl longer than the maximum lifetime: it keeps its ttl, activity does not cut it.
+    long = await cache.set_user_session("u1", {}, ttl=3600)
+    before = expiries(conn, "u1", long)
+    clock[0] += 60
+    assert await cache.update_session_activity("u1", long, {})
+    assert expiries(conn, "u1", long) == before
+    assert_ttl_near(conn, long, 3_600_000)
+    # Activities that arrive out of order: the later one's expiry stands.
+    session_id = await cache.set_user_session("u1", {}, ttl=600)
+    clock[0] += 100
+    as_if_time_passed(conn, session_id, 500_000)
+    assert await cache.update_session_activity("u1", session_id, {"n": "later"})
+    later = expiries(conn, "u1", session_id)
+    clock[0] -= 50
+    assert await cache.update_session_activity("u1", session_id, {"n": "earlier"})
+    assert expiries(conn, "u1", session_id) == later
+
+
+async def test_the_user_index_lives_as_long_as_its_longest_session_after_a_slide(conn):
+    clock = [4_000_000_000.0]
+    cache = UserSessionCache(conn=conn, clock=lambda: clock[0], max_lifetime=86_400)
+    short = await cache.set_user_session("u1", {}, ttl=60)
+    long = await cache.set_user_session("u1", {}, ttl=600)
+    now = clock[0] * 1000
+    assert conn.sync.pexpiretime(conn.keys.user_sessions("u1")) == now + 600_000
+    clock[0] += 30
+    as_if_time_passed(conn, long, 570_000)
+    assert await cache.update_session_activity("u1", long, {})  # later still, but not the longest any more
+    clock[0] += 20
+    as_if_time_passed(conn, short, 10_000)
+    assert await cache.update_session_activity("u1", short, {})
+    assert conn.sync.pexpiretime(conn.keys.user_sessions("u1")) == now + 630_000
+    clock[0] += 500  # short slid to 50 + 60 s and is over, long to 30 + 600 s and is still listed
+    assert {s["session_id"] for s in await cache.get_user_sessions("u1")} == {long}
+
+
+async def test_a_session_stored_before_ttl_ms_slides_by_its_first_lifetime(conn):
+    clock = [4_000_000_000.0]
+    cache = UserSessionCache(conn=conn, clock=lambda: clock[0], max_lifetime=86_400)
+    session_id = await cache.set_user_session("u1", {}, ttl=600)
+    conn.sync.hdel(conn.keys.session(session_id), "ttl_ms")  # the layout before sliding
+    clock[0] += 100
+    as_if_time_passed(conn, session_id, 500_000)
+    assert await cache.update_session_activity("u1", session_id, {})
+    assert expiries(conn, "u1", session_id)["hash"] == (clock[0] + 600) * 1000
+    assert_ttl_near(conn, session_id, 600_000)
+
+
+async def test_maximum_lifetime_comes_from_the_settings(conn, monkeypatch):
+    assert Settings.from_env({}).session_max_lifetime == 86_400
+    assert Settings.from_env({"REDTICK_SESSION_MAX_LIFETIME": "3600"}).session_max_lifetime == 3600
+    for bad in ("0", "1h", "-5"):
+        with pytest.raises(ConfigurationError, match="REDTICK_SESSION_MAX_LIFETIME"):
+            Settings.from_env({"REDTICK_SESSION_MAX_LIFETIME": bad})
+    assert UserSessionCache(conn=conn).max_lifetime == conn.settings.session_max_lifetime == 86_400
+    capped = Connection(dataclasses.replace(conn.settings, session_max_lifetime=700), memory_server=conn.server)
+    try:
+        clock = [4_000_000_000.0]
+        cache = UserSessionCache(conn=capped, clock=lambda: clock[0])
+        session_id = await cache.set_user_session("u1", {}, ttl=600)
+        clock[0] += 500
+        as_if_time_passed(conn, session_id, 100_000)
+        assert await cache.update_session_activity("u1", session_id, {})
+        assert expiries(conn, "u1", session_id)["hash"] == (clock[0] - 500 + 700) * 1000
+    finally:
+        capped.close()
+    with pytest.raises(InvalidData, match="max_lifetime"):
+        UserSessionCache(conn=conn, max_lifetime=0)
 
 
 async def test_encryption_at_rest_hides_every_value(conn):

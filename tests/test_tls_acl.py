@@ -42,12 +42,13 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="ne
 # the main paths below without each one; kept beyond those are UNWATCH (a failed transaction),
 # SCRIPT LOAD (after the server lost its scripts), INFO (health), SUBSCRIBE (the alert channel's
 # listeners) and the generic RedisClient's EXISTS, TTL, SISMEMBER, SREM, RPUSH. Lua scripts'
-# own redis.call()s are checked against the ACL too (TIME, PTTL, ZCOUNT, PEXPIREAT, PUBLISH).
+# own redis.call()s are checked against the ACL too (TIME, PTTL, ZCOUNT, PEXPIREAT, PUBLISH, XADD, PEXPIRE).
 REDTICK_COMMANDS = " ".join([
     "get set mget append getrange setrange strlen del unlink exists expire pexpireat ttl pttl type",
     "hget hmget hset hdel hgetall sadd smembers sismember srem",
     "zadd zrem zrange zrangebyscore zrevrangebyscore zremrangebyscore zcard zcount",
-    "lpush rpush lrange ltrim llen",
+    "lpush rpush lrange ltrim llen pexpire",
+    "xadd xtrim xreadgroup xack xautoclaim xgroup|create xinfo|groups",
     "multi exec watch unwatch eval evalsha script|load script|exists",
     "scan ping info time publish subscribe client|setname",
 ]).split()
@@ -168,6 +169,12 @@ async def _exercise_caches(conn: Connection, encryption_key: str | None) -> None
         assert len(await prices.get_ohlcv_data("SECURE", "1h")) >= 1
         alert = await prices.set_price_alert("user-1", "SECURE", 200.0, "above")
         assert await prices.check_price_alerts("SECURE", 250.0) == [alert]
+        fired_by_write = await prices.set_price_alert("user-1", "SECURE", 300.0, "above")
+        await prices.set_current_price("SECURE", 301.0, 1.0, timestamp=1_704_068_001_000, trade_id=10_001)
+        assert await prices.check_price_alerts("SECURE", 301.0) == [fired_by_write]
+        feed = prices.fired_alerts("acl", "c1", start="0", claim_idle=0, idle_timeout=0.3)
+        assert [a.alert_id async for a in feed] == [alert, fired_by_write]
+        assert await prices.alerts.cleanup_expired_alerts("SECURE") == 0
         market = MarketDataCache(conn)
         await market.set_symbol_price("SECURE", {"price": 1.5, "volume": 3.0})
         assert (await market.get_symbol_price("SECURE"))["price"] == 1.5

@@ -18,6 +18,7 @@ import hypothesis
 import pytest
 import schemathesis
 
+from redtick.caches.prices import PriceCache
 from redtick.config import Settings
 from redtick.connection import Connection
 from redtick.service import CacheService
@@ -111,7 +112,7 @@ async def test_cleanup(client):
     response = await client.post(f"{API}/cleanup", headers=ADMIN)
     assert response.status_code == 200
     # Retention is off by default: no series data is looked at, let alone deleted.
-    assert response.json()["data"] == {"expired_sessions": 0, "price_symbols": 0, "price_chunks_removed": 0,
+    assert response.json()["data"] == {"expired_sessions": 0, "expired_alerts": 0, "price_symbols": 0, "price_chunks_removed": 0,
                                        "price_ticks_removed": 0}
 
 
@@ -199,6 +200,21 @@ async def test_market_data_price_and_symbols(client, conn):
     assert bad.status_code == 422 and "symbol" in bad.json()["message"]
 
 
+async def test_fired_alerts_show_the_ticks_time_and_the_recording_time_to_their_owner_only(client, conn):
+    alice, bob = await bearer(conn, "alice"), await bearer(conn, "bob")
+    created = await client.post(
+        f"{API}/price-alert", json={"symbol": "ES", "target_price": 1640.0, "condition": "above"}, headers=alice
+    )
+    alert_id = created.json()["data"]["alert_id"]
+    before = int(time.time() * 1000)
+    await PriceCache(conn).set_current_price("ES", 1640.25, 3.0, timestamp="2013-09-01T22:00:00.083Z")
+    fired = (await client.get(f"{API}/price-alerts/fired", headers=alice)).json()["data"]
+    assert [(f["alert_id"], f["price"], f["fired_at"]) for f in fired] == [(alert_id, 1640.25, 1_378_072_800_083)]
+    assert before <= fired[0]["recorded_at"] <= int(time.time() * 1000)
+    assert (await client.get(f"{API}/price-alerts/fired", headers=bob)).json()["data"] == []
+    assert (await client.get(f"{API}/price-alerts/fired")).status_code == 401
+
+
 def test_openapi_documents_every_endpoint_and_both_security_schemes(app):
     schema = app.openapi()
     assert set(schema["components"]["securitySchemes"]) == {"SessionBearer", "AdminToken"}
@@ -206,6 +222,7 @@ def test_openapi_documents_every_endpoint_and_both_security_schemes(app):
     assert operations >= {
         ("/market-data/{symbol}", "get"), ("/price/{symbol}", "get"), ("/symbols", "get"),
         ("/health", "get"), ("/stats", "get"), ("/sessions/{user_id}", "get"), ("/price-alerts", "get"),
+        ("/price-alerts/fired", "get"),
         ("/price-alert", "post"), ("/price-alert/{alert_id}", "delete"), ("/cleanup", "post"), ("/clear", "delete"),
         ("/sessions/current", "delete"), ("/sessions/others", "delete"), ("/sessions/{user_id}/{handle}", "delete"),
     }
@@ -250,8 +267,8 @@ def test_schemathesis_finds_no_server_error(conn):
     session = asyncio.run(bearer(conn, "fuzzer"))
     calls, failures = run_schemathesis(app, {**ADMIN, **session})
     anonymous_calls, anonymous_failures = run_schemathesis(app, {}, max_examples=5)
-    assert len(calls) > 50 and len(set(calls)) == 15  # the API's 14 paths and /metrics
-    assert len(set(anonymous_calls)) == 15
+    assert len(calls) > 50 and len(set(calls)) == 16  # the API's 15 paths and /metrics
+    assert len(set(anonymous_calls)) == 16
     assert failures == [] and anonymous_failures == []
 
 

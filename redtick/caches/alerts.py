@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
 from redtick import codec, scripts
 from redtick.caches.base import BaseCache, commit_in_phases
+from redtick.config import Settings
 from redtick.connection import Connection
 from redtick.errors import InvalidData
 from redtick.keys import ALERT_CONDITIONS, KeySchema, validate_id, validate_symbol, validate_user_id
@@ -22,6 +24,7 @@ __all__ = [
     "ALERT_CHECK_SCRIPT",
     "FiredAlert",
     "PriceAlerts",
+    "PricePath",
     "alert_check_args",
     "decode_fired",
 ]
@@ -56,10 +59,13 @@ def _exact(price: float) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class FiredAlert:
-    """One alert the check fired, as logged for its owner and published on the alert channel.
+    """One alert a check fired, as logged for its owner, streamed and published on the alert channel.
 
-    ``price`` is the price that met the condition: the batch's high for ``above``, its low for
-    ``below``, its last price for ``crosses``. Times are epoch milliseconds.
+    ``price`` and ``fired_at`` are those of the tick that met the condition: the first tick of
+    the batch whose price reached the target (for ``crosses``, coming from the side the price
+    was on). A replay of 2013 ticks fires alerts at 2013 times. ``recorded_at`` is the wall
+    clock of the write that fired it. Times are epoch milliseconds. ``entry_id`` is the stream
+    entry the alert was delivered as by :meth:`PriceAlerts.fired_alerts`, else empty.
     """
 
     alert_id: str
@@ -69,12 +75,14 @@ class FiredAlert:
     target_price: float
     price: float
     fired_at: int
+    recorded_at: int
     created_at: int
     expires_at: int
+    entry_id: str = ""
 
     @classmethod
-    def from_record(cls, record: bytes | str) -> FiredAlert:
-        """The alert in one fired record (the JSON of the log and the channel)."""
+    def from_record(cls, record: bytes | str, entry_id: str = "") -> FiredAlert:
+        """The alert in one fired record (the JSON of the log, the stream and the channel)."""
         data = orjson.loads(record)
         alert = data["alert"]
         return cls(
@@ -85,19 +93,92 @@ class FiredAlert:
             target_price=alert["target_price"],
             price=data["price"],
             fired_at=data["fired_at"],
+            # Records written before recorded_at existed stamped fired_at with the wall clock.
+            recorded_at=data.get("recorded_at", data["fired_at"]),
             created_at=alert["created_at"],
             expires_at=alert["expires_at"],
+            entry_id=entry_id,
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class PricePath:
+    """The prices a check saw, reduced to what decides which tick fired each alert.
+
+    ``up`` holds the ticks at which the running high rose (prices strictly increasing), ``down``
+    those at which the running low fell (strictly decreasing), each as ``(price, epoch ms)``.
+    The first point of ``up`` at or above an ``above`` alert's target is the tick that fired
+    it; likewise ``down`` for ``below``. Their sizes are the number of new highs and lows, not
+    of ticks: a few dozen for a day of ES ticks.
+
+    Examples
+    --------
+    >>> path = PricePath.of_ticks(np.array([1, 2, 3, 4]), np.array([10.0, 9.0, 12.0, 11.0]))
+    >>> path.up, path.down, path.low, path.high, path.last
+    ([(10.0, 1), (12.0, 3)], [(10.0, 1), (9.0, 2)], 9.0, 12.0, 11.0)
+    """
+
+    up: list[tuple[float, int]]
+    down: list[tuple[float, int]]
+    last: float
+
+    @property
+    def low(self) -> float:
+        return self.down[-1][0]
+
+    @property
+    def high(self) -> float:
+        return self.up[-1][0]
+
+    @classmethod
+    def of_ticks(cls, ts: np.ndarray, prices: np.ndarray) -> PricePath:
+        """The path of ticks in time order (``ts`` epoch ms, ``prices`` finite)."""
+        if len(prices) == 0:
+            raise InvalidData("a price path needs at least one tick")
+        prices = np.asarray(prices, dtype=np.float64)
+        if not np.isfinite(prices).all():
+            raise InvalidData("prices must be finite numbers")
+        rises = np.flatnonzero(np.r_[True, prices[1:] > np.maximum.accumulate(prices)[:-1]])
+        falls = np.flatnonzero(np.r_[True, prices[1:] < np.minimum.accumulate(prices)[:-1]])
+
+        def points(at: np.ndarray) -> list[tuple[float, int]]:
+            return list(zip(prices[at].tolist(), np.asarray(ts)[at].astype(np.int64).tolist(), strict=True))
+
+        return cls(points(rises), points(falls), float(prices[-1]))
+
+    @classmethod
+    def of_price(cls, price: float, at_ms: int) -> PricePath:
+        """One price seen at ``at_ms``."""
+        price = _check_price(price, "price")
+        return cls([(price, int(at_ms))], [(price, int(at_ms))], price)
+
+    @classmethod
+    def of_range(cls, low: float, high: float, last: float, at_ms: int) -> PricePath:
+        """Prices that ranged over ``[low, high]`` and ended at ``last``, all seen at ``at_ms``.
+
+        Their order is unknown, so an alert met by the range reports its extreme: ``high`` for
+        ``above``, ``low`` for ``below``.
+        """
+        low, high, last = _check_price(low, "low"), _check_price(high, "high"), _check_price(last, "last")
+        if not low <= last <= high:
+            raise InvalidData(f"low={low!r}, last={last!r}, high={high!r}: expected low <= last <= high")
+        return cls([(high, int(at_ms))], [(low, int(at_ms))], last)
+
+    def json(self) -> bytes:
+        """The path as the alert script reads it: prices as exact text, times as integer text."""
+        return orjson.dumps({
+            side: [[_exact(price), str(ms)] for price, ms in steps] for side, steps in (("up", self.up), ("down", self.down))
+        })
+
+
 def alert_check_args(
-    keys: KeySchema, symbol: str, low: float, high: float, last: float, now_ms: int
+    keys: KeySchema, symbol: str, path: PricePath, now_ms: int, *, settings: Settings, handoff: str = "file"
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the ``alert_check`` script for a batch of prices of one symbol.
 
-    The batch's prices ranged from ``low`` to ``high`` and ended at ``last``. The script, run
-    once for the batch, atomically drops every alert whose expiry is at or before ``now_ms``,
-    then fires and removes
+    The batch's prices, ``path``, ranged from ``path.low`` to ``path.high`` and ended at
+    ``path.last``. The script, run once for the batch, atomically drops every alert whose
+    expiry is at or before ``now_ms``, then fires and removes
 
     - every ``above`` alert with target <= ``high``;
     - every ``below`` alert with target >= ``low``;
@@ -105,15 +186,17 @@ def alert_check_args(
       previous check's last price and that range (the price moved through it); with no
       previous check, only ``[low, high]`` counts;
 
-    logs each fired alert to its owner's log, publishes it on ``keys.alert_channel()``, and
-    stores ``last`` as the previous price of the next check. Each alert fires exactly once
-    however many checkers run. :meth:`PriceAlerts.check_price_alerts` is the case
-    ``low == high == last == price``.
+    and for each, in the same atomic step: logs it to its owner's log, appends it to the
+    symbol's stream (``keys.alert_stream``, trimmed to ``settings.alert_stream_retention_ms``),
+    publishes it on ``keys.alert_channel()`` and, with ``handoff="file"``, keeps it for
+    ``settings.alert_handoff_ms`` in the hand-off list of ``last`` for a
+    :meth:`PriceAlerts.check_price_alerts` at that price to return. With ``handoff="take"`` the
+    script first returns (and empties) that list. It stores ``last`` as the previous price of
+    the next check. Each alert fires exactly once however many checkers run.
 
     Run it with ``redtick.scripts.bound(client, ALERT_CHECK_SCRIPT)(keys=keys, args=args)``,
-    on a sync or async client or inside a pipeline (one server only: redis-py refuses scripts
-    in cluster pipelines), and read the reply with
-    :func:`decode_fired`. All keys carry the symbol's hash tag: one slot on Redis Cluster.
+    on a sync or async client or inside a transaction (one slot: every key carries the
+    symbol's hash tag), and read the reply with :func:`decode_fired`.
 
     Parameters
     ----------
@@ -121,41 +204,45 @@ def alert_check_args(
         The namespace's key builder (``conn.keys``).
     symbol : str
         The symbol the prices belong to.
-    low, high, last : float
-        The batch's lowest, highest and last price: finite, above 0, ``low <= last <= high``.
+    path : PricePath
+        The batch's prices; its ticks' times become the fired alerts' ``fired_at``.
     now_ms : int
-        Epoch milliseconds of the check: expiry is judged and ``fired_at`` stamped with it.
-        Use the wall clock of the writer (the same clock alerts were created with), not the
-        ticks' event time, or a replay of old ticks would resurrect expired alerts.
+        Epoch milliseconds of the wall clock: expiry is judged and ``recorded_at`` stamped with
+        it. Use the writer's clock (the one alerts were created with), not the ticks' event
+        time, or a replay of old ticks would resurrect expired alerts.
+    settings : Settings
+        The stream retention and hand-off life.
+    handoff : {"file", "take"}
+        Whether fired alerts wait in the hand-off list (a write) or the list is taken (a check).
 
     Raises
     ------
-    InvalidData
-        For a price that is not finite and above 0, or ``low <= last <= high`` not holding.
     InvalidKey
         For a malformed symbol.
 
     Examples
     --------
-    >>> keys, args = alert_check_args(KeySchema("redtick"), "BTCUSDT", 49_900.0, 50_100.5, 50_000.0, 1_700_000_000_000)
-    >>> keys[0], keys[5]
-    ('redtick:alerts:{BTCUSDT}:above', 'redtick:alerts:{BTCUSDT}:last')
+    >>> path = PricePath.of_ticks(np.array([1_000, 2_000]), np.array([49_900.0, 50_100.5]))
+    >>> keys, args = alert_check_args(KeySchema("redtick"), "BTCUSDT", path, 1_700_000_000_000, settings=Settings())
+    >>> keys[6], keys[7]
+    ('redtick:alerts:{BTCUSDT}:stream', 'redtick:alerts:{BTCUSDT}:handoff:50100.5')
     >>> args[:4]
-    ['49900.0', '50100.5', '50000.0', 1700000000000]
+    ['49900.0', '50100.5', '50100.5', 1700000000000]
     """
-    low = _check_price(low, "low")
-    high = _check_price(high, "high")
-    last = _check_price(last, "last")
-    if not low <= last <= high:
-        raise InvalidData(f"low={low!r}, last={last!r}, high={high!r}: expected low <= last <= high")
-    return _script_keys(keys, symbol), [
-        _exact(low),
-        _exact(high),
-        _exact(last),
+    if handoff not in ("file", "take"):
+        raise InvalidData(f"handoff={handoff!r}: expected 'file' or 'take'")
+    return [*_script_keys(keys, symbol), keys.alert_handoff(symbol, path.last)], [
+        _exact(path.low),
+        _exact(path.high),
+        _exact(path.last),
         int(now_ms),
         keys.alert_log_prefix(symbol),
         keys.alert_channel(),
         FIRED_LOG_MAX,
+        path.json(),
+        int(now_ms) - settings.alert_stream_retention_ms,
+        handoff,
+        settings.alert_handoff_ms,
     ]
 
 
@@ -165,6 +252,7 @@ def _script_keys(keys: KeySchema, symbol: str) -> list[str]:
         keys.alert_expiry(symbol),
         keys.alert_data(symbol),
         keys.alert_last_price(symbol),
+        keys.alert_stream(symbol),
     ]
 
 
@@ -174,7 +262,7 @@ def decode_fired(reply: Sequence[Any]) -> list[FiredAlert]:
     Examples
     --------
     >>> record = (b'{"alert":{"alert_id":"a1","user_id":"u1","symbol":"BTCUSDT","condition":"above",'
-    ...           b'"target_price":55000.0,"created_at":1,"expires_at":9},"price":55500.0,"fired_at":5}')
+    ...           b'"target_price":55000.0,"created_at":1,"expires_at":9},"price":55500.0,"fired_at":5,"recorded_at":7}')
     >>> decode_fired([b"a1", record])[0].price
     55500.0
     """
@@ -326,7 +414,13 @@ class PriceAlerts(BaseCache):
                         pipe.zadd(keys.alert_index(symbol, condition), targets)
             return queue
 
+        def stream_symbols(pipe):
+            pipe.sadd(keys.alert_stream_symbols(), *by_symbol)
+
+        # The symbols go into the registry of streams first: a consumer of fired alerts learns
+        # of a symbol's stream before any alert on it can fire.
         await commit_in_phases(self.conn, [
+            [stream_symbols],
             [user_records(u, mine) for u, mine in by_user.items()],
             [symbol_indexes(s, theirs) for s, theirs in by_symbol.items()],
         ])
@@ -396,9 +490,10 @@ class PriceAlerts(BaseCache):
         return deleted == 1
 
     async def check_price_range(self, symbol: str, low: float, high: float, last: float) -> list[FiredAlert]:
-        """Fire the alerts met by prices that ranged over ``[low, high]`` and ended at ``last``.
+        """Fire the alerts met by prices that ranged over ``[low, high]`` and ended at ``last``, seen now.
 
-        See :func:`alert_check_args` for exactly which alerts fire.
+        See :func:`alert_check_args` for exactly which alerts fire; with no order known, an
+        alert reports the range's extreme as its price (see :meth:`PricePath.of_range`).
 
         Examples
         --------
@@ -409,14 +504,30 @@ class PriceAlerts(BaseCache):
         ...     fired = await alerts.check_price_range("SOLUSDT", 148.0, 152.0, 149.5)
         ...     return [(f.condition, f.target_price, f.price) for f in fired]
         >>> asyncio.run(demo())
-        [('crosses', 150.0, 149.5)]
+        [('crosses', 150.0, 152.0)]
         """
-        keys, args = alert_check_args(self.keys, symbol, low, high, last, self._now_ms())
+        now = self._now_ms()
+        return await self._check(symbol, PricePath.of_range(low, high, last, now), now, "file")
+
+    async def _check(self, symbol: str, path: PricePath, now_ms: int, handoff: str) -> list[FiredAlert]:
+        keys, args = alert_check_args(self.keys, symbol, path, now_ms, settings=self.conn.settings, handoff=handoff)
         reply = await scripts.bound(self.redis, ALERT_CHECK_SCRIPT)(keys=keys, args=args)
         return decode_fired(reply)
 
     async def check_price_alerts(self, symbol: str, price: float) -> list[str]:
-        """Fire the alerts ``price`` meets; returns their ids. Each alert fires exactly once.
+        """The ids of the alerts ``price`` fired: by the latest write at this price, or by this check.
+
+        The platform's flow works as written::
+
+            await price_cache.set_current_price("BTCUSDT", 50_500.0)   # the write fires the alerts
+            triggered = await price_cache.check_price_alerts("BTCUSDT", 50_500.0)
+
+        The write fires the alerts its tick meets, in its own transaction (logged, streamed to
+        :meth:`fired_alerts`, published), and keeps them for ``REDTICK_ALERT_HANDOFF`` (1 minute)
+        under its last price. This check hands them over, to the first caller only, and then
+        fires, as before, whatever else ``price`` meets (an alert set since, or a price never
+        written). No alert fires twice and none is handed over twice. Called alone, it is a
+        check of one price seen now.
 
         Examples
         --------
@@ -428,10 +539,11 @@ class PriceAlerts(BaseCache):
         >>> asyncio.run(demo())
         True
         """
-        return [fired.alert_id for fired in await self.check_price_range(symbol, price, price, price)]
+        now = self._now_ms()
+        return [fired.alert_id for fired in await self._check(symbol, PricePath.of_price(price, now), now, "take")]
 
     async def get_fired_alerts(self, user_id: str, limit: int = 100) -> list[FiredAlert]:
-        """The user's fired alerts across symbols, newest first, at most ``limit``.
+        """The user's fired alerts across symbols, most recently fired (``recorded_at``) first, at most ``limit``.
 
         Examples
         --------
@@ -456,14 +568,22 @@ class PriceAlerts(BaseCache):
                 pipe.lrange(keys.alert_log(symbol, user_id), 0, limit - 1)
             logs = await pipe.execute()
         fired = [FiredAlert.from_record(record) for log in logs for record in log]
-        fired.sort(key=lambda f: (f.fired_at, f.alert_id), reverse=True)
+        fired.sort(key=lambda f: (f.recorded_at, f.fired_at, f.alert_id), reverse=True)
         return fired[:limit]
+
+    async def cleanup_all_expired_alerts(self) -> int:
+        """:meth:`cleanup_expired_alerts` for every symbol alerts were set on; returns how many alerts were dropped."""
+        symbols = sorted(s.decode() for s in await self.redis.smembers(self.keys.alert_stream_symbols()))
+        return sum([await self.cleanup_expired_alerts(symbol) for symbol in symbols])
 
     async def cleanup_expired_alerts(self, symbol: str) -> int:
         """Drop the symbol's expired alerts from its indexes without checking a price; returns how many.
 
-        Checks drop expired alerts too; this serves symbols that go quiet.
+        Checks drop expired alerts too; this serves symbols that go quiet. It also trims the
+        symbol's stream of fired alerts to ``REDTICK_ALERT_STREAM_RETENTION``, which a quiet
+        symbol's firing would otherwise do.
         """
-        keys = _script_keys(self.keys, symbol)
-        args = ["", "", "", self._now_ms(), "", "", FIRED_LOG_MAX]
+        now = self._now_ms()
+        keys = [*_script_keys(self.keys, symbol), self.keys.alert_handoff(symbol, 0.0)]
+        args = ["", "", "", now, "", "", FIRED_LOG_MAX, "", now - self.conn.settings.alert_stream_retention_ms, "", 0]
         return await scripts.bound(self.redis, ALERT_CHECK_SCRIPT)(keys=keys, args=args)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from redtick.caches.alert_feed import FiredAlertFeed
 from redtick.caches.alerts import PriceAlerts
 from redtick.connection import Connection, UsesConnection
 from redtick.errors import InvalidData
@@ -341,8 +342,23 @@ class PriceCache(UsesConnection):
         return await self.alerts.delete_price_alert(user_id, alert_id)
 
     async def check_price_alerts(self, symbol: str, price: float) -> list[str]:
-        """Fire the alerts ``price`` meets, each exactly once; returns their ids."""
+        """The alerts ``price`` fired, by the latest write at it or by this check; see :meth:`PriceAlerts.check_price_alerts`.
+
+        ``await set_current_price(s, p)`` then ``await check_price_alerts(s, p)`` returns the
+        alerts that write fired, once, to the first caller.
+        """
         return await self.alerts.check_price_alerts(symbol, price)
+
+    def fired_alerts(self, group: str, consumer: str, **options: Any) -> FiredAlertFeed:
+        """Every fired alert through the consumer group ``group``, as an async iterator.
+
+        Each alert goes to one consumer of the group and is acknowledged once handled; see
+        :class:`~redtick.caches.alert_feed.FiredAlertFeed` for the options. A notifier::
+
+            async for alert in price_cache.fired_alerts("notifier", "worker-1"):
+                await notify(alert.user_id, alert)   # acknowledged when the loop moves on
+        """
+        return FiredAlertFeed(self.conn, group, consumer, **options)
 
 
 price_cache = PriceCache()

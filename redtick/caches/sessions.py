@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redtick import codec, scripts
+from redtick import codec
 from redtick.caches.base import BaseCache, check_ttl, commit_in_phases
 from redtick.caches.ratelimit import RateLimiter, check_window
 from redtick.connection import Connection
@@ -37,6 +37,12 @@ def session_handle(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()[:_HANDLE_HEX]
 
 
+def _slid_expiry(now: int, created_at: int, ttl_ms: int, max_lifetime_ms: int) -> int:
+    """When an activity at ``now`` makes a session expire: its full ttl from now, but never past
+    ``created_at + max_lifetime_ms`` (all in ms, by the cache's clock)."""
+    return min(now + ttl_ms, created_at + max_lifetime_ms)
+
+
 class UserSessionCache(BaseCache):
     """User sessions, preferences, subscriptions and rate limits; the spec's ``user_session_cache``.
 
@@ -44,7 +50,8 @@ class UserSessionCache(BaseCache):
     sorted set and in one namespace-wide sorted set, both scored by expiry time. Readers trust
     only the hash, so a session is gone everywhere the moment its TTL ends; the user's index
     expires with its longest-lived session, and :meth:`cleanup_expired_sessions` drops index
-    entries of sessions that expired.
+    entries of sessions that expired. Activity (:meth:`update_session_activity`) slides a
+    session's expiry to its full ttl again, up to ``max_lifetime`` after it started.
 
     Parameters
     ----------
@@ -57,6 +64,9 @@ class UserSessionCache(BaseCache):
         rest. Defaults to the ``REDTICK_ENCRYPTION_KEY`` setting; without either, values are JSON.
     clock : callable, optional
         Seconds since the epoch (default ``time.time``); it scores the indexes, never the TTLs.
+    max_lifetime : int, optional
+        Seconds after a session's start past which activity no longer extends it. Defaults to
+        the ``REDTICK_SESSION_MAX_LIFETIME`` setting (a day).
 
     Examples
     --------
@@ -76,6 +86,7 @@ class UserSessionCache(BaseCache):
         conn: Connection | None = None,
         encryption_key: str | bytes | None = None,
         clock: Callable[[], float] = time.time,
+        max_lifetime: int | None = None,
     ):
         super().__init__("session", default_ttl, conn)
         self.metrics_name = "user_session"
@@ -83,6 +94,14 @@ class UserSessionCache(BaseCache):
         self._fernet: Any = None
         self._fernet_ready = False
         self.clock = clock
+        self._max_lifetime = None if max_lifetime is None else check_ttl(max_lifetime, name="max_lifetime")
+
+    @property
+    def max_lifetime(self) -> int:
+        """Seconds after its start past which activity no longer extends a session."""
+        if self._max_lifetime is not None:
+            return self._max_lifetime
+        return self.conn.settings.session_max_lifetime
 
     # -- encoding: JSON, then Fernet when a key is configured ------------------------------------
     @property
@@ -147,7 +166,7 @@ class UserSessionCache(BaseCache):
             pipe.hset(
                 session_key,
                 mapping={"user_id": user_id, "data": encoded, "created_at": now, "last_activity": now,
-                         "expires_at": expires_at},
+                         "expires_at": expires_at, "ttl_ms": seconds * 1000},
             )
             pipe.expire(session_key, seconds)
 
@@ -258,26 +277,60 @@ class UserSessionCache(BaseCache):
         return live
 
     async def update_session_activity(self, user_id: str, session_id: str, activity: Any) -> bool:
-        """Record ``activity`` as the session's latest; False if the session is gone or not the user's.
+        """Record ``activity`` as the session's latest and slide its expiry; False if the session is
+        gone or not the user's.
 
-        The session's expiry does not move.
+        Each activity gives the session its full ttl (the one ``set_user_session`` gave it) again
+        from now, but never past ``max_lifetime`` seconds after it started
+        (``REDTICK_SESSION_MAX_LIFETIME``, a day by default): a session in use stays open, an idle
+        one ends one ttl after its last activity, and none outlives its maximum lifetime. The
+        expiry never moves earlier; a session started with a ttl longer than the maximum lifetime
+        keeps it, and activity does not extend it. The user's session index and the expiry index
+        move with the session, so listing and ending a user's sessions see it until it ends.
 
         Examples
         --------
         >>> import asyncio
-        >>> cache = UserSessionCache()
+        >>> clock = [1_900_000_000.0]
+        >>> cache = UserSessionCache(clock=lambda: clock[0], max_lifetime=7200)
         >>> async def demo():
-        ...     session_id = await cache.set_user_session("u5", {})
+        ...     session_id = await cache.set_user_session("u5", {}, ttl=3600)
+        ...     clock[0] += 3000  # 50 minutes later: the session has 10 minutes left
         ...     await cache.update_session_activity("u5", session_id, {"last_action": "view_portfolio"})
-        ...     return (await cache.get_user_session("u5", session_id))["activity"]
-        >>> asyncio.run(demo())
-        {'last_action': 'view_portfolio'}
+        ...     session = await cache.get_user_session("u5", session_id)
+        ...     return session["activity"], (session["expires_at"] - session["created_at"]) // 1000
+        >>> asyncio.run(demo())  # an hour from the activity again: 6600 s after the start
+        ({'last_action': 'view_portfolio'}, 6600)
         """
         user_id = validate_user_id(user_id)
-        key = self.keys.session(session_id)
+        keys = self.keys
+        key = keys.session(session_id)
         encoded = self._encode(activity)
-        touch = scripts.bound(self.redis, "session_touch")
-        touched = bool(await touch(keys=[key], args=[user_id, encoded, self._now_ms()]))
+        now = self._now_ms()
+        owner, created_at, expires_at, ttl_ms = await self.redis.hmget(key, "user_id", "created_at", "expires_at",
+                                                                        "ttl_ms")
+        if owner != user_id.encode():
+            self.counters.read("session", False)
+            return False
+        # A session stored before ttl_ms was kept never slid, so its expiry less its start is its ttl.
+        ttl = int(ttl_ms) if ttl_ms is not None else int(expires_at) - int(created_at)
+        slid = _slid_expiry(now, int(created_at), ttl, self.max_lifetime * 1000)
+        touch = Script("session_touch", [key], [user_id, encoded, now, 0, 0])
+        phases: list[list[Any]] = [[touch]]
+        if slid > int(expires_at):
+            # The indexes move first, as in set_user_session: stopped half way, they list the
+            # session until a later expiry than it has, and a session ended since the HMGET gets
+            # back an entry pointing at nothing; readers skip both and cleanup drops them. The
+            # other way round, a live session could drop out of its user's index, and "end all my
+            # sessions" would miss it.
+            user_index = Script("session_index", [keys.user_sessions(user_id)], [session_id, slid, now])
+
+            def expiry_index(pipe):
+                pipe.zadd(keys.session_expiry(), {f"{user_id}:{session_id}": slid}, gt=True)
+
+            touch = Script("session_touch", [key], [user_id, encoded, now, slid - now, slid])
+            phases = [[user_index, expiry_index], [touch]]
+        touched = bool((await commit_in_phases(self.conn, phases))[-1][0])
         self.counters.read("session", touched)
         if touched:
             self.counters.write("session")

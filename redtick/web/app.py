@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redtick import errors
+from redtick.caches.alerts import FIRED_LOG_MAX
 from redtick.caches.sessions import session_handle
 from redtick.connection import Connection
 from redtick.keys import validate_symbol, validate_user_id
@@ -415,6 +416,26 @@ async def price_alerts(caller: CallerDep, service: Service,
     """
     alerts = await service.get_alerts().get_user_alerts(caller.user_id)
     return _page(*paginate(alerts, lambda a: (a["created_at"], a["alert_id"]), limit, cursor))
+
+
+@router.get(
+    "/price-alerts/fired",
+    response_model=models.FiredPriceAlertsResponse,
+    response_model_exclude_unset=True,
+    responses=_errors(401, 422, 429),
+    summary="The caller's fired price alerts",
+)
+async def fired_price_alerts(caller: CallerDep, service: Service,
+                             limit: PageSize = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Any:
+    """The caller's most recent fired alerts (up to 1,000), in the order they were recorded, ``limit`` per page.
+
+    ``fired_at`` is the time of the tick that met the condition, in the market's clock (a
+    replay of 2013 ticks fires at 2013 times); ``recorded_at`` is when the write that fired it
+    ran. Paged as ``GET /price-alerts``.
+    """
+    fired = await service.get_alerts().get_fired_alerts(caller.user_id, limit=FIRED_LOG_MAX)
+    rows = [dataclasses.asdict(f) for f in fired]
+    return _page(*paginate(rows, lambda f: (f["recorded_at"], f["alert_id"]), limit, cursor))
 
 
 @router.post(

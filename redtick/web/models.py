@@ -185,6 +185,25 @@ class PriceAlertsResponse(BaseModel):
     )
 
 
+class FiredPriceAlert(BaseModel):
+    alert_id: str
+    symbol: str
+    condition: str
+    target_price: float
+    price: float = Field(description="The price of the tick that met the condition")
+    fired_at: int = Field(description="Epoch ms of the tick that met the condition (the market's clock)")
+    recorded_at: int = Field(description="Epoch ms of the write that fired it (the server's wall clock)")
+    created_at: int = Field(description="Epoch ms")
+
+
+class FiredPriceAlertsResponse(BaseModel):
+    status: Literal["success"] = "success"
+    data: list[FiredPriceAlert]
+    next_cursor: str | None = Field(
+        default=None, description="Present only when more alerts follow: pass it as `cursor` for the next page"
+    )
+
+
 class AlertCreated(BaseModel):
     alert_id: str
 
