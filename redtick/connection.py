@@ -10,6 +10,7 @@ and backoff are redis-py's own. Redis exceptions become :mod:`redtick.errors` he
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -18,8 +19,9 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import fakeredis
 import redis
@@ -34,7 +36,9 @@ from redtick.keys import KeySchema
 from redtick.metrics import Metrics
 from redtick.store import LocalStore
 
-__all__ = ["Connection", "UsesConnection", "connect", "translate_error", "translated"]
+T = TypeVar("T")
+
+__all__ = ["Connection", "UsesConnection", "blocking", "connect", "translate_error", "translated"]
 
 log = logging.getLogger("redtick")
 
@@ -513,6 +517,35 @@ class Connection:
 
 _default: Connection | None = None
 _default_lock = threading.Lock()
+
+
+def blocking(conn: Connection, make: Callable[[], Awaitable[T]]) -> T:
+    """Run the coroutine ``make()`` to completion from sync code, also inside a running event loop.
+
+    Jupyter runs its own loop in the kernel's thread, where ``asyncio.run`` refuses to start; there
+    the coroutine runs on a fresh loop in a worker thread. The async clients that loop opened are
+    closed before returning, so no connection outlives it.
+
+    Examples
+    --------
+    >>> import redtick
+    >>> conn = redtick.connect()
+    >>> blocking(conn, lambda: conn.async_client().ping())
+    True
+    """
+
+    async def main() -> T:
+        try:
+            return await make()
+        finally:
+            await conn.aclose()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="redtick-sync") as pool:
+        return pool.submit(asyncio.run, main()).result()
 
 
 def connect(url: str | None = None, *, settings: Settings | None = None) -> Connection:

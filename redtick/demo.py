@@ -21,7 +21,7 @@ from redtick import snapshot
 from redtick.caches.base import BaseCache, EncryptedCache
 from redtick.client import RedisClient
 from redtick.config import Settings, get_settings
-from redtick.connection import Connection
+from redtick.connection import Connection, blocking
 from redtick.frames import layout_of, load_ohlcv, write_ticks
 from redtick.service import CacheService
 from redtick.store import LocalStore
@@ -103,8 +103,6 @@ def demo_connection(suffix: str = "demo", settings: Settings | None = None) -> C
     settings = settings or get_settings()
     conn = Connection(dataclasses.replace(settings, namespace=f"{settings.namespace[:31 - len(suffix)]}-{suffix}"))
     if next(conn.sync.scan_iter(match=conn.keys.everything(), count=1000), None) is not None:
-        from redtick.reports import blocking
-
         blocking(conn, lambda: CacheService(conn).clear_all_cache())
     return conn
 

@@ -78,7 +78,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import dataclasses
 import hashlib
 import logging
@@ -98,7 +97,7 @@ from redtick.caches.alerts import PriceAlerts
 from redtick.caches.market import MarketDataCache
 from redtick.caches.sessions import UserSessionCache
 from redtick.config import Settings
-from redtick.connection import Connection, connect, translated
+from redtick.connection import Connection, blocking, connect, translated
 from redtick.errors import ConfigurationError, CredentialsRefused, InvalidData, InvalidKey, RedisError, Unavailable
 from redtick.frames import CANDLE_COLUMNS, candles_from_frame, load_ohlcv, load_ticks, write_candles, write_ticks
 from redtick.keys import ALERT_CONDITIONS, validate_symbol, validate_user_id
@@ -803,26 +802,6 @@ def _ttl(pttl: int) -> int | None:
 
 
 # -- running the async caches from sync code ---------------------------------------------------------
-def _blocking(conn: Connection, make: Callable[[], Awaitable[T]]) -> T:
-    """Run ``make()`` to completion, also under a running event loop (Jupyter), closing its async clients.
-
-    ``redtick.reports.blocking`` does the same; importing it would pull plotly into the CLI.
-    """
-
-    async def main() -> T:
-        try:
-            return await make()
-        finally:
-            await conn.aclose()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="redtick-migrate") as pool:
-        return pool.submit(asyncio.run, main()).result()
-
-
 def _run_each(conn: Connection, calls: Sequence[Callable[[], Awaitable[T]]], size: int = 200) -> list[T]:
     """The results of the async ``calls``, run ``size`` at a time on one event loop."""
 
@@ -832,7 +811,7 @@ def _run_each(conn: Connection, calls: Sequence[Callable[[], Awaitable[T]]], siz
             out += await asyncio.gather(*(call() for call in calls[start : start + size]))
         return out
 
-    return _blocking(conn, each) if calls else []
+    return blocking(conn, each) if calls else []
 
 
 # -- one step per kind -------------------------------------------------------------------------------
@@ -1063,7 +1042,7 @@ def _migrate_alerts(source: redis.Redis, conn: Connection, keys: Sequence[OldKey
     counts.written += len(todo)
     if todo and not dry_run:
         specs = [{name: a[name] for name in ("user_id", "symbol", "target_price", "condition", "ttl")} for a in todo]
-        _blocking(conn, lambda: cache.set_price_alerts(specs))
+        blocking(conn, lambda: cache.set_price_alerts(specs))
 
 
 _STEPS = {"prices": _migrate_prices, "series": _migrate_series, "ohlcv": _migrate_ohlcv,

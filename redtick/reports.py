@@ -9,13 +9,11 @@ also from inside Jupyter, whose own loop is already running.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
 import html
 import math
 import pathlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,7 +24,7 @@ from plotly.subplots import make_subplots
 from redtick.caches.alerts import FiredAlert, PriceAlerts
 from redtick.caches.prices import PriceCache
 from redtick.config import parse_duration
-from redtick.connection import Connection, connect
+from redtick.connection import Connection, blocking, connect
 from redtick.errors import ConfigurationError, InvalidData, RedisError
 from redtick.frames import UTC_MS, load_ohlcv, write_ticks
 from redtick.keys import KEY_FAMILIES, validate_symbol
@@ -66,35 +64,6 @@ _PIPELINE = 1000  # keys per pipelined round trip while measuring memory
 def _utc(ms: pd.Series) -> pd.Series:
     """Epoch ms as UTC times at ms resolution, like the readers' indexes."""
     return pd.to_datetime(ms, unit="ms", utc=True).astype(UTC_MS)
-
-
-def blocking(conn: Connection, make: Callable[[], Awaitable[T]]) -> T:
-    """Run the coroutine ``make()`` to completion from sync code, also inside a running event loop.
-
-    Jupyter runs its own loop in the kernel's thread, where ``asyncio.run`` refuses to start; there
-    the coroutine runs on a fresh loop in a worker thread. The async clients that loop opened are
-    closed before returning, so no connection outlives it.
-
-    Examples
-    --------
-    >>> import redtick
-    >>> conn = redtick.connect()
-    >>> blocking(conn, lambda: conn.async_client().ping())
-    True
-    """
-
-    async def main() -> T:
-        try:
-            return await make()
-        finally:
-            await conn.aclose()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="redtick-report") as pool:
-        return pool.submit(asyncio.run, main()).result()
 
 
 def _as_list(value: str | Iterable[str]) -> list[str]:

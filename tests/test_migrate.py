@@ -25,7 +25,7 @@ from redtick.caches.alerts import PriceAlerts
 from redtick.caches.market import MarketDataCache
 from redtick.caches.sessions import UserSessionCache
 from redtick.config import Settings
-from redtick.connection import Connection
+from redtick.connection import Connection, blocking
 from redtick.errors import ConfigurationError, InvalidData, Unavailable
 from redtick.frames import load_ohlcv, load_ticks
 from redtick.migrate import (
@@ -39,7 +39,6 @@ from redtick.migrate import (
     parse_price,
     series_ticks,
 )
-from redtick.reports import blocking
 from tests.conftest import IN_CI, RedisServer, free_port
 
 DATA = "data"
