@@ -9,7 +9,7 @@ from typing import Any
 from redtick import codec
 from redtick.connection import Connection, UsesConnection
 from redtick.errors import RedisError
-from redtick.service import merge_node_info
+from redtick.server_info import merge_node_info
 
 __all__ = ["RedisClient", "redis_client"]
 

@@ -29,6 +29,7 @@ from redtick.errors import ConfigurationError, InvalidData, RedisError
 from redtick.frames import UTC_MS, load_ohlcv, write_ticks
 from redtick.keys import KEY_FAMILIES, validate_symbol
 from redtick.series import TICK_SIZE
+from redtick.server_info import merge_node_info
 
 __all__ = [
     "DEFAULT_PERIODS",
@@ -523,8 +524,6 @@ def _measured_bytes(conn: Connection, keys: Sequence[str]) -> list[int | None]:
 def _server_memory(conn: Connection) -> tuple[int | None, int | None]:
     try:
         if conn.settings.topology == "cluster":  # every master's memory, not one node's
-            from redtick.service import merge_node_info
-
             info = merge_node_info(conn.sync.info("memory", target_nodes=conn.sync.PRIMARIES))
         else:
             info = conn.sync.info("memory")

@@ -11,6 +11,7 @@ from typing import Any
 
 from redtick.connection import Connection, UsesConnection
 from redtick.errors import RedisError, RedtickError
+from redtick.server_info import KEYSPACE_FIELDS, merge_node_info
 
 __all__ = ["CacheService", "cache_service"]
 
@@ -37,31 +38,7 @@ _SPEC_CACHES = ("market_data", "user_session", "price")
 _SYMBOL_FAMILIES = frozenset({"market", "price", "ticks", "candles", "alerts"})
 _INFO_FIELDS = ("version", "used_memory", "connected_clients", "uptime")
 # Server-wide INFO counters an operator reads next to redtick's own: Redis sees every client.
-_KEYSPACE_FIELDS = {"hits": "keyspace_hits", "misses": "keyspace_misses", "expired_keys": "expired_keys",
-                    "evicted_keys": "evicted_keys"}
 _DELETE_BATCH = 500
-
-
-def merge_node_info(per_node: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One INFO for a Redis Cluster from its masters' (``{node name: INFO}``).
-
-    Memory, clients and keyspace counters are summed; ``maxmemory`` is the sum when every
-    master has one, else 0 (no limit); ``fullest_master_percent`` is the highest share of
-    ``maxmemory`` any master uses, since one full master refuses writes whatever the others
-    hold. Version and other facts come from the first master.
-    """
-    infos = [per_node[name] for name in sorted(per_node)]
-    merged = dict(infos[0])
-    for field in ("used_memory", "connected_clients", *_KEYSPACE_FIELDS.values()):
-        merged[field] = sum(int(info.get(field, 0)) for info in infos)
-    limits = [int(info.get("maxmemory", 0)) for info in infos]
-    merged["maxmemory"] = sum(limits) if all(limits) else 0
-    merged["used_memory_human"] = f"{merged['used_memory'] / 2**20:.2f}M"
-    merged["uptime_in_seconds"] = min(int(info.get("uptime_in_seconds", 0)) for info in infos)
-    merged["cluster_masters"] = len(infos)
-    shares = [100.0 * int(info.get("used_memory", 0)) / limit for info, limit in zip(infos, limits, strict=True) if limit]
-    merged["fullest_master_percent"] = round(max(shares), 2) if shares else None
-    return merged
 
 
 def _classify(rest: str) -> tuple[str, str, str | None]:
@@ -284,7 +261,7 @@ class CacheService(UsesConnection):
                     uptime=info.get("uptime_in_seconds"),
                 )
                 redis_info["unavailable"] = [f for f in _INFO_FIELDS if redis_info[f] is None]
-                redis_info["keyspace"] = {name: int(info.get(field, 0)) for name, field in _KEYSPACE_FIELDS.items()}
+                redis_info["keyspace"] = {name: int(info.get(field, 0)) for name, field in KEYSPACE_FIELDS.items()}
             redis_info["memory"] = self._memory(info)
             summary = await self.get_cache_summary()
             health["cache_stats"] = {name: {"total_keys": count} for name, count in summary["caches"].items()}
