@@ -19,8 +19,10 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/redtick demo
 
+# ruff (style, complexity at most 12) and mypy (config in pyproject.toml: strict on the pure core)
 lint: setup
 	$(BIN)/ruff check redtick tests bench
+	$(BIN)/mypy
 
 # The docstring examples and notebooks run on the local store as users meet it, in a throwaway
 # REDTICK_HOME (never the user's own), stopped and removed afterwards.
