@@ -1,5 +1,7 @@
 """redtick: a Redis-backed market data cache for a trading backend, and a research toolkit over it."""
 
+from typing import Any
+
 from redtick import snapshot
 from redtick.caches.alert_feed import FiredAlertFeed, FiredAlertFeedSync, fired_alerts
 from redtick.caches.alerts import FiredAlert, PriceAlerts
@@ -95,7 +97,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # The platform's doc imports cache_response from the package root; FastAPI stays optional, so
     # it is imported only when asked for.
     if name == "cache_response":

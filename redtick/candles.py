@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from redtick.codec import CANDLE_DTYPE
 
@@ -44,7 +45,7 @@ def _group_starts(keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
 
 
-def tick_candles(keys: np.ndarray, ticks: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def tick_candles(keys: np.ndarray, ticks: Mapping[str, np.ndarray] | np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Bucket keys and candle columns of ``ticks`` sorted by (ts, id), one bucket per run of equal ``keys``.
 
     ``ticks`` maps ``ts``, ``id``, ``price`` and ``volume`` to arrays; ``keys`` gives each tick's bucket
@@ -63,7 +64,7 @@ def tick_candles(keys: np.ndarray, ticks: Mapping[str, np.ndarray]) -> tuple[np.
     last = np.r_[first[1:], len(keys)] - 1
     price = np.asarray(ticks["price"])
     if len(first) == 0:
-        empty = {name: np.zeros(0, CANDLE_DTYPE[name]) for name in CANDLE_DTYPE.names}
+        empty = {name: np.zeros(0, CANDLE_DTYPE[name]) for name in CANDLE_DTYPE.fields or ()}
         return np.asarray(keys, dtype=np.int64)[:0], empty
     out = {
         "first_ts": ticks["ts"][first], "first_id": ticks["id"][first], "open": price[first],
@@ -98,8 +99,9 @@ def candles_from_ticks(ticks: np.ndarray, interval_ms: int) -> tuple[np.ndarray,
     return starts, _packed(columns, len(starts))
 
 
-def _before(ts_a, id_a, ts_b, id_b) -> np.ndarray:
-    return (ts_a < ts_b) | ((ts_a == ts_b) & (id_a < id_b))
+def _before(ts_a: np.ndarray, id_a: np.ndarray, ts_b: np.ndarray, id_b: np.ndarray) -> npt.NDArray[np.bool_]:
+    before: npt.NDArray[np.bool_] = (ts_a < ts_b) | ((ts_a == ts_b) & (id_a < id_b))
+    return before
 
 
 def merge_candles(old: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -199,4 +201,6 @@ def vwap(notional: np.ndarray, volume: np.ndarray) -> np.ndarray:
     notional = np.asarray(notional, dtype=np.float64)
     volume = np.asarray(volume, dtype=np.float64)
     traded = volume > 0
-    return np.divide(notional, volume, out=np.full(np.broadcast(notional, volume).shape, np.nan), where=traded)
+    unknown = np.full(np.broadcast(notional, volume).shape, np.nan)
+    out: npt.NDArray[np.float64] = np.divide(notional, volume, out=unknown, where=traded)
+    return out

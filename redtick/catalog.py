@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import weakref
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,15 +16,16 @@ import redis
 from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, RedtickError, SymbolNotFound
-from redtick.keys import validate_symbol
+from redtick.keys import KeySchema, validate_symbol
 from redtick.series import CandleRebuild, SeriesLayout
-from redtick.steps import riding, run
+from redtick.steps import Plan, T, riding, run
 
 __all__ = [
     "IntervalInfo",
     "SeriesInfo",
     "check_missing",
     "describe",
+    "layout_of",
     "list_symbols",
     "listing",
     "require_symbols",
@@ -72,7 +77,18 @@ class SeriesInfo:
             f"tick retention  {kept.get(self.tick_retention, self.tick_retention)}",
             f"candle retention {kept.get(self.candle_retention, self.candle_retention)}",
         ]
-        return "\n".join(lines) + "\n" + self.frame().to_string()
+        return "\n".join(lines) + "\n" + str(self.frame().to_string())
+
+
+_LAYOUTS: weakref.WeakKeyDictionary[Connection, SeriesLayout] = weakref.WeakKeyDictionary()
+
+
+def layout_of(conn: Connection) -> SeriesLayout:
+    """The series layout of a connection (built once per connection)."""
+    layout = _LAYOUTS.get(conn)
+    if layout is None:
+        layout = _LAYOUTS[conn] = SeriesLayout(conn.keys, conn.settings)
+    return layout
 
 
 def list_symbols(*, conn: Connection | None = None) -> list[str]:
@@ -88,7 +104,8 @@ def list_symbols(*, conn: Connection | None = None) -> list[str]:
     True
     """
     conn = conn or connect()
-    return sorted(member.decode() for member in conn.sync.smembers(conn.keys.series_symbols()))
+    return sorted(member.decode() if isinstance(member, bytes) else member
+                  for member in conn.sync.smembers(conn.keys.series_symbols()))
 
 
 def symbol_not_found(symbol: str, known: list[str]) -> SymbolNotFound:
@@ -129,11 +146,16 @@ def require_symbols(conn: Connection, symbols: list[str], missing: str = "raise"
     return [s for s in symbols if listed[s]]
 
 
-def listing(keys, symbol: str, plan, listed: dict[str, bool]):
+def listing(keys: KeySchema, symbol: str, plan: Plan[T], listed: dict[str, bool]) -> Plan[T]:
     """``plan`` with a SISMEMBER of ``symbol`` in the symbols set riding its first round trip; the
     answer lands in ``listed`` (a plan that sends nothing leaves it out: :func:`require_symbols` asks)."""
     return riding(plan, ("SISMEMBER", keys.series_symbols(), symbol),
                   lambda here: listed.__setitem__(symbol, bool(here)))
+
+
+def _starts(members: Iterable[Any]) -> list[int]:
+    """The chunk starts of an index's members (a ZRANGE reply)."""
+    return [int(m) for m in members]
 
 
 def _ms(value: int | None) -> pd.Timestamp | None:
@@ -166,8 +188,8 @@ def describe(symbol: str, *, conn: Connection | None = None) -> SeriesInfo:
     conn = conn or connect()
     symbol = validate_symbol(symbol)
     require_symbols(conn, [symbol])
-    layout, keys, client = SeriesLayout(conn.keys, conn.settings), conn.keys, conn.sync
-    tick_chunks = [int(m) for m in client.zrange(keys.tick_index(symbol), 0, -1)]
+    layout, keys, client = layout_of(conn), conn.keys, conn.sync
+    tick_chunks = _starts(client.zrange(keys.tick_index(symbol), 0, -1))
     tick_keys = [keys.tick_chunk(symbol, start) for start in tick_chunks]
     pipe = client.pipeline(transaction=False)
     for key in tick_keys:
@@ -177,7 +199,7 @@ def describe(symbol: str, *, conn: Connection | None = None) -> SeriesInfo:
         pipe.getrange(tick_keys[-1], -TICK_DTYPE.itemsize, -TICK_DTYPE.itemsize + _TS - 1)
     candle_keys = {}
     for name in layout.intervals:
-        starts = [int(m) for m in client.zrange(keys.candle_index(symbol, name), 0, -1)]
+        starts = _starts(client.zrange(keys.candle_index(symbol, name), 0, -1))
         candle_keys[name] = [keys.candle_chunk(symbol, name, start) for start in starts]
         for key in candle_keys[name]:
             pipe.get(key)
@@ -298,6 +320,6 @@ def upgrade(symbol: str | None = None, *, conn: Connection | None = None) -> lis
     """
     conn = conn or connect()
     symbols = list_symbols(conn=conn) if symbol is None else require_symbols(conn, [validate_symbol(symbol)])
-    layout = SeriesLayout(conn.keys, conn.settings)
-    done = [run(conn.sync, lambda s=s: layout.rebuild_candles_plan(s)) for s in symbols]
+    layout = layout_of(conn)
+    done = [run(conn.sync, functools.partial(layout.rebuild_candles_plan, s)) for s in symbols]
     return [r for r in done if r.old_keys_removed]

@@ -6,28 +6,31 @@ import argparse
 import logging
 import sys
 
-__all__ = ["main"]
+from redtick.catalog import store_summary, upgrade
+from redtick.connection import connect
+from redtick.demo import run_demo
+from redtick.errors import RedtickError
+from redtick.ingest import format_report as format_ingest_report
+from redtick.ingest import ingest_file
+from redtick.migrate import format_report as format_migrate_report
+from redtick.migrate import migrate
+
+__all__ = ["build_parser", "main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from redtick.demo import run_demo
-
     return run_demo(data_dir=args.data, out=args.out)
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from redtick.ingest import format_report, ingest_file
-
     columns = dict(pair.split("=", 1) for pair in args.column) if args.column else None
     report = ingest_file(args.file, args.symbol, kind=args.kind, interval=args.interval,
                          chunk_rows=args.chunk_rows, progress=not args.quiet, columns=columns, unit=args.unit)
-    print(format_report(report))
+    print(format_ingest_report(report))
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    from redtick.catalog import store_summary
-
     rows = store_summary()
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
@@ -35,8 +38,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from redtick.catalog import upgrade
-
     done = upgrade(args.symbol)
     for r in done:
         print(f"{r.symbol}: {r.from_ticks:,} candles rebuilt from ticks, {r.kept:,} kept as stored "
@@ -47,16 +48,12 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from redtick.migrate import format_report, migrate
-
     report = migrate(args.source, dry_run=not args.write, kinds=args.kinds)
-    print(format_report(report))
+    print(format_migrate_report(report))
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from redtick.connection import connect
-
     store = connect().store
     if store is None:
         print("redtick: no local store in use (REDIS_URL or REDIS_HOST points elsewhere); nothing to stop")
@@ -85,6 +82,13 @@ def _mapping(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``redtick`` command's argument parser: one subcommand per job, each calling its function.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["ingest", "ticks.csv", "--symbol", "ES"]).symbol
+    'ES'
+    """
     parser = argparse.ArgumentParser(prog="redtick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,18 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=_ingest)
     info = sub.add_parser("info", help="where the data lives: store, server version, keys, memory, symbols")
     info.set_defaults(func=_info)
-    upgrade = sub.add_parser("upgrade", help="rebuild candles stored by an older redtick from the stored ticks")
-    upgrade.add_argument("--symbol", help="only this symbol (default: every symbol)")
-    upgrade.set_defaults(func=_upgrade)
-    migrate = sub.add_parser("migrate", help="bring the platform's previous Redis cache layout into redtick's "
-                                             "(a dry run unless --write)")
-    migrate.add_argument("--from", dest="source", required=True, metavar="URL",
-                         help="the previous layer's Redis, one server, such as redis://host:6379/0")
-    migrate.add_argument("--write", action="store_true",
-                         help="write into redtick's Redis (REDIS_URL...); without it nothing is written")
-    migrate.add_argument("--kinds", metavar="KINDS",
-                         help="comma-separated, of prices,series,ohlcv,preferences,sessions,alerts (default: all)")
-    migrate.set_defaults(func=_migrate)
+    upgrade_command = sub.add_parser("upgrade", help="rebuild candles stored by an older redtick from the stored ticks")
+    upgrade_command.add_argument("--symbol", help="only this symbol (default: every symbol)")
+    upgrade_command.set_defaults(func=_upgrade)
+    migrate_command = sub.add_parser("migrate", help="bring the platform's previous Redis cache layout into redtick's "
+                                                     "(a dry run unless --write)")
+    migrate_command.add_argument("--from", dest="source", required=True, metavar="URL",
+                                 help="the previous layer's Redis, one server, such as redis://host:6379/0")
+    migrate_command.add_argument("--write", action="store_true",
+                                 help="write into redtick's Redis (REDIS_URL...); without it nothing is written")
+    migrate_command.add_argument("--kinds", metavar="KINDS",
+                                 help="comma-separated, of prices,series,ohlcv,preferences,sessions,alerts (default: all)")
+    migrate_command.set_defaults(func=_migrate)
     stop = sub.add_parser("stop", help="stop the local store's server now (it also stops by itself when unused)")
     stop.set_defaults(func=_stop)
     serve = sub.add_parser("serve", help="run the HTTP API (FastAPI) with uvicorn")
@@ -129,13 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``redtick`` command with ``argv`` (the process's arguments by default); returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from redtick.errors import RedtickError
-
     try:
         return args.func(args) or 0
     except RedtickError as exc:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import builtins
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from redtick import codec
@@ -44,7 +45,7 @@ class RedisClient(UsesConnection):
         self._conn = conn
 
     @property
-    def redis(self):
+    def redis(self) -> Any:
         """The underlying redis-py async client of the running event loop."""
         return self.conn.async_client(decode=True)
 
@@ -73,88 +74,95 @@ class RedisClient(UsesConnection):
 
     # -- strings ---------------------------------------------------------------------------------
     async def get(self, key: str) -> str | None:
-        return await self.redis.get(key)
+        reply: str | None = await self.redis.get(key)
+        return reply
 
     async def set(self, key: str, value: Any, ex: int | None = None, nx: bool = False) -> bool:
         """Set ``key``; ``ex`` is a TTL in seconds, ``nx`` sets only if absent."""
         return bool(await self.redis.set(key, value, ex=ex, nx=nx))
 
     async def delete(self, *keys: str) -> int:
-        return await self.redis.delete(*keys) if keys else 0
+        return int(await self.redis.delete(*keys) if keys else 0)
 
     async def exists(self, *keys: str) -> int:
-        return await self.redis.exists(*keys) if keys else 0
+        return int(await self.redis.exists(*keys) if keys else 0)
 
     async def expire(self, key: str, seconds: int) -> bool:
         return bool(await self.redis.expire(key, seconds))
 
     async def ttl(self, key: str) -> int:
         """Seconds to live; -1 without TTL, -2 if the key does not exist."""
-        return await self.redis.ttl(key)
+        return int(await self.redis.ttl(key))
 
     # -- hashes ----------------------------------------------------------------------------------
-    async def hset(self, key: str, field: str | None = None, value: Any = None, mapping: dict | None = None) -> int:
-        return await self.redis.hset(key, field, value, mapping=mapping)
+    async def hset(self, key: str, field: str | None = None, value: Any = None, mapping: dict[str, Any] | None = None) -> int:
+        return int(await self.redis.hset(key, field, value, mapping=mapping))
 
     async def hget(self, key: str, field: str) -> str | None:
-        return await self.redis.hget(key, field)
+        reply: str | None = await self.redis.hget(key, field)
+        return reply
 
     async def hgetall(self, key: str) -> dict[str, str]:
-        return await self.redis.hgetall(key)
+        reply: dict[str, str] = await self.redis.hgetall(key)
+        return reply
 
     async def hdel(self, key: str, *fields: str) -> int:
-        return await self.redis.hdel(key, *fields)
+        return int(await self.redis.hdel(key, *fields))
 
     # -- lists -----------------------------------------------------------------------------------
     async def lpush(self, key: str, *values: Any) -> int:
-        return await self.redis.lpush(key, *values)
+        return int(await self.redis.lpush(key, *values))
 
     async def rpush(self, key: str, *values: Any) -> int:
-        return await self.redis.rpush(key, *values)
+        return int(await self.redis.rpush(key, *values))
 
     async def lrange(self, key: str, start: int = 0, end: int = -1) -> list[str]:
-        return await self.redis.lrange(key, start, end)
+        reply: list[str] = await self.redis.lrange(key, start, end)
+        return reply
 
     async def ltrim(self, key: str, start: int, end: int) -> bool:
-        return await self.redis.ltrim(key, start, end)
+        return bool(await self.redis.ltrim(key, start, end))
 
     async def llen(self, key: str) -> int:
-        return await self.redis.llen(key)
+        return int(await self.redis.llen(key))
 
     # -- sets ------------------------------------------------------------------------------------
     async def sadd(self, key: str, *members: Any) -> int:
-        return await self.redis.sadd(key, *members)
+        return int(await self.redis.sadd(key, *members))
 
     async def srem(self, key: str, *members: Any) -> int:
-        return await self.redis.srem(key, *members)
+        return int(await self.redis.srem(key, *members))
 
-    async def smembers(self, key: str) -> set[str]:
-        return await self.redis.smembers(key)
+    async def smembers(self, key: str) -> builtins.set[str]:
+        reply: builtins.set[str] = await self.redis.smembers(key)
+        return reply
 
     async def sismember(self, key: str, member: Any) -> bool:
         return bool(await self.redis.sismember(key, member))
 
     # -- sorted sets -----------------------------------------------------------------------------
     async def zadd(self, key: str, mapping: dict[str, float], **options: Any) -> int:
-        return await self.redis.zadd(key, mapping, **options)
+        return int(await self.redis.zadd(key, mapping, **options))
 
-    async def zrange(self, key: str, start: int = 0, end: int = -1, withscores: bool = False) -> list:
-        return await self.redis.zrange(key, start, end, withscores=withscores)
+    async def zrange(self, key: str, start: int = 0, end: int = -1, withscores: bool = False) -> list[Any]:
+        reply: list[Any] = await self.redis.zrange(key, start, end, withscores=withscores)
+        return reply
 
-    async def zrangebyscore(self, key: str, low: float | str, high: float | str, **options: Any) -> list:
-        return await self.redis.zrangebyscore(key, low, high, **options)
+    async def zrangebyscore(self, key: str, low: float | str, high: float | str, **options: Any) -> list[Any]:
+        reply: list[Any] = await self.redis.zrangebyscore(key, low, high, **options)
+        return reply
 
     async def zrem(self, key: str, *members: Any) -> int:
-        return await self.redis.zrem(key, *members)
+        return int(await self.redis.zrem(key, *members))
 
     async def zremrangebyscore(self, key: str, low: float | str, high: float | str) -> int:
-        return await self.redis.zremrangebyscore(key, low, high)
+        return int(await self.redis.zremrangebyscore(key, low, high))
 
     async def zcard(self, key: str) -> int:
-        return await self.redis.zcard(key)
+        return int(await self.redis.zcard(key))
 
     # -- keyspace, server ------------------------------------------------------------------------
-    def pipeline(self, transaction: bool = True):
+    def pipeline(self, transaction: bool = True) -> Any:
         """A redis-py async pipeline (use ``async with``); errors are translated."""
         return self.redis.pipeline(transaction=transaction)
 
@@ -198,7 +206,8 @@ class RedisClient(UsesConnection):
         self._refuse_in_memory("INFO")
         if self.conn.settings.topology == "cluster":
             return merge_node_info(await self._per_master(lambda node: self.redis.info(target_nodes=node)))
-        return await self.redis.info(section) if section else await self.redis.info()
+        reply: dict[str, Any] = await self.redis.info(section) if section else await self.redis.info()
+        return reply
 
     async def slowlog_get(self, num: int | None = None) -> list[dict[str, Any]]:
         """The server's slow log, newest first: dicts of ``id``, ``start_time``, ``duration`` (µs), ``command``...
@@ -233,7 +242,7 @@ class RedisClient(UsesConnection):
         merged.sort(key=lambda entry: (entry["start_time"], entry["id"]), reverse=True)
         return merged if count < 0 else merged[:count]  # a negative count asks for every entry, as SLOWLOG GET -1
 
-    async def _per_master(self, ask) -> dict[str, Any]:
+    async def _per_master(self, ask: Callable[[Any], Awaitable[Any]]) -> dict[str, Any]:
         """``{node name: reply}`` of ``ask(node)`` on every master of a cluster, one call per node.
 
         One call per node rather than ``target_nodes=PRIMARIES``: redis-py answers that with a bare

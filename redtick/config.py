@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import platformdirs
+from cryptography.fernet import Fernet
 
 from redtick.errors import ConfigurationError
 
-__all__ = ["Settings", "default_home", "env_int", "get_settings", "parse_duration", "parse_nodes_url"]
+__all__ = ["Settings", "checked_url", "default_home", "env_int", "get_settings", "parse_duration", "parse_nodes_url"]
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
@@ -26,8 +27,6 @@ NAMESPACE_RULE = "a namespace is 1-32 of a-z 0-9 _ - starting with a letter"
 
 
 def _check_fernet_key(key: str) -> None:
-    from cryptography.fernet import Fernet
-
     try:
         Fernet(key)
     except (ValueError, TypeError):
@@ -110,16 +109,29 @@ def _retention(env: Mapping[str, str], name: str, default: str | None) -> int | 
 
 def _url(env: Mapping[str, str]) -> str | None:
     raw = env.get("REDIS_URL") or None
-    if raw is None:
-        return None
-    parts = urlsplit(raw)
+    return None if raw is None else checked_url(raw)
+
+
+def checked_url(url: str) -> str:
+    """``url`` once it is a Redis URL redtick can use (as ``REDIS_URL``), else ConfigurationError.
+
+    Examples
+    --------
+    >>> checked_url("redis://localhost:6379/0")
+    'redis://localhost:6379/0'
+    >>> checked_url("http://localhost:6379")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    redtick.errors.ConfigurationError: REDIS_URL has scheme 'http'; expected one of redis://, rediss://, ...
+    """
+    parts = urlsplit(url)
     if parts.scheme not in _URL_SCHEMES:
         raise ConfigurationError(
             f"REDIS_URL has scheme {parts.scheme!r}; expected one of "
             + ", ".join(f"{s}://" for s in _URL_SCHEMES)
         )
     if parts.scheme in _NODES_SCHEMES:
-        parse_nodes_url(raw)  # raises on a malformed node list or a sentinel URL without a service
+        parse_nodes_url(url)  # raises on a malformed node list or a sentinel URL without a service
     elif parts.scheme in ("redis", "rediss"):
         try:
             parts.port  # noqa: B018 - raises on a malformed port
@@ -127,7 +139,7 @@ def _url(env: Mapping[str, str]) -> str | None:
             raise ConfigurationError("REDIS_URL has a malformed port; expected redis://host:port/db") from None
         if not parts.hostname:
             raise ConfigurationError("REDIS_URL has no host; expected redis://host:port/db")
-    return raw
+    return url
 
 
 def default_home(env: Mapping[str, str]) -> str:
@@ -246,7 +258,7 @@ class Settings:
             return f"local store {self.home}"
         if self.in_memory:
             return "memory:// (in-process fakeredis; the data lives as long as this process)"
-        if self.topology in ("cluster", "sentinel"):
+        if self.url is not None and self.topology in ("cluster", "sentinel"):
             nodes, service, db = parse_nodes_url(self.url)
             tail = f"/{service}/{db}" if service else ""
             return self.url.partition("://")[0] + "://" + ",".join(f"{h}:{p}" for h, p in nodes) + tail

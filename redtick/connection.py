@@ -4,16 +4,15 @@
 ``async_client()`` serves the backend. With no server configured both talk to the local store
 (:mod:`redtick.store`); on ``memory://`` to the same in-process fakeredis server. Pools, retries
 and backoff are redis-py's own. Redis exceptions become :mod:`redtick.errors` here, in
-:func:`translate_error`, and nowhere else.
+:func:`translate_error`, and nowhere else. Sync code runs async work with :func:`blocking`, on
+one background event loop per process. What this module needs of redis-py's internals is in
+:mod:`redtick.redis_internals`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import dataclasses
-import functools
 import inspect
 import logging
 import os
@@ -21,30 +20,37 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 import fakeredis
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from redtick import errors
-from redtick.config import Settings, get_settings
+from redtick.config import Settings, checked_url, get_settings, parse_nodes_url
 from redtick.keys import KeySchema
 from redtick.metrics import Metrics
+from redtick.redis_internals import adopt, needs_discovery, pipeline_kind, queued_commands, starting_unix_connection, with_mixin
 from redtick.store import LocalStore
 
 T = TypeVar("T")
 
-__all__ = ["Connection", "UsesConnection", "blocking", "connect", "translate_error", "translated"]
+__all__ = ["Connection", "UsesConnection", "blocking", "connect", "translate_error"]
 
 log = logging.getLogger("redtick")
 
 _RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # redis-py's cluster client raises RedisClusterException, which is not a RedisError.
 _REDIS_EXCEPTIONS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+_RedisException = redis.exceptions.RedisError | redis.exceptions.RedisClusterException
 
 
 def translate_error(exc: BaseException) -> BaseException:
@@ -79,24 +85,13 @@ def translate_error(exc: BaseException) -> BaseException:
     return errors.RedisError(f"Redis error: {message}")
 
 
-@contextlib.contextmanager
-def translated():
-    """Re-raise redis-py exceptions raised inside the block as redtick errors."""
-    try:
-        yield
-    except _REDIS_EXCEPTIONS as exc:
-        new = translate_error(exc)
-        if new is exc:
-            raise
-        raise new from exc
-
-
 # The mixins below time every round trip into the client's Metrics (set by Connection; None
-# leaves a client unmeasured) and translate its errors, with try/except rather than
-# `translated()`: a context manager per command would cost more than the timing does.
+# leaves a client unmeasured) and translate its errors, with try/except rather than a context
+# manager: one per command would cost more than the timing does. Each mixes into a redis-py
+# client or pipeline class unknown here, so it reaches the next class with ``cast(Any, super())``.
 
 
-def _failed(metrics: Metrics | None, args: tuple, start: float, exc: redis.exceptions.RedisError) -> NoReturn:
+def _failed(metrics: Metrics | None, args: tuple[Any, ...], start: float, exc: _RedisException) -> NoReturn:
     new = translate_error(exc)
     if metrics is not None:
         if isinstance(exc, redis.exceptions.NoScriptError):  # the server answered; Script loads it and retries
@@ -108,36 +103,17 @@ def _failed(metrics: Metrics | None, args: tuple, start: float, exc: redis.excep
     raise new from exc
 
 
-def _pipeline_failed(pipe, kind: str, stack: list, start: float, exc: redis.exceptions.RedisError) -> NoReturn:
+def _pipeline_failed(metrics: Metrics | None, kind: str, stack: list[Any], start: float,
+                     exc: _RedisException) -> NoReturn:
     new = translate_error(exc)
-    if pipe._redtick_metrics is not None and stack:
-        pipe._redtick_metrics.pipeline_failed(kind, stack, perf_counter() - start, new)
+    if metrics is not None and stack:
+        metrics.pipeline_failed(kind, stack, perf_counter() - start, new)
     if new is exc:
         raise exc
     raise new from exc
 
 
-def _stack_of(pipe) -> list:
-    """The commands a pipeline holds; redis-py's cluster pipelines keep them in an execution strategy."""
-    strategy = getattr(pipe, "_execution_strategy", None)
-    stack = getattr(strategy, "_command_queue", None) if strategy is not None else None
-    if stack is None:
-        stack = getattr(pipe, "command_stack", None)
-    return list(stack) if stack else []
-
-
-def _pipeline_kind(pipe) -> str:
-    # The async pipeline's flag is `is_transaction` (its `transaction` is redis-py's helper
-    # method), the async cluster pipeline's `_transaction`, the sync pipelines' `transaction`.
-    transaction = getattr(pipe, "is_transaction", None)
-    if transaction is None:
-        transaction = getattr(pipe, "_transaction", None)
-    if transaction is None:
-        transaction = getattr(pipe, "transaction", False)
-    return "MULTI" if transaction is True or getattr(pipe, "explicit_transaction", False) else "PIPELINE"
-
-
-async def _awaited(awaitable, metrics: Metrics | None = None, args: tuple = ()):
+async def _awaited(awaitable: Awaitable[T], metrics: Metrics | None = None, args: tuple[Any, ...] = ()) -> T:
     start = perf_counter()
     try:
         result = await awaitable
@@ -153,34 +129,33 @@ class _SyncTranslation:
 
     _redtick_metrics: Metrics | None = None
 
-    def execute_command(self, *args, **options):
+    def execute_command(self, *args: Any, **options: Any) -> Any:
         metrics = self._redtick_metrics
         start = perf_counter()
         try:
-            result = super().execute_command(*args, **options)
+            result = cast(Any, super()).execute_command(*args, **options)
         except _REDIS_EXCEPTIONS as exc:
             _failed(metrics, args, start, exc)
         if metrics is not None and result is not self:  # a pipeline buffering a command returns itself
             metrics.command_done(args, perf_counter() - start)
         return result
 
-    def pipeline(self, *args, **kwargs):
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
         # Each client keeps its own default: True on one server, None (no MULTI) on a cluster,
         # whose multi-key commands such as DELETE call ``self.pipeline()`` and split by slot.
-        pipe = super().pipeline(*args, **kwargs)
-        pipe.__class__ = _subclass(type(pipe), _SyncPipelineTranslation)
+        pipe = adopt(cast(Any, super()).pipeline(*args, **kwargs), _SyncPipelineTranslation)
         pipe._redtick_metrics = self._redtick_metrics
         return pipe
 
 
 class _SyncPipelineTranslation(_SyncTranslation):
-    def execute(self, raise_on_error=True):
-        stack, kind = _stack_of(self), _pipeline_kind(self)
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack, kind = queued_commands(self), pipeline_kind(self)
         start = perf_counter()
         try:
-            result = super().execute(raise_on_error)
+            result: list[Any] = cast(Any, super()).execute(raise_on_error)
         except _REDIS_EXCEPTIONS as exc:
-            _pipeline_failed(self, kind, stack, start, exc)
+            _pipeline_failed(self._redtick_metrics, kind, stack, start, exc)
         if self._redtick_metrics is not None and stack:
             self._redtick_metrics.pipeline_done(kind, stack, perf_counter() - start)
         return result
@@ -191,43 +166,35 @@ class _AsyncTranslation:
 
     _redtick_metrics: Metrics | None = None
 
-    def execute_command(self, *args, **options):
-        result = super().execute_command(*args, **options)
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        result = cast(Any, super()).execute_command(*args, **options)
         if result is self or not inspect.isawaitable(result):  # a pipeline buffering a command
             return result
         return _awaited(result, self._redtick_metrics, args)
 
-    def pipeline(self, *args, **kwargs):
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
         # Each client keeps its own default: True on one server, None (no MULTI) on a cluster,
         # whose multi-key commands such as DELETE call ``self.pipeline()`` and split by slot.
-        pipe = super().pipeline(*args, **kwargs)
-        pipe.__class__ = _subclass(type(pipe), _AsyncPipelineTranslation)
+        pipe = adopt(cast(Any, super()).pipeline(*args, **kwargs), _AsyncPipelineTranslation)
         pipe._redtick_metrics = self._redtick_metrics
         return pipe
 
 
 class _AsyncPipelineTranslation(_AsyncTranslation):
-    async def execute(self, raise_on_error=True):
-        stack, kind = _stack_of(self), _pipeline_kind(self)
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack, kind = queued_commands(self), pipeline_kind(self)
         start = perf_counter()
         try:
-            result = await super().execute(raise_on_error)
+            result: list[Any] = await cast(Any, super()).execute(raise_on_error)
         except _REDIS_EXCEPTIONS as exc:
-            _pipeline_failed(self, kind, stack, start, exc)
+            _pipeline_failed(self._redtick_metrics, kind, stack, start, exc)
         if self._redtick_metrics is not None and stack:
             self._redtick_metrics.pipeline_done(kind, stack, perf_counter() - start)
         return result
 
 
-@functools.cache
-def _subclass(base: type, mixin: type) -> type:
-    return type(f"Redtick{base.__name__}", (mixin, base), {})
-
-
 def _url_credentials(url: str, options: dict[str, Any]) -> None:
     """Credentials written in a node-list URL win over REDIS_USERNAME/REDIS_PASSWORD, as redis:// ones do."""
-    from urllib.parse import unquote, urlsplit
-
     parts = urlsplit(url)
     if parts.username:
         options["username"] = unquote(parts.username)
@@ -235,35 +202,30 @@ def _url_credentials(url: str, options: dict[str, Any]) -> None:
         options["password"] = unquote(parts.password)
 
 
-def _make_cluster(s: Settings, options: dict[str, Any], tls: dict[str, Any], asynchronous: bool, mixin: type):
+def _make_cluster(s: Settings, url: str, options: dict[str, Any], tls: dict[str, Any], asynchronous: bool,
+                  mixin: type) -> Any:
     """redis-py's RedisCluster (sync or asyncio) over the startup nodes of a ``redis+cluster://`` URL.
 
     The client discovers every master from any one node, routes each command by its key's slot
     and follows MOVED/ASK itself. ``max_connections`` is per node.
     """
-    from redtick.config import parse_nodes_url
-
-    nodes, _, _ = parse_nodes_url(s.url)
-    _url_credentials(s.url, options)
-    if s.url.startswith("rediss+"):
+    nodes, _, _ = parse_nodes_url(url)
+    _url_credentials(url, options)
+    if url.startswith("rediss+"):
         options.update(ssl=True, **{k: v for k, v in tls.items() if v})
     # redis-py builds each node's plain pool itself (no blocking pool outside from_url), so a
     # node's pool does not wait for a free connection: past max_connections it raises.
     options.pop("timeout")
-    if asynchronous:
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-    else:
-        from redis.cluster import ClusterNode, RedisCluster
-
+    if not asynchronous:
         options.pop("health_check_interval")  # not a cluster-client option in sync redis-py
         options.pop("retry_on_error")
-    startup = [ClusterNode(host, port) for host, port in nodes]
-    if asynchronous:
-        RedisCluster = _subclass(RedisCluster, _AsyncClusterCommandLimit)  # noqa: N806
-    client = _subclass(RedisCluster, mixin)(startup_nodes=startup, **options)
-    if asynchronous:
-        client._redtick_limit = asyncio.Semaphore(s.max_connections)
-        client._redtick_init = asyncio.Lock()
+        startup = [redis.cluster.ClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]  # unannotated in redis-py
+        return with_mixin(redis.cluster.RedisCluster, mixin)(startup_nodes=startup, **options)
+    limited = with_mixin(redis.asyncio.cluster.RedisCluster, _AsyncClusterCommandLimit)
+    client: Any = with_mixin(limited, mixin)(
+        startup_nodes=[redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes], **options)
+    client._redtick_limit = asyncio.Semaphore(s.max_connections)
+    client._redtick_init = asyncio.Lock()
     return client
 
 
@@ -282,78 +244,87 @@ class _AsyncClusterCommandLimit:
     """
 
     _redtick_limit: asyncio.Semaphore
+    _redtick_init: asyncio.Lock
 
-    async def execute_command(self, *args, **options):
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        client = cast(Any, self)  # mixed into redis-py's asyncio RedisCluster
         async with self._redtick_limit:
-            if self._initialize:  # one command discovers the nodes while the others wait their turn
+            if needs_discovery(client):  # one command discovers the nodes while the others wait their turn
                 async with self._redtick_init:
-                    await self.initialize()
-            return await super().execute_command(*args, **options)
+                    await client.initialize()
+            return await cast(Any, super()).execute_command(*args, **options)
 
 
-def _make_sentinel(s: Settings, options: dict[str, Any], asynchronous: bool, mixin: type):
+def _make_sentinel(s: Settings, url: str, options: dict[str, Any], asynchronous: bool, mixin: type) -> Any:
     """A client of the master that the sentinels of a ``redis+sentinel://`` URL name.
 
     redis-py's Sentinel pool asks the sentinels for the master's address on every new connection,
     so after a failover the retry that follows a connection error lands on the promoted replica.
     """
-    from redtick.config import parse_nodes_url
-
-    nodes, service, db = parse_nodes_url(s.url)
-    _url_credentials(s.url, options)
+    nodes, service, db = parse_nodes_url(url)
+    _url_credentials(url, options)
     options.pop("timeout")  # a sentinel pool does not block for a free connection
     sentinel_options = {"socket_timeout": s.connect_timeout, "socket_connect_timeout": s.connect_timeout}
-    if asynchronous:
-        from redis.asyncio.sentinel import Sentinel
-    else:
-        from redis.sentinel import Sentinel
+    sentinel_module = redis.asyncio.sentinel if asynchronous else redis.sentinel
     base = redis.asyncio.Redis if asynchronous else redis.Redis
-    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_options, db=db, **options)
-    return sentinel.master_for(service, redis_class=_subclass(base, mixin))
+    sentinel = sentinel_module.Sentinel(nodes, sentinel_kwargs=sentinel_options, db=db, **options)
+    return sentinel.master_for(service, redis_class=with_mixin(base, mixin))
 
 
 class _MemoryServer:
     """The process's in-process fakeredis server (``memory://``), made on first use."""
 
     _lock = threading.Lock()
-    _server = None
+    _server: fakeredis.FakeServer | None = None
 
     @classmethod
-    def get(cls):
+    def get(cls) -> fakeredis.FakeServer:
         with cls._lock:
             if cls._server is None:
                 cls._server = fakeredis.FakeServer(version=(7, 0))
             return cls._server
 
 
-class _StoreConnection(redis.connection.UnixDomainSocketConnection):
-    """A connection to the local store that starts its server when nothing answers the socket.
+class _BackgroundLoop:
+    """The process's one event loop for sync callers of async work, on a daemon thread started on first use.
 
-    Every new connection (the first, or a reconnect after the server stopped or was killed) makes
-    sure the server runs, so a long-lived notebook kernel survives the store's restart.
+    :func:`blocking` runs coroutines here, so the async clients a Connection makes for this loop
+    (one pool each) serve every later call. A forked child starts its own: threads do not survive
+    a fork.
     """
 
-    _store: LocalStore
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
-    def _connect(self):
-        try:
-            return super()._connect()
-        except (FileNotFoundError, ConnectionRefusedError):
-            self._store.ensure_running()
-            return super()._connect()
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop, running; started on first use."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="redtick-loop", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    @property
+    def started(self) -> asyncio.AbstractEventLoop | None:
+        """The loop if it runs, else None (without starting it)."""
+        return self._loop
+
+    def is_current_thread(self) -> bool:
+        return self._thread is threading.current_thread()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's loop thread is gone, so the next use starts a new one."""
+        self._lock = threading.Lock()
+        self._loop = self._thread = None
 
 
-class _AsyncStoreConnection(redis.asyncio.connection.UnixDomainSocketConnection):
-    """The async twin of :class:`_StoreConnection`."""
-
-    _store: LocalStore
-
-    async def _connect(self):
-        try:
-            await super()._connect()
-        except (FileNotFoundError, ConnectionRefusedError):
-            await asyncio.to_thread(self._store.ensure_running)
-            await super()._connect()
+_background = _BackgroundLoop()
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork
+    os.register_at_fork(after_in_child=_background.forget)
 
 
 class Connection:
@@ -374,7 +345,7 @@ class Connection:
     True
     """
 
-    def __init__(self, settings: Settings | None = None, *, memory_server=None):
+    def __init__(self, settings: Settings | None = None, *, memory_server: fakeredis.FakeServer | None = None):
         settings = settings or get_settings()
         if memory_server is not None and not settings.in_memory:
             settings = dataclasses.replace(settings, url="memory://", host=None)
@@ -401,13 +372,34 @@ class Connection:
     def __repr__(self) -> str:
         return f"Connection({self.settings.safe_url}, namespace={self.settings.namespace!r})"
 
+    def with_settings(self, settings: Settings | None = None, /, **overrides: Any) -> Connection:
+        """A new Connection to the same server, store or in-memory server, with other settings.
+
+        Parameters
+        ----------
+        settings : Settings, optional
+            The settings to use instead of this connection's (whose URL still says where the data
+            is, except on ``memory://``, where the new connection shares this one's fakeredis server).
+        **overrides
+            Fields of :class:`~redtick.config.Settings` to change, such as ``tick_chunk_ms``.
+
+        Examples
+        --------
+        >>> conn = Connection(Settings(url="memory://"))
+        >>> small = conn.with_settings(tick_chunk_ms=600_000)
+        >>> small.settings.tick_chunk_ms, small.server is conn.server, small.keys.prefix == conn.keys.prefix
+        (600000, True, True)
+        """
+        base = self.settings if settings is None else settings
+        return Connection(dataclasses.replace(base, **overrides), memory_server=self.server)
+
     @property
     def in_memory(self) -> bool:
         """True on ``memory://`` (fakeredis: no INFO, MEMORY or persistence)."""
         return self.settings.in_memory
 
     @property
-    def server(self):
+    def server(self) -> fakeredis.FakeServer | None:
         """The fakeredis server on ``memory://``, else None."""
         if not self.in_memory:
             return None
@@ -434,20 +426,21 @@ class Connection:
         clients = self._async.setdefault(loop, {})
         if decode not in clients:
             clients[decode] = self._measured(self._make(asynchronous=True, decode=decode))
-        return clients[decode]
+        client: redis.asyncio.Redis = clients[decode]
+        return client
 
-    def _measured(self, client):
+    def _measured(self, client: Any) -> Any:
         client._redtick_metrics = self.metrics
         return client
 
-    def _make(self, *, asynchronous: bool, decode: bool = False):
+    def _make(self, *, asynchronous: bool, decode: bool = False) -> Any:
+        """A new client: Redis, RedisCluster, a sentinel's master or FakeRedis, sync or asyncio."""
         s = self.settings
-        if self.in_memory:
-            base = fakeredis.FakeAsyncRedis if asynchronous else fakeredis.FakeRedis
-            mixin = _AsyncTranslation if asynchronous else _SyncTranslation
-            return _subclass(base, mixin)(server=self.server, decode_responses=decode)
-        module = redis.asyncio if asynchronous else redis
         mixin = _AsyncTranslation if asynchronous else _SyncTranslation
+        if self.in_memory:
+            base: type[Any] = fakeredis.FakeAsyncRedis if asynchronous else fakeredis.FakeRedis
+            return with_mixin(base, mixin)(server=self.server, decode_responses=decode)
+        module = redis.asyncio if asynchronous else redis
         options: dict[str, Any] = dict(
             max_connections=s.max_connections,
             timeout=s.pool_timeout,
@@ -472,42 +465,40 @@ class Connection:
             "ssl_keyfile": s.ssl_keyfile,
         }
         if self.store is not None:
-            return self._make_local(module, mixin, options)
-        if s.topology == "cluster":
-            return _make_cluster(s, options, tls, asynchronous, mixin)
-        if s.topology == "sentinel":
-            return _make_sentinel(s, options, asynchronous, mixin)
-        if s.url is not None:
-            if s.url.startswith("rediss:"):
-                options.update({k: v for k, v in tls.items() if v})
-            if s.url.startswith("unix:"):
-                options.pop("socket_keepalive")  # a TCP option that redis-py passes on to unix sockets, which refuse it
-            pool = module.BlockingConnectionPool.from_url(s.url, **options)
-        else:
+            return _make_local(self.store, asynchronous, mixin, options)
+        if s.url is None:
             options.update(host=s.host, port=s.port, db=s.db)
             if s.ssl:
                 options["connection_class"] = module.SSLConnection
                 options.update({k: v for k, v in tls.items() if v})
             pool = module.BlockingConnectionPool(**options)
-        client_class = _subclass(module.Redis, mixin)
-        return client_class(connection_pool=pool)
-
-    def _make_local(self, module, mixin: type, options: dict[str, Any]):
-        """A client of the local store over its unix socket, the server started first if need be."""
-        self.store.ensure_running()
-        options.pop("socket_keepalive")  # a TCP option that redis-py passes on to unix sockets, which refuse it
-        base = _AsyncStoreConnection if module is redis.asyncio else _StoreConnection
-        connection_class = type(base.__name__, (base,), {"_store": self.store})
-        pool = module.BlockingConnectionPool(connection_class=connection_class,
-                                             path=os.fspath(self.store.socket_path), **options)
-        return _subclass(module.Redis, mixin)(connection_pool=pool)
+        elif s.topology == "cluster":
+            return _make_cluster(s, s.url, options, tls, asynchronous, mixin)
+        elif s.topology == "sentinel":
+            return _make_sentinel(s, s.url, options, asynchronous, mixin)
+        else:
+            if s.url.startswith("rediss:"):
+                options.update({k: v for k, v in tls.items() if v})
+            if s.url.startswith("unix:"):
+                options.pop("socket_keepalive")  # a TCP option that redis-py passes on to unix sockets, which refuse it
+            pool = module.BlockingConnectionPool.from_url(s.url, **options)
+        return with_mixin(module.Redis, mixin)(connection_pool=pool)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the sync client's pool."""
+        """Close the sync client's pool and the async clients :func:`blocking` opened.
+
+        Either is opened again by the next use.
+        """
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+        loop = _background.started
+        if loop is None or loop not in self._async:
+            return
+        closing = asyncio.run_coroutine_threadsafe(self.aclose(), loop)
+        if not _background.is_current_thread():  # on the loop itself, waiting would wait for ourselves
+            closing.result()
 
     async def aclose(self) -> None:
         """Close the async client of the running loop."""
@@ -515,16 +506,39 @@ class Connection:
             await client.aclose()
 
 
+def _make_local(store: LocalStore, asynchronous: bool, mixin: type, options: dict[str, Any]) -> Any:
+    """A client of the local store over its unix socket, the server started first if need be."""
+    store.ensure_running()
+    options.pop("socket_keepalive")  # a TCP option that redis-py passes on to unix sockets, which refuse it
+    module = redis.asyncio if asynchronous else redis
+    connection_class = starting_unix_connection(store.ensure_running, asynchronous=asynchronous)
+    pool = module.BlockingConnectionPool(connection_class=connection_class, path=os.fspath(store.socket_path),
+                                         **options)
+    return with_mixin(module.Redis, mixin)(connection_pool=pool)
+
+
 _default: Connection | None = None
 _default_lock = threading.Lock()
+
+
+async def _awaiting(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
 
 
 def blocking(conn: Connection, make: Callable[[], Awaitable[T]]) -> T:
     """Run the coroutine ``make()`` to completion from sync code, also inside a running event loop.
 
-    Jupyter runs its own loop in the kernel's thread, where ``asyncio.run`` refuses to start; there
-    the coroutine runs on a fresh loop in a worker thread. The async clients that loop opened are
-    closed before returning, so no connection outlives it.
+    The coroutine runs on the process's one background event loop (a daemon thread started on
+    first use), where ``conn``'s async clients are made once and kept: a call costs its round
+    trips, not a new pool. That also serves Jupyter, whose own loop runs in the kernel's thread.
+    ``conn.close()`` closes those clients; the next call opens them again. An exception of the
+    coroutine is raised here as it was raised there.
+
+    Raises
+    ------
+    RuntimeError
+        When called from a coroutine already running on that background loop, which would wait
+        for itself forever: await the coroutine there instead.
 
     Examples
     --------
@@ -533,19 +547,15 @@ def blocking(conn: Connection, make: Callable[[], Awaitable[T]]) -> T:
     >>> blocking(conn, lambda: conn.async_client().ping())
     True
     """
-
-    async def main() -> T:
-        try:
-            return await make()
-        finally:
-            await conn.aclose()
-
+    if _background.is_current_thread():
+        raise RuntimeError("blocking() was called on redtick's background event loop, where it would wait for "
+                           "itself; await the coroutine instead")
+    future = asyncio.run_coroutine_threadsafe(_awaiting(make), _background.loop())
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="redtick-sync") as pool:
-        return pool.submit(asyncio.run, main()).result()
+        return future.result()
+    except BaseException:
+        future.cancel()  # interrupted (Ctrl-C) while waiting: stop the work rather than leave it running unseen
+        raise
 
 
 def connect(url: str | None = None, *, settings: Settings | None = None) -> Connection:
@@ -568,9 +578,7 @@ def connect(url: str | None = None, *, settings: Settings | None = None) -> Conn
                 log.info("connecting to %s", _default.settings.safe_url)
             return _default
     if url is not None:
-        from redtick.config import _url
-
-        settings = dataclasses.replace(settings or get_settings(), url=_url({"REDIS_URL": url}))
+        settings = dataclasses.replace(settings or get_settings(), url=checked_url(url))
     return Connection(settings)
 
 

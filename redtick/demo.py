@@ -14,15 +14,20 @@ import pathlib
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 
 from redtick import snapshot
+from redtick.caches.alerts import set_alerts
 from redtick.caches.base import BaseCache, EncryptedCache
+from redtick.catalog import layout_of
 from redtick.client import RedisClient
 from redtick.config import Settings, get_settings
 from redtick.connection import Connection, blocking
-from redtick.frames import layout_of, load_ohlcv, write_ticks
+from redtick.frames import load_ohlcv, write_ticks
+from redtick.ingest import replay_ticks
 from redtick.service import CacheService
 from redtick.store import LocalStore
 
@@ -71,7 +76,7 @@ def find_data(name: str = ES_FILE, start: str | pathlib.Path | None = None) -> p
 
 
 @contextlib.contextmanager
-def throwaway_store():
+def _throwaway_store() -> Iterator[tuple[Settings, str]]:
     """Settings for the demo: the configured server, or a local store in a temporary folder.
 
     With no server configured the demo must not write into the user's own store, so it runs on
@@ -107,7 +112,8 @@ def demo_connection(suffix: str = "demo", settings: Settings | None = None) -> C
     return conn
 
 
-def demo_alerts(before: float, replay: pd.Series, user_id: str = DEMO_USER, symbol: str = DEMO_SYMBOL) -> list[dict]:
+def demo_alerts(before: float, replay: pd.Series, user_id: str = DEMO_USER,
+                symbol: str = DEMO_SYMBOL) -> list[dict[str, Any]]:
     """Alerts that the replay of ``replay`` prices fires, after a feed that ended at ``before``, plus one it does not.
 
     ``above`` at the replay's high, ``below`` at its low, ``crosses`` at the replay price farthest
@@ -139,7 +145,7 @@ def run_demo(data_dir: str = "data", out: str = "reports") -> int:
     out : str
         Folder the HTML report is written to.
     """
-    with throwaway_store() as (settings, which):
+    with _throwaway_store() as (settings, which):
         return _run_demo(settings, which, data_dir, out)
 
 
@@ -149,13 +155,13 @@ def _run_demo(settings: Settings, which: str, data_dir: str, out: str) -> int:
     started = time.perf_counter()
     conn = demo_connection(settings=settings)
     print(f"redtick demo on {which}: {conn.settings.safe_url}, namespace {conn.keys.namespace!r} (emptied first)")
-    rows = reports.blocking(conn, lambda: _round_trip(conn))
+    rows = blocking(conn, lambda: _round_trip(conn))
 
     ticks = pd.read_parquet(pathlib.Path(data_dir) / ES_FILE)
     history, live = ticks.iloc[:-REPLAY_TICKS], ticks.iloc[-REPLAY_TICKS:]
     ingest = write_ticks(history, DEMO_SYMBOL, conn=conn, progress=True)
-    alert_ids = reports.set_alerts(demo_alerts(ingest.last, live["price"]), conn=conn)
-    replay = reports.replay_ticks(live, DEMO_SYMBOL, batch_size=REPLAY_BATCH, conn=conn, progress=True)
+    alert_ids = set_alerts(demo_alerts(ingest.last, live["price"]), conn=conn)
+    replay = replay_ticks(live, DEMO_SYMBOL, batch_size=REPLAY_BATCH, conn=conn, progress=True)
     resent = write_ticks(ticks.iloc[:10_000], DEMO_SYMBOL, conn=conn)
     saved = snapshot.save(DEMO_SYMBOL, "es-1h", kind="ohlcv", interval="1h", conn=conn)
 

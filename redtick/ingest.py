@@ -1,29 +1,38 @@
-"""Load a CSV or Parquet file of ticks or candles into Redis, in chunks, with a progress bar."""
+"""Load a CSV or Parquet file of ticks or candles into Redis, in chunks, with a progress bar; replay ticks as a live feed."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
-from collections.abc import Iterator, Mapping
-from typing import Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
+from redtick import checks
+from redtick.caches.alerts import FiredAlert
+from redtick.catalog import layout_of
 from redtick.config import parse_duration
 from redtick.connection import Connection, connect
 from redtick.errors import ConfigurationError, InvalidData
-from redtick.frames import layout_of, write_candles, write_ticks
+from redtick.frames import write_candles, write_ticks
 from redtick.keys import validate_symbol
+from redtick.outputs import utc_index
 from redtick.series import WriteResult
 from redtick.ticks import TICK_INPUT_FIELDS, TimeUnit, rename_columns, times_ms
 
-__all__ = ["IngestReport", "ingest_file", "read_chunks"]
+__all__ = ["FIRED_ALERT_COLUMNS", "IngestReport", "Replay", "fired_alerts_frame", "format_report", "ingest_file",
+           "read_chunks", "replay_ticks"]
 
 CANDLE_FIELDS = {"open", "high", "low", "close"}
 INPUT_FIELDS = (*TICK_INPUT_FIELDS, "open", "high", "low", "close", "count", "vwap", "notional")
+FIRED_ALERT_COLUMNS = ("alert_id", "user_id", "symbol", "condition", "target_price", "price", "fired_at", "recorded_at",
+                       "created_at", "expires_at")
+REPLAY_COLUMNS = ("batch", "first_ts", "last_ts", "ticks", "written", "duplicates", "low", "high", "last", "fired")
 
 
 @dataclasses.dataclass
@@ -37,7 +46,7 @@ class IngestReport(WriteResult):
     seconds: float = 0.0
 
 
-def read_chunks(path: str | os.PathLike, chunk_rows: int) -> tuple[int | None, Iterator[pd.DataFrame]]:
+def read_chunks(path: str | os.PathLike[str], chunk_rows: int) -> tuple[int | None, Iterator[pd.DataFrame]]:
     """The row count (when the format knows it) and an iterator of frames of at most ``chunk_rows`` rows."""
     text = os.fspath(path)
     if not os.path.isfile(text):
@@ -49,6 +58,11 @@ def read_chunks(path: str | os.PathLike, chunk_rows: int) -> tuple[int | None, I
     if lowered.endswith((".csv", ".csv.gz", ".txt")):
         return None, iter(pd.read_csv(text, chunksize=chunk_rows))
     raise InvalidData(f"{text}: expected a .csv or .parquet file")
+
+
+def _kind_of(chunk: pd.DataFrame, kind: str) -> Literal["ticks", "candles"]:
+    """What the file holds, judged by its first chunk: ``kind``, or for ``auto`` candles when it has OHLC columns."""
+    return "candles" if kind == "candles" or (kind == "auto" and set(chunk.columns) >= CANDLE_FIELDS) else "ticks"
 
 
 def _guess_interval(frame: pd.DataFrame, intervals: dict[str, int], unit: TimeUnit | None = None) -> str:
@@ -64,7 +78,7 @@ def _guess_interval(frame: pd.DataFrame, intervals: dict[str, int], unit: TimeUn
 
 
 def ingest_file(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     symbol: str,
     *,
     kind: Literal["auto", "ticks", "candles"] = "auto",
@@ -109,31 +123,22 @@ def ingest_file(
             parse_duration(interval, name="interval")
         except ConfigurationError as exc:
             raise InvalidData(str(exc)) from None
-    rows, chunks = read_chunks(path, chunk_rows)
+    rows, chunks = read_chunks(path, checks.whole(chunk_rows, "chunk_rows", low=1))
     report = IngestReport(symbol, path=os.fspath(path), store=conn.settings.safe_url)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=rows, unit="row", unit_scale=True, desc=f"ingest {symbol}")
     started = time.perf_counter()
-    try:
-        for chunk in chunks:
-            chunk = rename_columns(chunk, columns, INPUT_FIELDS, what="file's rows")
+    with tqdm(total=rows, unit="row", unit_scale=True, desc=f"ingest {symbol}", disable=not progress) as bar:
+        for raw in chunks:
+            chunk = rename_columns(raw, columns, INPUT_FIELDS, what="file's rows")
             if not report.kind:
-                report.kind = "candles" if kind == "candles" or (kind == "auto" and set(chunk.columns) >= CANDLE_FIELDS) \
-                    else "ticks"
+                report.kind = _kind_of(chunk, kind)
                 if report.kind == "candles":
                     report.interval = interval or _guess_interval(chunk, layout_of(conn).intervals, unit)
-            if report.kind == "candles":
-                report += write_candles(chunk, symbol, report.interval, conn=conn, errors="skip", unit=unit)
+            if report.interval is not None:  # candles: their interval is set with the kind
+                written = write_candles(chunk, symbol, report.interval, conn=conn, errors="skip", unit=unit)
             else:
-                report += write_ticks(chunk, symbol, conn=conn, errors="skip", unit=unit)
-            if bar is not None:
-                bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
+                written = write_ticks(chunk, symbol, conn=conn, errors="skip", unit=unit)
+            report += written  # type: ignore[misc]  # WriteResult.__iadd__ returns self, typed as the base class
+            bar.update(len(chunk))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -159,3 +164,89 @@ def format_report(report: IngestReport) -> str:
     ]
     width = max(len(name) for name, _ in lines)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in lines)
+
+
+# -- replay: ticks fed as a live feed would --------------------------------------------------------------
+def fired_alerts_frame(fired: Sequence[FiredAlert]) -> pd.DataFrame:
+    """Fired alerts as a frame, one row each in the order given, times as UTC (columns :data:`FIRED_ALERT_COLUMNS`).
+
+    Examples
+    --------
+    >>> alert = FiredAlert("a1", "u1", "ES", "above", 1650.0, 1650.25, 1378000000000, 1378000000500, 0, 10**13)
+    >>> fired_alerts_frame([alert])[["symbol", "price", "fired_at"]]
+      symbol    price                  fired_at
+    0     ES  1650.25 2013-09-01 01:46:40+00:00
+    """
+    table = pd.DataFrame([dataclasses.asdict(f) for f in fired], columns=list(FIRED_ALERT_COLUMNS))
+    for column in ("fired_at", "recorded_at", "created_at", "expires_at"):
+        table[column] = utc_index(table[column].to_numpy(np.int64), name=column)
+    return table.astype({"target_price": np.float64, "price": np.float64})
+
+
+@dataclasses.dataclass
+class Replay:
+    """What :func:`replay_ticks` did: one row per batch, and the alerts that fired, in order."""
+
+    batches: pd.DataFrame
+    fired: list[FiredAlert]
+
+    @property
+    def written(self) -> int:
+        return int(self.batches["written"].sum())
+
+    @property
+    def duplicates(self) -> int:
+        return int(self.batches["duplicates"].sum())
+
+    def fired_frame(self) -> pd.DataFrame:
+        """The fired alerts as a frame (:func:`fired_alerts_frame`, as :func:`redtick.reports.fired_alert_history`)."""
+        return fired_alerts_frame(self.fired)
+
+
+def replay_ticks(
+    ticks: pd.DataFrame,
+    symbol: str,
+    *,
+    batch_size: int = 500,
+    conn: Connection | None = None,
+    progress: bool = False,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
+) -> Replay:
+    """Feed ``ticks`` to :func:`redtick.write_ticks` in small batches, as a live feed would, and record what fired.
+
+    Each batch is one write, so each checks the symbol's alerts once, over that batch's ticks: an
+    alert reports the first tick that reached its target (price and time). ``on_batch`` is called
+    with each batch's row as it lands (a widget updates itself from it).
+
+    Returns
+    -------
+    Replay
+        ``batches`` has ``batch first_ts last_ts ticks written duplicates low high last fired``.
+
+    Examples
+    --------
+    >>> from redtick.caches.alerts import set_alerts
+    >>> ticks = pd.DataFrame({"ts": [0, 1, 2, 3], "price": [1.0, 2.0, 3.0, 4.0], "volume": 1.0})
+    >>> _ = set_alerts([{"user_id": "docrep", "symbol": "DOCREP", "target_price": 3.0, "condition": "above"}])
+    >>> replay = replay_ticks(ticks, "DOCREP", batch_size=2)
+    >>> replay.batches["fired"].tolist(), replay.fired[0].price, replay.fired[0].fired_at
+    ([0, 1], 3.0, 2)
+    """
+    conn = conn or connect()
+    batch_size = checks.whole(batch_size, "batch_size", low=1)
+    times = pd.Series(ticks.index if "ts" not in ticks.columns else ticks["ts"].to_numpy())
+    rows: list[dict[str, Any]] = []
+    fired: list[FiredAlert] = []
+    with tqdm(total=len(ticks), unit="tick", unit_scale=True, desc=f"replay {symbol}", disable=not progress) as bar:
+        for number, lo in enumerate(range(0, len(ticks), batch_size)):
+            part = ticks.iloc[lo : lo + batch_size]
+            result = write_ticks(part, symbol, conn=conn, batch_size=batch_size)
+            fired.extend(result.fired_alerts)
+            row = {"batch": number, "first_ts": times.iloc[lo], "last_ts": times.iloc[lo + len(part) - 1],
+                   "ticks": len(part), "written": result.written, "duplicates": result.duplicates,
+                   "low": result.low, "high": result.high, "last": result.last, "fired": len(result.fired_alerts)}
+            rows.append(row)
+            bar.update(len(part))
+            if on_batch is not None:
+                on_batch(row)
+    return Replay(pd.DataFrame(rows, columns=list(REPLAY_COLUMNS)), fired)

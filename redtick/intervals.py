@@ -49,7 +49,7 @@ from pandas.tseries.frequencies import to_offset
 
 from redtick.errors import InvalidData, InvalidKey
 
-__all__ = ["Bins", "CalendarBins", "FixedBins", "parse_interval"]
+__all__ = ["Bins", "CalendarBins", "FixedBins", "parse_interval", "parse_time"]
 
 _REDTICK_NAME = re.compile(r"(\d*)(ms|s|m|h|d|w)")
 _REDTICK_UNIT = {"ms": pdo.Milli, "s": pdo.Second, "m": pdo.Minute, "h": pdo.Hour}
@@ -73,7 +73,7 @@ _EPOCH_UTC = pd.Timestamp(0, tz="UTC")
 
 
 def _rule(freq: pdo.BaseOffset) -> str:
-    return freq.rule_code.split("-")[0]
+    return str(freq.rule_code).split("-")[0]
 
 
 def _offset_of(interval: object) -> pdo.BaseOffset:
@@ -121,14 +121,30 @@ def _sides(freq: pdo.BaseOffset, closed: str | None, label: str | None) -> tuple
     return closed or default, label or default
 
 
-def _timestamp(value: Any, name: str) -> pd.Timestamp:
+def parse_time(value: Any, name: str, unreadable: str) -> pd.Timestamp:
+    """``value`` as a Timestamp; InvalidData naming ``name`` if pandas cannot read it (``unreadable`` follows
+    the value in the message) or it is NaT.
+
+    Examples
+    --------
+    >>> parse_time("2013-09-03 13:31", "start", " is not a time")
+    Timestamp('2013-09-03 13:31:00')
+    >>> parse_time("soon", "start", " is not a time")
+    Traceback (most recent call last):
+    ...
+    redtick.errors.InvalidData: start='soon' is not a time
+    """
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise InvalidData(f"{name}={value!r}: expected 'epoch', a time (str, datetime, Timestamp)") from None
+        raise InvalidData(f"{name}={value!r}{unreadable}") from None
     if stamp is pd.NaT:
         raise InvalidData(f"{name}={value!r} is not a time")
     return stamp
+
+
+def _timestamp(value: Any, name: str) -> pd.Timestamp:
+    return parse_time(value, name, ": expected 'epoch', a time (str, datetime, Timestamp)")
 
 
 def _delta_ms(offset: Any) -> int:
@@ -161,7 +177,7 @@ def _wall_ms(stamp: pd.Timestamp, tz: Any) -> int:
 def _to_wall(ms: np.ndarray, tz: Any) -> np.ndarray:
     """Wall-clock ms in ``tz`` of epoch ms."""
     index = pd.DatetimeIndex(np.asarray(ms, dtype=np.int64).view("datetime64[ms]")).tz_localize("UTC")
-    return index.tz_convert(tz or "UTC").tz_localize(None).asi8
+    return np.asarray(index.tz_convert(tz or "UTC").tz_localize(None).asi8)
 
 
 def _from_wall(wall_ms: np.ndarray, tz: Any) -> np.ndarray:
@@ -169,7 +185,7 @@ def _from_wall(wall_ms: np.ndarray, tz: Any) -> np.ndarray:
     its first occurrence (pandas' own bin edges, ``date_range(..., ambiguous=True, nonexistent="shift_forward")``)."""
     index = pd.DatetimeIndex(np.asarray(wall_ms, dtype=np.int64).view("datetime64[ms]"))
     local = index.tz_localize(tz or "UTC", ambiguous=np.ones(len(index), dtype=bool), nonexistent="shift_forward")
-    return local.tz_convert("UTC").tz_localize(None).asi8
+    return np.asarray(local.tz_convert("UTC").tz_localize(None).asi8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,11 +294,11 @@ class CalendarBins(Bins):
             step = self.freq.n * DAY_MS
             k0 = (wall_lo - self.anchor) // step - 2
             k1 = -((self.anchor - wall_hi) // step) + 2
-            return self.anchor + np.arange(k0, k1 + 1, dtype=np.int64) * step
+            return np.asarray(self.anchor + np.arange(k0, k1 + 1, dtype=np.int64) * step)
         low = pd.Timestamp(int(wall_lo), unit="ms").normalize()
         first = self.freq.rollback(low) - 2 * self.freq
         last = pd.Timestamp(int(wall_hi), unit="ms") + 2 * self.freq
-        return pd.date_range(first, last, freq=self.freq, unit="ms").asi8
+        return np.asarray(pd.date_range(first, last, freq=self.freq, unit="ms").asi8)
 
     def _table(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         wall = self._wall_edges(lo, hi)

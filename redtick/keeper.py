@@ -14,16 +14,17 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["KEEPER_NAME", "keeper_running", "main", "start_lock"]
+__all__ = ["KEEPER_NAME", "command", "keeper_running", "main", "start_lock"]
 
 KEEPER_NAME = b"redtick-keeper"
 POLL_S = 0.25
 
 
 @contextlib.contextmanager
-def start_lock(home: Path):
+def start_lock(home: Path) -> Iterator[None]:
     """Held while a server is started or stopped, so two processes never do either at once."""
     with open(home / "store.lock", "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -66,7 +67,7 @@ def _recv(sock: socket.socket) -> bytes:
     return chunk
 
 
-def other_clients(sock: socket.socket) -> int:
+def _other_clients(sock: socket.socket) -> int:
     """Clients connected other than keepers."""
     listing = command(sock, b"CLIENT", b"LIST")
     return sum(1 for line in listing.splitlines() if b" name=" + KEEPER_NAME + b" " not in line)
@@ -86,14 +87,14 @@ def main(home: Path, socket_path: str, linger_s: float) -> None:
             idle_since = None
             while True:
                 now = time.monotonic()
-                if other_clients(sock) > 0:
+                if _other_clients(sock) > 0:
                     idle_since = None
                 elif idle_since is None:
                     idle_since = now
                 elif now - idle_since >= linger_s:
                     # Under the start lock, so a process about to connect waits and then starts a new server.
                     with start_lock(home):
-                        if other_clients(sock) == 0:
+                        if _other_clients(sock) == 0:
                             with contextlib.suppress(ConnectionError):
                                 command(sock, b"SHUTDOWN")
                             return

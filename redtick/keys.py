@@ -8,6 +8,7 @@ so a bad part raises :class:`~redtick.errors.InvalidKey` before anything is sent
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import numbers
 import re
@@ -22,6 +23,7 @@ __all__ = [
     "SYMBOL_RESERVED",
     "SYMBOL_RULE",
     "USER_ID_RULE",
+    "KeyInfo",
     "KeySchema",
     "glob_escape",
     "validate_id",
@@ -55,20 +57,26 @@ CANDLE_LAYOUT = "v2"  # candle slots as codec.CANDLE_DTYPE packs them (88 bytes,
 ALERT_CONDITIONS = ("above", "below", "crosses")
 KEY_FAMILIES = ("series ticks", "candles", "market", "sessions", "alerts", "rate limits", "HTTP cache",
                 "repository cache", "snapshots", "other")
-"""The families :meth:`KeySchema.family_of` sorts keys into, in report order."""
-_FAMILY_OF_HEAD = {
-    "ticks": "series ticks", "price": "series ticks", "series": "series ticks", "candles": "candles",
-    "market": "market", "session": "sessions", "sessions": "sessions", "alerts": "alerts",
-    "ratelimit": "rate limits", "http": "HTTP cache", "repo": "repository cache", "repogen": "repository cache",
-    "snapshot": "snapshots",
+"""The families :meth:`KeySchema.describe` sorts keys into, in report order."""
+# What a key is, by its head (the first part after the namespace): (family in KEY_FAMILIES, the
+# cache that owns it, the family label its metrics count under). A label of None is the key's
+# next part: the market data kind, the rate limit's name, the response or repository prefix.
+_KIND_OF_HEAD: dict[str, tuple[str, str, str | None]] = {
+    "ticks": ("series ticks", "price", "ticks"),
+    "price": ("series ticks", "price", "quote"),
+    "series": ("series ticks", "price", "symbols"),
+    "candles": ("candles", "price", "candles"),
+    "market": ("market", "market_data", None),
+    "session": ("sessions", "user_session", "session"),
+    "sessions": ("sessions", "user_session", "session"),
+    "alerts": ("alerts", "alerts", "alert"),
+    "ratelimit": ("rate limits", "rate_limit", None),
+    "http": ("HTTP cache", "http_response", None),
+    "repo": ("repository cache", "repository", None),
+    "repogen": ("repository cache", "repository", None),
+    "snapshot": ("snapshots", "snapshot", "snapshot"),
 }
 _SYMBOL_HEADS = frozenset({"ticks", "price", "candles", "market", "alerts"})
-# (cache, family) that redtick.metrics counts a key's events under, by the key's head.
-_METRIC_LABELS_OF_HEAD = {
-    "ticks": ("price", "ticks"), "candles": ("price", "candles"), "price": ("price", "quote"),
-    "series": ("price", "symbols"), "alerts": ("alerts", "alert"), "session": ("user_session", "session"),
-    "sessions": ("user_session", "session"), "snapshot": ("snapshot", "snapshot"),
-}
 # Heads whose hash tag is a secret (a session id is a bearer token): redacted in log lines.
 _SECRET_TAG_HEADS = ("session",)
 
@@ -208,6 +216,51 @@ def validate_interval(interval: object) -> int:
         raise InvalidKey(str(exc)) from None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What a key is, as :meth:`KeySchema.describe` tells it.
+
+    Attributes
+    ----------
+    head : str
+        The key's first part after the namespace (``"ticks"``, ``"market"``, ``"user"``...);
+        ``""`` for a key outside the namespace.
+    family : str
+        One of :data:`KEY_FAMILIES`: what the memory report groups the key under.
+    cache : str
+        The cache that owns the key, as the cache service and :mod:`redtick.metrics` name it
+        (``market_data``, ``user_session``, ``price``, ``alerts``, ``rate_limit``,
+        ``http_response``, ``repository``, ``snapshot``, a ``BaseCache``'s prefix, or ``other``).
+    metric_family : str
+        The ``family`` label the cache's counters use for the key (``price``, ``orderbook``,
+        ``session``, ``quote``, the rate limit's name...).
+    symbol : str or None
+        The symbol of a symbol-scoped key (ticks, candles, current price, market data, alerts).
+    tag : str or None
+        The key's hash tag (a symbol, a user id, a session id, a snapshot name...), if it has one.
+
+    Examples
+    --------
+    >>> KeySchema("redtick").describe("redtick:market:price:{BTCUSDT}").metric_labels
+    ('market_data', 'price')
+    """
+
+    head: str
+    family: str
+    cache: str
+    metric_family: str
+    symbol: str | None
+    tag: str | None
+
+    @property
+    def metric_labels(self) -> tuple[str, str]:
+        """``(cache, metric_family)``: the labels :mod:`redtick.metrics` counts the key's events under."""
+        return self.cache, self.metric_family
+
+
+_OUTSIDE = KeyInfo("", "other", "other", "other", None, None)
+
+
 class KeySchema:
     """Builds every key of the layout under one namespace.
 
@@ -254,42 +307,61 @@ class KeySchema:
         """The pattern of every key redtick wrote under this namespace."""
         return self.prefix + "*"
 
-    def family_of(self, key: str | bytes) -> tuple[str, str | None]:
-        """(family, symbol or None) of a key of this namespace; the family is one of ``KEY_FAMILIES``.
+    def describe(self, key: str | bytes) -> KeyInfo:
+        """What ``key`` is: its family, the cache that owns it, its metric labels and its symbol.
 
-        The symbol is read from the hash tag of symbol-scoped keys (ticks, candles, current
-        price, market data, alerts). Per-user keys count as ``alerts`` when they hold alerts,
-        else as ``sessions``. Keys outside the namespace, or of no known family, are ``other``.
+        The one classification of keys: the memory report groups by ``family``, the cache
+        service counts keys by ``cache`` and ``head``, and :mod:`redtick.metrics` counts a failing
+        command under ``metric_labels``. Per-user keys belong to the alerts when they hold alerts,
+        else to the sessions; rate-limit logs to the rate limiter. A head no redtick cache uses is
+        a :class:`~redtick.caches.base.BaseCache`'s prefix: family ``other``, owned by the cache of
+        that name. Keys outside the namespace are ``other`` throughout, with ``head`` ``""``.
+
+        Examples
+        --------
+        >>> keys = KeySchema("redtick")
+        >>> keys.describe(keys.tick_chunk("BTCUSDT", 0))
+        KeyInfo(head='ticks', family='series ticks', cache='price', metric_family='ticks', symbol='BTCUSDT', tag='BTCUSDT')
+        >>> keys.describe(keys.user_alerts("u1"))
+        KeyInfo(head='user', family='alerts', cache='alerts', metric_family='alert', symbol=None, tag='u1')
+        >>> keys.describe(keys.rate_limit("api_call", 7)).metric_labels
+        ('rate_limit', 'api_call')
+        >>> keys.describe(b"elsewhere:ticks:{BTCUSDT}:index")
+        KeyInfo(head='', family='other', cache='other', metric_family='other', symbol=None, tag=None)
+        """
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        if not key.startswith(self.prefix):
+            return _OUTSIDE
+        head, _, tail = key[len(self.prefix):].partition(":")
+        opened = tail.find("{")
+        closed = tail.find("}", opened + 1)
+        tag = tail[opened + 1 : closed] if 0 <= opened < closed else None
+        if head == "user":
+            kind = tail.partition("}:")[2].partition(":")[0]
+            if kind == "alerts":
+                return KeyInfo(head, "alerts", "alerts", "alert", None, tag)
+            return KeyInfo(head, "sessions", "user_session", "session" if kind == "sessions" else kind or "other",
+                           None, tag)
+        family, cache, label = _KIND_OF_HEAD.get(head, ("other", head, head))
+        if label is None:
+            label = tail.partition(":")[0] or "other"
+        return KeyInfo(head, family, cache or "other", label or "other", tag if head in _SYMBOL_HEADS else None, tag)
+
+    def family_of(self, key: str | bytes) -> tuple[str, str | None]:
+        """(family, symbol or None) of a key: the first and the symbol of :meth:`describe`.
 
         Examples
         --------
         >>> keys = KeySchema("redtick")
         >>> keys.family_of(keys.tick_chunk("BTCUSDT", 0))
         ('series ticks', 'BTCUSDT')
-        >>> keys.family_of(keys.user_alerts("u1"))
-        ('alerts', None)
         """
-        if isinstance(key, bytes):
-            key = key.decode("utf-8", "replace")
-        if not key.startswith(self.prefix):
-            return "other", None
-        head, _, tail = key[len(self.prefix):].partition(":")
-        if head == "user":
-            return ("alerts" if tail.partition("}:")[2].startswith("alerts") else "sessions"), None
-        symbol = None
-        if head in _SYMBOL_HEADS:
-            opened = tail.find("{")
-            closed = tail.find("}", opened + 1)
-            symbol = tail[opened + 1 : closed] if 0 <= opened < closed else None
-        return _FAMILY_OF_HEAD.get(head, "other"), symbol
+        info = self.describe(key)
+        return info.family, info.symbol
 
     def metric_labels(self, key: str | bytes) -> tuple[str, str]:
-        """(cache, family) under which :mod:`redtick.metrics` counts an event on ``key``.
-
-        The same labels the caches count their hits, misses and writes under, so an error on a
-        key lands in the row of the cache that owns it. Keys outside the namespace are
-        ``("other", "other")``; other heads inside it are a :class:`~redtick.caches.base.BaseCache`'s
-        prefix, counted as ``(prefix, prefix)``.
+        """(cache, family) under which :mod:`redtick.metrics` counts an event on ``key``: :meth:`describe`'s.
 
         Examples
         --------
@@ -299,24 +371,7 @@ class KeySchema:
         >>> keys.metric_labels(keys.user_preferences("u1"))
         ('user_session', 'preferences')
         """
-        if isinstance(key, bytes):
-            key = key.decode("utf-8", "replace")
-        if not key.startswith(self.prefix):
-            return "other", "other"
-        head, _, tail = key[len(self.prefix):].partition(":")
-        if head == "user":
-            kind = tail.partition("}:")[2].partition(":")[0]
-            if kind == "alerts":
-                return "alerts", "alert"
-            return "user_session", "session" if kind == "sessions" else kind or "other"
-        labels = _METRIC_LABELS_OF_HEAD.get(head)
-        if labels is not None:
-            return labels
-        first = tail.partition(":")[0]
-        if head in ("market", "http", "repo", "repogen", "ratelimit"):
-            cache = {"market": "market_data", "http": "http_response", "ratelimit": "rate_limit"}.get(head, "repository")
-            return cache, first or "other"
-        return head, head
+        return self.describe(key).metric_labels
 
     def redact(self, key: str | bytes) -> str:
         """``key`` fit for a log line: key parts that are secrets (session ids) replaced by a digest.

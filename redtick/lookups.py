@@ -6,19 +6,22 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pandas.api.extensions import take
 
-from redtick.catalog import require_symbols
+from redtick.catalog import layout_of, require_symbols
 from redtick.codec import TICK_DTYPE
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, NotFound
-from redtick.frames import TICK_COLUMNS, layout_of, ticks_frame
 from redtick.keys import validate_symbol
-from redtick.series import SeriesLayout
-from redtick.steps import Batch, gather, run
+from redtick.outputs import ticks_frame
+from redtick.read_options import TICK_COLUMNS
+from redtick.series import TICK_FIELDS, SeriesLayout
+from redtick.steps import Batch, Plan, gather, run
+from redtick.tick_write import Records
 
-__all__ = ["DIRECTIONS", "asof"]
+__all__ = ["DIRECTIONS", "asof", "candidate_ticks_plan", "match_positions", "requested_times"]
 
 DIRECTIONS = ("backward", "forward", "nearest")
 TICK_SIZE = TICK_DTYPE.itemsize
@@ -71,10 +74,10 @@ def _tolerance(tolerance: Any, unit: str) -> int | None:
         raise InvalidData(f"tolerance={tolerance!r}: expected a duration such as '5s', '100ms' or pd.Timedelta") from None
     if delta is pd.NaT or delta < pd.Timedelta(0):
         raise InvalidData(f"tolerance={tolerance!r}: expected a duration of zero or more")
-    return delta.value // (1_000_000 // _UNITS_PER_MS[unit])
+    return int(delta.value) // (1_000_000 // _UNITS_PER_MS[unit])
 
 
-def _first_at_or_after_plan(layout: SeriesLayout, symbol: str, at_ms: int):
+def _first_at_or_after_plan(layout: SeriesLayout, symbol: str, at_ms: int) -> Plan[Records]:
     """Plan: the first record at or after ``at_ms`` as a one-record array, or an empty one.
 
     The mirror of :meth:`SeriesLayout.price_at_plan`: the chunk holding ``at_ms`` is searched
@@ -105,19 +108,20 @@ def _first_at_or_after_plan(layout: SeriesLayout, symbol: str, at_ms: int):
     return np.zeros(0, dtype=TICK_DTYPE)
 
 
-def _last_at_or_before_plan(layout: SeriesLayout, symbol: str, at_ms: int):
+def _last_at_or_before_plan(layout: SeriesLayout, symbol: str, at_ms: int) -> Plan[Records]:
     """Plan: the last record at or before ``at_ms`` as a one-record array, or an empty one."""
     record = yield from layout.price_at_plan(symbol, at_ms)
     return np.zeros(0, dtype=TICK_DTYPE) if record is None else np.array([record], dtype=TICK_DTYPE)
 
 
-def _exists_plan(layout: SeriesLayout, symbol: str):
+def _exists_plan(layout: SeriesLayout, symbol: str) -> Plan[bool]:
     """Plan: whether ``symbol`` has a tick index at all."""
     (found,) = yield Batch([("EXISTS", layout.keys.tick_index(symbol))])
     return bool(found)
 
 
-def candidate_ticks_plan(layout: SeriesLayout, symbol: str, first_ms: int, last_ms: int, direction: str):
+def candidate_ticks_plan(layout: SeriesLayout, symbol: str, first_ms: int, last_ms: int, direction: str
+                         ) -> Plan[tuple[bool, dict[str, npt.NDArray[Any]]]]:
     """Plan: (whether the symbol has ticks, the records any time in ``[first_ms, last_ms]`` can match).
 
     Those are the ticks inside the span, plus the last one before it (``backward``,
@@ -125,7 +129,7 @@ def candidate_ticks_plan(layout: SeriesLayout, symbol: str, first_ms: int, last_
     however far ahead, found by searching the chunks next to the span rather than reading
     towards them. The searches and the span's read share their round trips.
     """
-    plans = [_exists_plan(layout, symbol), layout.read_ticks_plan(symbol, first_ms, last_ms, TICK_DTYPE.names)]
+    plans: list[Plan[Any]] = [_exists_plan(layout, symbol), layout.read_ticks_plan(symbol, first_ms, last_ms, TICK_FIELDS)]
     if direction != "forward":
         plans.append(_last_at_or_before_plan(layout, symbol, first_ms))
     if direction != "backward":
@@ -136,7 +140,7 @@ def candidate_ticks_plan(layout: SeriesLayout, symbol: str, first_ms: int, last_
     # An edge tick at the span's own bound is already inside it; its equals there come with it.
     before = before[before["ts"] < first_ms]
     after = after[after["ts"] > last_ms]
-    records = {name: np.concatenate([before[name], inside[name], after[name]]) for name in TICK_DTYPE.names}
+    records = {name: np.concatenate([before[name], inside[name], after[name]]) for name in TICK_FIELDS}
     return exists, records
 
 
@@ -245,7 +249,7 @@ def asof(
         raise InvalidData(f"direction={direction!r}: expected one of {', '.join(DIRECTIONS)}")
     wanted = list(TICK_COLUMNS) if columns is None else columns
     # An empty frame checks ``columns`` with load_ticks' own rule and message, before anything is read.
-    ticks_frame({name: np.zeros(0, dtype=TICK_DTYPE[name]) for name in TICK_DTYPE.names}, wanted)
+    ticks_frame({name: np.zeros(0, dtype=TICK_DTYPE[name]) for name in TICK_FIELDS}, wanted)
     stamps = requested_times(times)
     per_ms = _UNITS_PER_MS[stamps.unit]
     gap = _tolerance(tolerance, stamps.unit)

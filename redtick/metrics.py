@@ -10,7 +10,7 @@ What is counted
     Counted by the caches where they read and write. ``cache`` is the cache object
     (``market_data``, ``user_session``, ``price``, ``alerts``, ``rate_limit``,
     ``http_response``, ``repository``, or a :class:`~redtick.caches.base.BaseCache`'s prefix);
-    ``family`` the kind of key inside it, as :meth:`KeySchema.metric_labels` names it
+    ``family`` the kind of key inside it, as :meth:`KeySchema.describe` names it
     (``price``, ``orderbook``, ``session``, ``preferences``, ``quote``, ``candles``, the
     response cache's key prefix...). ``expired`` counts entries redtick *saw* expire by TTL:
     Redis drops expired keys silently, so only the session cache, whose index outlives its
@@ -41,6 +41,7 @@ import logging
 from collections import Counter as _Tally
 from typing import Any
 
+import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from redtick.keys import KeySchema
@@ -82,7 +83,7 @@ _SCRIPTS = frozenset(["EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCAL
 _PAIRS = frozenset(("MSET", "MSETNX"))
 
 
-def command_keys(args: tuple) -> tuple:
+def command_keys(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """The keys among a command's arguments (``args[0]`` is its name); ``()`` if it has none we know of.
 
     Examples
@@ -140,7 +141,7 @@ class CacheCounters:
     def __repr__(self) -> str:
         return f"CacheCounters({self.name!r})"
 
-    def _child(self, event: str, family: str):
+    def _child(self, event: str, family: str) -> Any:
         child = self._children.get((event, family))
         if child is None:
             child = self._children[(event, family)] = self._metrics._cache_counters[event].labels(self.name, family)
@@ -225,14 +226,14 @@ class Metrics:
         return counters
 
     # -- the command layer (called by redtick.connection for every round trip) -------------------
-    def _timer(self, raw: Any):
+    def _timer(self, raw: Any) -> tuple[Any, Any]:
         timer = self._timers.get(raw)
         if timer is None:
             name = _name(raw)
             timer = self._timers[raw] = (self.round_trips.labels(name), self.commands.labels(name))
         return timer
 
-    def command_done(self, args: tuple, seconds: float) -> None:
+    def command_done(self, args: tuple[Any, ...], seconds: float) -> None:
         """One command answered after ``seconds``."""
         histogram, counter = self._timer(args[0])
         histogram.observe(seconds)
@@ -240,7 +241,7 @@ class Metrics:
         if command_log.isEnabledFor(_DEBUG):
             command_log.debug("%s %s %.3f ms", _name(args[0]), self._shown(command_keys(args)), seconds * 1e3)
 
-    def command_failed(self, args: tuple, seconds: float, exc: BaseException) -> None:
+    def command_failed(self, args: tuple[Any, ...], seconds: float, exc: BaseException) -> None:
         """One command that raised ``exc`` after ``seconds``."""
         name = _name(args[0])
         self._failed(name, command_keys(args), exc)
@@ -249,7 +250,7 @@ class Metrics:
             command_log.debug("%s %s failed after %.3f ms (%s)", name, self._shown(command_keys(args)), seconds * 1e3,
                               type(exc).__name__)
 
-    def pipeline_done(self, kind: str, stack: list, seconds: float) -> None:
+    def pipeline_done(self, kind: str, stack: list[Any], seconds: float) -> None:
         """A pipelined batch of ``stack`` (redis-py's ``[(args, options), ...]``) answered after ``seconds``."""
         self._timer(kind)[0].observe(seconds)
         for raw, count in _Tally(_args(entry)[0] for entry in stack).items():
@@ -257,7 +258,7 @@ class Metrics:
         if command_log.isEnabledFor(_DEBUG):
             command_log.debug("%s of %d %.3f ms: %s", kind, len(stack), seconds * 1e3, self._listed(stack))
 
-    def pipeline_failed(self, kind: str, stack: list, seconds: float, exc: BaseException) -> None:
+    def pipeline_failed(self, kind: str, stack: list[Any], seconds: float, exc: BaseException) -> None:
         """A pipelined batch that raised ``exc``; counted against its first command's key."""
         first = _args(stack[0]) if stack else (kind,)
         self._failed(kind, command_keys(first), exc)
@@ -267,18 +268,17 @@ class Metrics:
             command_log.debug("%s of %d failed after %.3f ms (%s): %s", kind, len(stack), seconds * 1e3,
                               type(exc).__name__, self._listed(stack))
 
-    def _failed(self, name: str, keys: tuple, exc: BaseException) -> None:
+    def _failed(self, name: str, keys: tuple[Any, ...], exc: BaseException) -> None:
         error = type(exc).__name__
         self.command_errors.labels(name, error).inc()
-        cache, family = self.keys.metric_labels(keys[0]) if keys and isinstance(keys[0], str | bytes) else ("other",
-                                                                                                           "other")
-        self.cache_errors.labels(cache, family, error).inc()
+        first = keys[0] if keys and isinstance(keys[0], str | bytes) else b""  # b"" is outside every namespace
+        self.cache_errors.labels(*self.keys.describe(first).metric_labels, error).inc()
 
-    def _shown(self, keys: tuple) -> str:
+    def _shown(self, keys: tuple[Any, ...]) -> str:
         shown = " ".join(self.keys.redact(k) if isinstance(k, str | bytes) else "?" for k in keys[:_SHOWN_KEYS])
         return shown + (f" (+{len(keys) - _SHOWN_KEYS} keys)" if len(keys) > _SHOWN_KEYS else "")
 
-    def _listed(self, stack: list) -> str:
+    def _listed(self, stack: list[Any]) -> str:
         return "; ".join(f"{_name(args[0])} {self._shown(command_keys(args))}".rstrip()
                          for args in map(_args, stack))
 
@@ -323,7 +323,7 @@ class Metrics:
         stats = self.cache_stats().values()
         return _rate({"hits": sum(s["hits"] for s in stats), "misses": sum(s["misses"] for s in stats)})
 
-    def frame(self):
+    def frame(self) -> pd.DataFrame:
         """The per-family counts of :meth:`cache_stats` as a DataFrame indexed by (cache, family).
 
         Examples
@@ -334,8 +334,6 @@ class Metrics:
         >>> int(frame.loc[("market_data", "price"), "hits"]), float(frame.loc[("market_data", "price"), "hit_rate"])
         (3, 0.75)
         """
-        import pandas as pd
-
         columns = [*CACHE_EVENTS, "hit_rate"]
         rows = {(cache, family): [row[c] for c in columns]
                 for cache, stats in self.cache_stats().items() for family, row in stats["families"].items()}
@@ -353,7 +351,7 @@ def _rate(row: dict[str, Any]) -> float | None:
     return None if reads == 0 else round(row["hits"] / reads, 6)
 
 
-def _args(entry: Any) -> tuple:
+def _args(entry: Any) -> tuple[Any, ...]:
     """A pipeline stack entry's arguments: redis-py's ``(args, options)`` or a cluster ``PipelineCommand``."""
     args = getattr(entry, "args", None)
-    return args if args is not None else entry[0]
+    return tuple(args if args is not None else entry[0])

@@ -79,13 +79,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -93,14 +93,18 @@ import orjson
 import pandas as pd
 import redis
 
+from redtick import checks
+from redtick.bars import candles_from_frame
 from redtick.caches.alerts import PriceAlerts
 from redtick.caches.market import MarketDataCache
 from redtick.caches.sessions import UserSessionCache
+from redtick.clock import now_ms
 from redtick.config import Settings
-from redtick.connection import Connection, blocking, connect, translated
+from redtick.connection import Connection, blocking, connect, translate_error
 from redtick.errors import ConfigurationError, CredentialsRefused, InvalidData, InvalidKey, RedisError, Unavailable
-from redtick.frames import CANDLE_COLUMNS, candles_from_frame, load_ohlcv, load_ticks, write_candles, write_ticks
+from redtick.frames import load_ohlcv, load_ticks, write_candles, write_ticks
 from redtick.keys import ALERT_CONDITIONS, validate_symbol, validate_user_id
+from redtick.read_options import CANDLE_COLUMNS
 from redtick.ticks import normalise_ticks, screen_rows
 
 __all__ = [
@@ -309,7 +313,9 @@ def format_report(report: MigrationReport) -> str:
     counts = [(kind, *(f"{n:,}" for n in (c.keys, c.found, c.written, c.already, c.skipped_total, c.unreadable_total)))
               for kind, c in report.kinds.items()]
     lines += _table([header, *counts])
-    for title, pick in (("unreadable", lambda c: c.unreadable), ("skipped", lambda c: c.skipped)):
+    picks: tuple[tuple[str, Callable[[KindCounts], dict[str, int]]], ...] = (
+        ("unreadable", lambda c: c.unreadable), ("skipped", lambda c: c.skipped))
+    for title, pick in picks:
         found = [(kind, reason, n) for kind, c in report.kinds.items() for reason, n in pick(c).items()]
         if found:
             lines += ["", f"{title}, by reason:", *(f"  {kind}: {n:,} {reason}" for kind, reason, n in found)]
@@ -364,7 +370,7 @@ def epoch_us(numbers: np.ndarray) -> np.ndarray:
 def _is_bool(values: pd.Series) -> np.ndarray:
     # pandas takes True for 1; a JSON true is no price, no volume and no time.
     if values.dtype == object:
-        return values.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool)
+        return np.asarray(values.map(lambda v: isinstance(v, bool)), dtype=bool)
     return np.full(len(values), values.dtype == bool)
 
 
@@ -398,7 +404,7 @@ def _loads(raw: Any) -> Any:
         return _BAD_JSON
 
 
-def _json_fields(raw: bytes | str | Mapping, what: str) -> dict[str, Any]:
+def _json_fields(raw: bytes | str | Mapping[Any, Any], what: str) -> dict[str, Any]:
     """A JSON object, or a hash's fields (each value read as JSON where it is JSON, else kept as text)."""
     if isinstance(raw, Mapping):
         fields = {}
@@ -417,14 +423,16 @@ def _json_fields(raw: bytes | str | Mapping, what: str) -> dict[str, Any]:
 
 
 def _finite(value: Any, name: str) -> float:
+    # The messages name no value: migrate counts unreadable records by them.
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
             raise InvalidData(f"{name} is not a number") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidData(f"{name} is missing or not a finite number")
-    return float(value)
+    try:
+        return checks.number(value, name)
+    except InvalidData:
+        raise InvalidData(f"{name} is missing or not a finite number") from None
 
 
 def _one_time_us(value: Any, name: str) -> int:
@@ -445,10 +453,11 @@ def _is_iso_text(value: Any) -> bool:
 
 
 def _iso(us: int) -> str:
-    return pd.Timestamp(us, unit="us", tz="UTC").isoformat().replace("+00:00", "Z")
+    # Microseconds, not clock.iso_ms: an old record's timestamp keeps the precision it was written with.
+    return str(pd.Timestamp(us, unit="us", tz="UTC").isoformat()).replace("+00:00", "Z")
 
 
-def parse_price(raw: bytes | str | Mapping, symbol: str) -> dict[str, Any]:
+def parse_price(raw: bytes | str | Mapping[Any, Any], symbol: str) -> dict[str, Any]:
     """A ``market:price:{SYMBOL}`` value as :meth:`MarketDataCache.set_symbol_price` takes it; InvalidData says why not.
 
     The price must be a positive number and ``timestamp`` readable: an ISO 8601 string is kept as
@@ -496,7 +505,7 @@ def member_ids(members: Sequence[bytes], sub_us: np.ndarray) -> np.ndarray:
     return (np.asarray(sub_us, dtype=np.int64) << _ID_BITS) | hashed.astype(np.int64)
 
 
-def _objects(parsed: Sequence[Any], what: str = "member") -> tuple[list[dict], dict[str, np.ndarray]]:
+def _objects(parsed: Sequence[Any], what: str = "member") -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Parsed JSON values as objects (``{}`` in place of the rest), and masks of those that are not JSON objects."""
     bad_json = np.fromiter((p is _BAD_JSON for p in parsed), dtype=bool, count=len(parsed))
     not_object = np.fromiter((not isinstance(p, dict) for p in parsed), dtype=bool, count=len(parsed)) & ~bad_json
@@ -507,7 +516,7 @@ def _objects(parsed: Sequence[Any], what: str = "member") -> tuple[list[dict], d
 def _number_column(frame: pd.DataFrame, name: str, reasons: dict[str, np.ndarray], *, negative: bool = True) -> np.ndarray:
     """``frame[name]`` as float64, adding the reasons its values are missing or not numbers to ``reasons``."""
     column = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index, dtype=object)
-    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values = np.asarray(pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
     reasons[f"no {name}"] = column.isna().to_numpy()
     with np.errstate(invalid="ignore"):
         wrong = ~np.isfinite(values) | _is_bool(column) | (False if negative else values < 0)
@@ -546,7 +555,8 @@ def series_ticks(members: Sequence[bytes], scores: np.ndarray) -> tuple[pd.DataF
     return frame, unreadable
 
 
-def _candle_frame(objects: list[dict], us: np.ndarray, reasons: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict[str, int]]:
+def _candle_frame(objects: list[dict[str, Any]], us: np.ndarray,
+                  reasons: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict[str, int]]:
     fields = pd.DataFrame.from_records(objects, nrows=len(objects))
     data = {name: _number_column(fields, name, reasons, negative=name != "volume") for name in CANDLE_COLUMNS}
     reasons["candle has no time, or one not ISO 8601 nor epoch seconds or ms between 1990 and 2200"] = np.isnan(us)
@@ -604,7 +614,7 @@ def _alert_active(data: Mapping[str, Any]) -> bool:
             and status not in ("triggered", "cancelled", "canceled", "inactive", "expired", "deleted"))
 
 
-def parse_alert(raw: bytes | str | Mapping, alert_id: str | None = None) -> dict[str, Any]:
+def parse_alert(raw: bytes | str | Mapping[Any, Any], alert_id: str | None = None) -> dict[str, Any]:
     """An old alert record as ``{alert_id, user_id, symbol, condition, target_price, created_us, expires_us, active}``.
 
     ``alert_id`` is the record's ``alert_id`` (or ``id``), else the one given (a hash field).
@@ -787,7 +797,8 @@ def _zset_pages(source: redis.Redis, key: bytes, page: int = PAGE) -> Iterator[t
     """(members, scores) of a sorted set, ``page`` members at a time, in score order."""
     start = 0
     while True:
-        reply = source.zrange(key, start, start + page - 1, withscores=True)
+        # WITHSCORES answers (member, score) pairs; redis-py's types allow any reply shape.
+        reply = cast("list[tuple[bytes, float]]", source.zrange(key, start, start + page - 1, withscores=True))
         if not reply:
             return
         yield [m for m, _ in reply], np.fromiter((s for _, s in reply), dtype=np.float64, count=len(reply))
@@ -826,7 +837,7 @@ def _migrate_prices(source: redis.Redis, conn: Connection, keys: Sequence[OldKey
         except (InvalidData, InvalidKey) as exc:
             report.unreadable(key, str(exc))
     cache = MarketDataCache(conn)
-    stored = _run_each(conn, [lambda p=p: cache.get_symbol_price(p["symbol"]) for p, _ in parsed])
+    stored = _run_each(conn, [functools.partial(cache.get_symbol_price, p["symbol"]) for p, _ in parsed])
     todo = []
     for (price, ttl), have in zip(parsed, stored, strict=True):
         if have == price:
@@ -837,7 +848,7 @@ def _migrate_prices(source: redis.Redis, conn: Connection, keys: Sequence[OldKey
             todo.append((price, ttl))
     counts.written += len(todo)
     if todo and not dry_run:
-        _run_each(conn, [lambda p=p, t=t: cache.set_symbol_price(p["symbol"], p, ttl=t) for p, t in todo])
+        _run_each(conn, [functools.partial(cache.set_symbol_price, p["symbol"], p, ttl=t) for p, t in todo])
 
 
 def _held_time_us(price: Mapping[str, Any]) -> float:
@@ -969,7 +980,7 @@ def _migrate_preferences(source: redis.Redis, conn: Connection, keys: Sequence[O
         else:
             parsed.append((user, preferences, _ttl(pttl)))
     cache = UserSessionCache(conn=conn)
-    stored = _run_each(conn, [lambda u=u: cache.get_user_preferences(u) for u, _, _ in parsed])
+    stored = _run_each(conn, [functools.partial(cache.get_user_preferences, u) for u, _, _ in parsed])
     todo = []
     for (user, preferences, ttl), have in zip(parsed, stored, strict=True):
         if have == preferences:
@@ -980,7 +991,7 @@ def _migrate_preferences(source: redis.Redis, conn: Connection, keys: Sequence[O
             todo.append((user, preferences, ttl))
     counts.written += len(todo)
     if todo and not dry_run:
-        _run_each(conn, [lambda u=u, p=p, t=t: cache.set_user_preferences(u, p, ttl=t) for u, p, t in todo])
+        _run_each(conn, [functools.partial(cache.set_user_preferences, u, p, ttl=t) for u, p, t in todo])
 
 
 def _migrate_sessions(source: redis.Redis, conn: Connection, keys: Sequence[OldKey], report: MigrationReport,
@@ -1016,7 +1027,9 @@ def _take_alert(key: OldKey, raw: Any, pttl: int | None, field: str | None, now_
 
 def _old_alerts(source: redis.Redis, keys: Sequence[OldKey], report: MigrationReport) -> list[dict[str, Any]]:
     """Alerts to migrate from the records and from hash or list indexes (each alert id once)."""
-    now_us, seen, alerts = time.time_ns() // 1_000, set(), []
+    now_us = now_ms() * 1_000
+    seen: set[str] = set()
+    alerts: list[dict[str, Any] | None] = []
     typed = _typed(keys, report)
     records = [k for k in typed if k.role == "record"]
     holders = [k for k in typed if k.role == "symbol_index" and k.type in ("hash", "list")]
@@ -1036,7 +1049,7 @@ def _migrate_alerts(source: redis.Redis, conn: Connection, keys: Sequence[OldKey
     alerts = _old_alerts(source, keys, report)
     cache = PriceAlerts(conn)
     users = sorted({a["user_id"] for a in alerts})
-    stored = _run_each(conn, [lambda u=u: cache.get_user_alerts(u) for u in users])
+    stored = _run_each(conn, [functools.partial(cache.get_user_alerts, u) for u in users])
     todo, already = unmigrated_alerts(alerts, dict(zip(users, stored, strict=True)))
     counts.already += already
     counts.written += len(todo)
@@ -1111,10 +1124,11 @@ def migrate(source: str | redis.Redis, *, conn: Connection | None = None, dry_ru
     log.info("migrate %s: reading %s from %s into %s", "(dry run)" if dry_run else "(write)", ", ".join(wanted),
              report.source, report.target)
     try:
-        with translated():
-            found = scan_old_layout(client, wanted, report, conn.keys.owns)
-            for kind in wanted:
-                _STEPS[kind](client, conn, found[kind], report, dry_run)
+        found = scan_old_layout(client, wanted, report, conn.keys.owns)
+        for kind in wanted:
+            _STEPS[kind](client, conn, found[kind], report, dry_run)
+    except redis.RedisError as exc:  # the source is a plain redis-py client: its errors become redtick's here
+        raise translate_error(exc) from exc
     finally:
         if opened:
             client.close()

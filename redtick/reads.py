@@ -24,25 +24,46 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from redtick.candles import UNKNOWN_COUNT, rollup_columns, tick_candles, vwap
+from redtick.catalog import listing
 from redtick.codec import CANDLE_DTYPE
 from redtick.errors import InvalidData
-from redtick.intervals import Bins
+from redtick.intervals import Bins, parse_interval
+from redtick.read_options import TICK_FIELDS, read_columns, time_bound
 from redtick.series import SeriesLayout
-from redtick.steps import gather
+from redtick.steps import Plan, gather
+from redtick.ticks import TimeUnit
 
-__all__ = ["FILLS", "CandleQuery", "Columns", "candles_plan", "ticks_plan"]
+__all__ = [
+    "FILLS",
+    "CandleQuery",
+    "Coarser",
+    "Columns",
+    "candles_plan",
+    "candles_read_plan",
+    "check_coverage",
+    "choose_source",
+    "empty_candles",
+    "filled",
+    "ticks_plan",
+    "ticks_read_plan",
+]
 
 FILLS = (None, "nan", "ffill")
 CANDLE_VALUES = ("open", "high", "low", "close", "volume", "notional", "count")
 _PRICES = ("open", "high", "low", "close")
 _TICK_SOURCE = 0  # the step of the tick "grid": any millisecond
 _COVERAGE_FIELDS = ("count", "first_ts", "last_ts")
+_CANDLE_FIELDS: tuple[str, ...] = tuple(CANDLE_DTYPE.fields or ())
+
+Coarser: TypeAlias = tuple[int, npt.NDArray[np.int64], dict[str, npt.NDArray[Any]]]
+"""A coarser stored interval read for the coverage check: (its step in ms, bucket starts, columns)."""
 
 
 @dataclasses.dataclass
@@ -71,7 +92,7 @@ class CandleQuery:
     fill: str | None = None
 
 
-def ticks_plan(layout: SeriesLayout, symbol: str, start: int | None, end: int | None, fields: Sequence[str]):
+def ticks_plan(layout: SeriesLayout, symbol: str, start: int | None, end: int | None, fields: Sequence[str]) -> Plan[Columns]:
     """Plan: :class:`Columns` of the ticks with ``start <= ts <= end``, sorted by (time, id)."""
     got = yield from layout.read_ticks_plan(symbol, start, end, ["ts", *fields])
     return Columns(got["ts"], {name: got[name] for name in fields})
@@ -87,7 +108,7 @@ def choose_source(intervals: Mapping[str, int], bins: Bins, lo: int, hi: int) ->
     return max(aligned, key=intervals.__getitem__) if aligned else None
 
 
-def _label_bounds(layout: SeriesLayout, symbol: str, query: CandleQuery):
+def _label_bounds(layout: SeriesLayout, symbol: str, query: CandleQuery) -> Plan[tuple[int, int] | None]:
     """Plan: finite label bounds for the read: the query's, or those of the data's first and last buckets."""
     start, end = query.start, query.end
     if start is None or end is None:
@@ -100,12 +121,14 @@ def _label_bounds(layout: SeriesLayout, symbol: str, query: CandleQuery):
     return start, end
 
 
-def _coverage_reads(layout: SeriesLayout, symbol: str, source: str | None, lo: int, hi: int):
+def _coverage_reads(layout: SeriesLayout, symbol: str, source: str | None, lo: int, hi: int
+                    ) -> Plan[tuple[list[Coarser], int | None]]:
     """Plan: (step, starts, columns) of every stored interval coarser than the source over ``[lo, hi]``,
     and where the source's configured retention keeps data from (None: everything)."""
     step = _TICK_SOURCE if source is None else layout.intervals[source]
     coarser = {name: iv for name, iv in layout.intervals.items() if iv > step}
-    reads = [layout.read_candles_plan(symbol, name, lo // iv * iv, hi, _COVERAGE_FIELDS) for name, iv in coarser.items()]
+    reads: list[Plan[Any]] = [layout.read_candles_plan(symbol, name, lo // iv * iv, hi, _COVERAGE_FIELDS)
+                              for name, iv in coarser.items()]
     found = yield from gather(*reads, *([layout.newest_plan(symbol)] if layout.retains else []))
     kept_from = None
     if layout.retains:
@@ -114,7 +137,7 @@ def _coverage_reads(layout: SeriesLayout, symbol: str, source: str | None, lo: i
     return [(iv, starts, got) for iv, (starts, got) in zip(coarser.values(), found, strict=True)], kept_from
 
 
-def check_coverage(coarse: list, kept_from: int | None, source_starts: np.ndarray, source_step: int, lo: int,
+def check_coverage(coarse: list[Coarser], kept_from: int | None, source_starts: np.ndarray, source_step: int, lo: int,
                    hi: int, symbol: str, interval: str, source: str | None) -> None:
     """Raise InvalidData if a coarser stored candle holds data in ``[lo, hi]`` that the source lacks.
 
@@ -142,16 +165,18 @@ def check_coverage(coarse: list, kept_from: int | None, source_starts: np.ndarra
             )
 
 
-def _source_plan(layout: SeriesLayout, symbol: str, source: str | None, lo: int, hi: int):
+def _source_plan(layout: SeriesLayout, symbol: str, source: str | None, lo: int, hi: int
+                 ) -> Plan[tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[Any]]]]:
     """Plan: (times, columns) of the source over ``[lo, hi]``: stored candles, or ticks as candle columns."""
     if source is None:
         got = yield from layout.read_ticks_plan(symbol, lo, hi, ("ts", "id", "price", "volume"))
         return got["ts"], got
-    starts, got = yield from layout.read_candles_plan(symbol, source, lo, hi, CANDLE_DTYPE.names)
+    starts, got = yield from layout.read_candles_plan(symbol, source, lo, hi, _CANDLE_FIELDS)
     return starts, got
 
 
-def _buckets(bins: Bins, source: str | None, times: np.ndarray, got: Mapping[str, np.ndarray]):
+def _buckets(bins: Bins, source: str | None, times: np.ndarray, got: Mapping[str, np.ndarray]
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(labels, candle columns) of the buckets the source rows fall in."""
     keys = bins.keys(times)
     keys, columns = tick_candles(keys, got) if source is None else rollup_columns(keys, got)
@@ -199,7 +224,7 @@ def filled(grid: np.ndarray, labels: np.ndarray, columns: Mapping[str, np.ndarra
     return out
 
 
-def _carried_plan(layout: SeriesLayout, symbol: str, source: str | None, before: int):
+def _carried_plan(layout: SeriesLayout, symbol: str, source: str | None, before: int) -> Plan[float | None]:
     """Plan: the last price before ``before`` (ms): the last tick's, or the source's last close."""
     if source is None:
         record = yield from layout.price_at_plan(symbol, before - 1)
@@ -207,7 +232,8 @@ def _carried_plan(layout: SeriesLayout, symbol: str, source: str | None, before:
     return (yield from layout.last_close_plan(symbol, source, before))
 
 
-def _whole_buckets_plan(layout: SeriesLayout, symbol: str, bins: Bins, lo: int, hi: int, interval: str):
+def _whole_buckets_plan(layout: SeriesLayout, symbol: str, bins: Bins, lo: int, hi: int, interval: str
+                        ) -> Plan[tuple[np.ndarray, dict[str, np.ndarray], str | None]]:
     """Plan: (labels, float columns, source) of every bucket in ``[lo, hi]``, from the best exact source."""
     source = choose_source(layout.intervals, bins, lo, hi)
     # Coarser candles first, then the source: a write landing between the two only adds to the
@@ -220,11 +246,11 @@ def _whole_buckets_plan(layout: SeriesLayout, symbol: str, bins: Bins, lo: int, 
     return labels, _as_float({name: columns[name] for name in CANDLE_VALUES}), source
 
 
-def candles_plan(layout: SeriesLayout, symbol: str, query: CandleQuery, interval: str):
+def candles_plan(layout: SeriesLayout, symbol: str, query: CandleQuery, interval: str) -> Plan[Columns]:
     """Plan: :class:`Columns` of the candles of ``query`` for one symbol (see the module docstring)."""
     bounds = yield from _label_bounds(layout, symbol, query)
     window = None if bounds is None else query.bins.read_range(*bounds)
-    if window is None:
+    if bounds is None or window is None:
         return empty_candles(query.fields)
     labels, columns, source = yield from _whole_buckets_plan(layout, symbol, query.bins, *window, interval)
     keep = (labels >= bounds[0]) & (labels <= bounds[1])
@@ -250,3 +276,40 @@ def _as_float(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             values[np.asarray(column) < 0] = np.nan
         out[name] = values
     return out
+
+
+# -- the reads of several symbols, shared by the sync readers and the async caches ------------------
+def ticks_read_plan(layout: SeriesLayout, symbols: list[str], start: Any, end: Any, columns: Sequence[str] | None, *,
+                    tz: Any = None, unit: TimeUnit | None = None, listed: dict[str, bool] | None = None
+                    ) -> Plan[list[Columns]]:
+    """Plan: one :class:`~redtick.reads.Columns` of ticks per symbol, ``start <= ts <= end``.
+
+    With ``listed``, whether each symbol is stored rides the first round trip into it.
+    """
+    start_ms, end_ms = time_bound(start, "start", tz=tz, unit=unit), time_bound(end, "end", tz=tz, unit=unit)
+    wanted = read_columns(columns, "ticks")
+    fields = [TICK_FIELDS[c] for c in wanted]
+    plans = [ticks_plan(layout, s, start_ms, end_ms, fields) for s in symbols]
+    if listed is not None:
+        plans = [listing(layout.keys, s, p, listed) for s, p in zip(symbols, plans, strict=True)]
+    results = yield from gather(*plans)
+    return [Columns(r.ts, {name: r.data[TICK_FIELDS[name]] for name in wanted}) for r in results]
+
+
+def candles_read_plan(layout: SeriesLayout, symbols: list[str], interval: str, start: Any, end: Any,
+                      columns: Sequence[str] | None, *, tz: Any = None, origin: Any = "epoch", offset: Any = None,
+                      closed: str | None = None, label: str | None = None, fill: str | None = None,
+                      unit: TimeUnit | None = None, listed: dict[str, bool] | None = None) -> Plan[list[Columns]]:
+    """Plan: one :class:`~redtick.reads.Columns` of candles per symbol (the rules: :mod:`redtick.reads`).
+
+    With ``listed``, whether each symbol is stored rides the first round trip into it.
+    """
+    if fill not in FILLS:
+        raise InvalidData(f"fill={fill!r}: expected None, 'nan' or 'ffill'")
+    bins = parse_interval(interval, tz=tz, origin=origin, offset=offset, closed=closed, label=label)
+    start_ms, end_ms = time_bound(start, "start", tz=tz, unit=unit), time_bound(end, "end", tz=tz, unit=unit)
+    query = CandleQuery(bins, start_ms, end_ms, tuple(read_columns(columns, "candles")), fill)
+    plans = [layout.current_layout(s, candles_plan(layout, s, query, interval)) for s in symbols]
+    if listed is not None:
+        plans = [listing(layout.keys, s, p, listed) for s, p in zip(symbols, plans, strict=True)]
+    return (yield from gather(*plans))

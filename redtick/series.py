@@ -27,30 +27,63 @@ transaction, the chunks its new newest tick puts out of the window; a trim delet
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
-from redtick.candles import candles_from_ticks, merge_candles, rollup_candles, tick_candles
+from redtick.candles import merge_candles, rollup_candles, tick_candles
 from redtick.codec import CANDLE_DTYPE, TICK_DTYPE, widen_v1_candles
 from redtick.config import Settings
 from redtick.errors import ConflictError, InvalidData, UpgradeNeeded
 from redtick.keys import KeySchema, validate_interval, validate_symbol
-from redtick.steps import Batch, Commit, Plan, Watch, gather, riding
+from redtick.steps import Batch, Command, Commit, Plan, T, Watch, gather, riding
+from redtick.tick_write import (
+    ChunkGroups,
+    ChunkWrite,
+    Ints,
+    Records,
+    StoredEnds,
+    StoredEndsReply,
+    TouchedSlots,
+    WholeChunks,
+    WholeChunksReply,
+    candle_merges,
+    classify_chunks,
+    current_price_command,
+    fresh_mask,
+    group_ticks,
+    slot_runs,
+    tick_commands,
+    touched_slots,
+)
 from redtick.ticks import NormalisedTicks
 
-__all__ = ["SLOTS", "CandleRebuild", "RetentionWindow", "SeriesLayout", "WriteResult", "rebuilt_candles", "retained_from"]
+__all__ = [
+    "SLOTS",
+    "CandleRebuild",
+    "PreparedWrite",
+    "RetentionWindow",
+    "SeriesLayout",
+    "WriteResult",
+    "rebuilt_candles",
+    "retained_from",
+]
+
+Arrays: TypeAlias = dict[str, npt.NDArray[Any]]  # named columns of records, field by field
 
 TICK_SIZE = TICK_DTYPE.itemsize
 CANDLE_SIZE = CANDLE_DTYPE.itemsize
 SLOTS = 1440  # candle slots per chunk: a day of 1m candles, 60 days of 1h candles
-HEAD_TAIL = 256  # records of the head chunk read with each write, so slightly late ticks splice in
 PROBES = 64  # record times read per round trip when searching a chunk
 SEARCH_ABOVE = 4096  # records (135 kB): a clipped chunk larger than this is searched, not fetched whole
 _LATEST = (2**63 - 1).to_bytes(8, "little", signed=True)
 REBUILD_CHUNKS = 16  # tick chunks read per round trip by a rebuild: its memory is that many chunks' ticks
+TICK_FIELDS: tuple[str, ...] = tuple(TICK_DTYPE.fields or ())  # every field of a tick record
+CANDLE_FIELDS: tuple[str, ...] = tuple(CANDLE_DTYPE.fields or ())  # every field of a candle slot
 _TICK_FIELDS = ("ts", "id", "price", "volume")
 
 
@@ -82,12 +115,16 @@ class RetentionWindow:
     ticks_from: int | None = None
     candles_from: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
-    def keeps_ticks(self, ts):
-        """True for each tick time (an int or an array of them) the window keeps."""
+    def keeps_ticks(self, ts: Ints) -> npt.NDArray[np.bool_]:
+        """True for each tick time the window keeps."""
         return np.ones(np.shape(ts), dtype=bool) if self.ticks_from is None else ts >= self.ticks_from
 
-    def keeps_candles(self, interval: str, starts):
-        """True for each bucket start of ``interval`` (an int or an array of them) the window keeps."""
+    def keeps_tick_chunk(self, start: int) -> bool:
+        """True if the window keeps the tick chunk starting at ``start``."""
+        return self.ticks_from is None or start >= self.ticks_from
+
+    def keeps_candles(self, interval: str, starts: Ints) -> npt.NDArray[np.bool_]:
+        """True for each bucket start of ``interval`` the window keeps."""
         first = self.candles_from.get(interval)
         return np.ones(np.shape(starts), dtype=bool) if first is None else starts >= first
 
@@ -127,7 +164,7 @@ class WriteResult:
     low: float = math.nan
     high: float = math.nan
     last: float = math.nan
-    fired_alerts: list = dataclasses.field(default_factory=list)
+    fired_alerts: list[Any] = dataclasses.field(default_factory=list)  # redtick.caches.alerts.FiredAlert
 
     def __iadd__(self, other: WriteResult) -> WriteResult:
         self.received += other.received
@@ -147,6 +184,56 @@ class WriteResult:
             self.last = other.last
         self.fired_alerts.extend(other.fired_alerts)
         return self
+
+
+@dataclasses.dataclass
+class PreparedWrite:
+    """A write read and checked for duplicates, ready to commit (:meth:`SeriesLayout.prepare_write_plan`).
+
+    Attributes
+    ----------
+    result : WriteResult
+        What the write does once committed.
+    commands : list of tuple
+        Its MULTI/EXEC: the ticks, the candles, the current price, retention's trims.
+    new : ndarray
+        Its new tick records (sorted): what an alert check composed into the same commit looks at.
+    finish : list of tuple
+        What follows the commit (the SADD listing a new series' symbol, on another slot).
+    ready : bool
+        False when there is nothing to commit (no new tick): then neither the commit nor the finish runs.
+    """
+
+    result: WriteResult
+    commands: list[Command] = dataclasses.field(default_factory=list)
+    new: Records = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=TICK_DTYPE))
+    finish: list[Command] = dataclasses.field(default_factory=list)
+    ready: bool = False
+
+    def finish_plan(self) -> Plan[None]:
+        """Plan: what follows the commit."""
+        if self.finish:
+            yield Batch(self.finish)
+
+
+@dataclasses.dataclass(frozen=True)
+class _WriteTarget:
+    """Where one write lands: its records by tick chunk and candle slot, what retention trims, its first read."""
+
+    symbol: str
+    records: Records
+    window: RetentionWindow
+    groups: ChunkGroups
+    touched: dict[str, TouchedSlots]
+    expiries: list[_Expiry]
+    ends: StoredEnds
+
+    def watched(self) -> list[str]:
+        """The keys WATCHed before the first read: the chunks and slots it touches, the newest tick, the
+        index, and the candle indexes retention trims."""
+        candle_keys = [key for keys in self.ends.slot_keys for key in dict.fromkeys(keys)]
+        return [*self.ends.chunk_keys, *candle_keys, self.ends.current_key, self.ends.index_key,
+                *(e.index for e in self.expiries if not e.ticks)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +312,7 @@ class _Expiry:
     chunk_key: Callable[[int], str]
     ticks: bool
 
-    def read(self) -> tuple:
+    def read(self) -> Command:
         return ("ZRANGEBYSCORE", self.index, "-inf", self.first - 1)
 
 
@@ -233,13 +320,15 @@ class _Expiry:
 class _Expired:
     """The chunks of one series that retention drops, found by the :class:`_Expiry` reads."""
 
-    members: list[tuple[str, list]]  # (index key, its members that go)
+    members: list[tuple[str, list[bytes]]]  # (index key, its members that go)
     chunk_keys: list[str]
     tick_chunk_keys: list[str]
 
     @classmethod
-    def found(cls, expiries: list[_Expiry], replies: list) -> _Expired:
-        members, chunk_keys, tick_chunk_keys = [], [], []
+    def found(cls, expiries: list[_Expiry], replies: Sequence[list[bytes]]) -> _Expired:
+        members: list[tuple[str, list[bytes]]] = []
+        chunk_keys: list[str] = []
+        tick_chunk_keys: list[str] = []
         for expiry, starts in zip(expiries, replies, strict=True):
             if not starts:
                 continue
@@ -250,34 +339,10 @@ class _Expired:
                 tick_chunk_keys += found
         return cls(members, chunk_keys, tick_chunk_keys)
 
-    def commands(self) -> list[tuple]:
+    def commands(self) -> list[Command]:
         if not self.chunk_keys:
             return []
         return [("UNLINK", *self.chunk_keys), *(("ZREM", index, *starts) for index, starts in self.members)]
-
-
-def _runs(values: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) index pairs of runs of consecutive integers in sorted ``values``."""
-    if len(values) == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(values) != 1)
-    starts = np.r_[0, breaks + 1]
-    ends = np.r_[breaks, len(values) - 1]
-    return list(zip(starts.tolist(), ends.tolist(), strict=True))
-
-
-def _existing_mask(stored: np.ndarray, batch: np.ndarray) -> np.ndarray:
-    """True for each record of ``batch`` whose (ts, id) is already in ``stored`` (both sorted)."""
-    both_ts = np.concatenate([stored["ts"], batch["ts"]])
-    both_id = np.concatenate([stored["id"], batch["id"]])
-    source = np.r_[np.zeros(len(stored), np.int8), np.ones(len(batch), np.int8)]
-    order = np.lexsort((source, both_id, both_ts))
-    ts, ids, src = both_ts[order], both_id[order], source[order]
-    same_as_previous = np.r_[False, (ts[1:] == ts[:-1]) & (ids[1:] == ids[:-1])]
-    mask = np.zeros(len(batch), dtype=bool)
-    hit = same_as_previous & (src == 1)
-    mask[order[hit] - len(stored)] = True
-    return mask
 
 
 class SeriesLayout:
@@ -330,13 +395,13 @@ class SeriesLayout:
         expiries = []
         if window.ticks_from is not None:
             expiries.append(_Expiry(self.keys.tick_index(symbol), window.ticks_from,
-                                    lambda start: self.keys.tick_chunk(symbol, start), True))
+                                    functools.partial(self.keys.tick_chunk, symbol), True))
         for name, first in window.candles_from.items():
             expiries.append(_Expiry(self.keys.candle_index(symbol, name), first,
-                                    lambda start, name=name: self.keys.candle_chunk(symbol, name, start), False))
+                                    functools.partial(self.keys.candle_chunk, symbol, name), False))
         return expiries
 
-    def trim_plan(self, symbol: str, window: RetentionWindow):
+    def trim_plan(self, symbol: str, window: RetentionWindow) -> Plan[tuple[int, int]]:
         """Plan: delete the chunks of ``symbol`` that ``window`` does not keep; returns (chunks, ticks) deleted.
 
         Writes trim behind their own newest tick in their transaction; this is for maintenance
@@ -356,7 +421,7 @@ class SeriesLayout:
         yield Commit(expired.commands())
         return len(expired.chunk_keys), sum(lengths) // TICK_SIZE
 
-    def newest_plan(self, symbol: str):
+    def newest_plan(self, symbol: str) -> Plan[int | None]:
         """Plan: the newest tick's time (ms), or None."""
         (reply,) = yield Batch([("HGET", self.keys.current_price(symbol), "ts")])
         return None if reply is None else int(reply)
@@ -365,7 +430,7 @@ class SeriesLayout:
     def _legacy_indexes(self, symbol: str) -> list[str]:
         return [self.keys.legacy_candle_index(symbol, name) for name in self.intervals]
 
-    def current_layout(self, symbol: str, plan: Plan) -> Plan:
+    def current_layout(self, symbol: str, plan: Plan[T]) -> Plan[T]:
         """``plan`` on ``symbol``, stopped with :class:`~redtick.errors.UpgradeNeeded` before it writes or
         returns anything if the symbol's candles are in the older layout.
 
@@ -380,7 +445,7 @@ class SeriesLayout:
 
         return riding(plan, ("EXISTS", *self._legacy_indexes(symbol)), refuse)
 
-    def rebuild_candles_plan(self, symbol: str):
+    def rebuild_candles_plan(self, symbol: str) -> Plan[CandleRebuild]:
         """Plan: rebuild the candles of every interval of ``symbol`` in the current layout; a :class:`CandleRebuild`.
 
         Does nothing (all counts 0) unless the symbol has candles of the older layout. The stored
@@ -411,7 +476,7 @@ class SeriesLayout:
         yield Watch([keys.tick_chunk(symbol, start) for start in tick_chunks] + [k for ks in legacy_chunks.values() for k in ks])
         from_ticks = yield from self._tick_candles_plan(symbol, tick_chunks)
         window = self.retention_window(newest)
-        commands: list[tuple] = []
+        commands: list[Command] = []
         built = kept = 0
         for name in self.intervals:
             blobs = (yield Batch([("GET", k) for k in legacy_chunks[name]])) if legacy_chunks[name] else []
@@ -425,9 +490,9 @@ class SeriesLayout:
         removed = (yield Commit(commands))[-1]
         return CandleRebuild(symbol, built, kept, int(removed))
 
-    def _tick_candles_plan(self, symbol: str, tick_chunks: list[int]):
+    def _tick_candles_plan(self, symbol: str, tick_chunks: list[int]) -> Plan[dict[str, tuple[Ints, Records]]]:
         """Plan: {interval: (bucket starts, candles)} of every stored tick, read a few chunks at a time."""
-        pieces: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {name: [] for name in self.intervals}
+        pieces: dict[str, list[tuple[Ints, Arrays]]] = {name: [] for name in self.intervals}
         for at in range(0, len(tick_chunks), REBUILD_CHUNKS):
             group = tick_chunks[at : at + REBUILD_CHUNKS]
             got = yield from self.read_ticks_plan(symbol, group[0], group[-1] + self.chunk_ms - 1, _TICK_FIELDS)
@@ -436,16 +501,16 @@ class SeriesLayout:
         out = {}
         for name, iv in self.intervals.items():
             starts = _concat([p[0] for p in pieces[name]], np.dtype(np.int64))
-            columns = {field: _concat([p[1][field] for p in pieces[name]], CANDLE_DTYPE[field])
-                       for field in CANDLE_DTYPE.names}
+            columns = {field: _concat([p[1][field] for p in pieces[name]], CANDLE_DTYPE[field]) for field in CANDLE_FIELDS}
             # A bucket split over two reads comes back as two candles; the roll-up merges them in time order.
             out[name] = rollup_candles(starts, columns, iv)
         return out
 
-    def _legacy_candles(self, interval: str, chunks: list[int], blobs: list) -> tuple[np.ndarray, np.ndarray]:
+    def _legacy_candles(self, interval: str, chunks: list[int], blobs: list[bytes | None]) -> tuple[Ints, Records]:
         """(bucket starts, candles) of the non-empty slots of older-layout chunks, widened to the current dtype."""
         iv = self.intervals[interval]
-        starts_of, pieces = [], []
+        starts_of: list[Ints] = []
+        pieces: list[Records] = []
         for chunk, blob in zip(chunks, blobs, strict=True):
             records = widen_v1_candles(blob)
             filled = np.flatnonzero(records["count"] != 0)
@@ -454,13 +519,11 @@ class SeriesLayout:
         return _concat(starts_of, np.dtype(np.int64)), _concat(pieces, CANDLE_DTYPE)
 
     # -- writing ticks ---------------------------------------------------------------------------
-    def write_plan(self, symbol: str, batch: NormalisedTicks,
-                   also: Callable[[WriteResult, np.ndarray], tuple[tuple, Callable[[Any], None]]] | None = None):
+    def write_plan(self, symbol: str, batch: NormalisedTicks) -> Plan[WriteResult]:
         """Plan: store ``batch`` (sorted, unique) and merge its new ticks into every interval's candles.
 
-        ``also``, given what the batch added and its new tick records, returns one more command for the same transaction
-        (on the symbol's slot) and a function that receives its reply: the alert check rides in
-        the write's MULTI/EXEC, so a batch's ticks and the alerts they fire commit together.
+        The write alone: :func:`redtick.writes.checked_write_plan` composes the same prepared write
+        with the symbol's alert check in one MULTI/EXEC, which is what the public writers run.
 
         With a retention configured, the series' stored newest tick is read first (one round trip
         more): ticks older than the window behind it are refused, and the chunks that the write's
@@ -469,166 +532,121 @@ class SeriesLayout:
         behind the window of the newest tick, and whatever order and batches ticks arrive in,
         the ticks stored are exactly those sent inside the final window (:func:`retained_from`).
         """
-        return self.current_layout(symbol, self._write_plan(symbol, batch, also))
+        return self.current_layout(symbol, self._write_plan(symbol, batch))
 
-    def _write_plan(self, symbol: str, batch: NormalisedTicks,
-                    also: Callable[[WriteResult, np.ndarray], tuple[tuple, Callable[[Any], None]]] | None):
+    def _write_plan(self, symbol: str, batch: NormalisedTicks) -> Plan[WriteResult]:
+        """:meth:`write_plan` without the check of the candle layout."""
+        prepared = yield from self.prepare_write_plan(symbol, batch)
+        if prepared.ready:
+            yield Commit(prepared.commands)
+            yield from prepared.finish_plan()
+        return prepared.result
+
+    def prepare_write_plan(self, symbol: str, batch: NormalisedTicks) -> Plan[PreparedWrite]:
+        """Plan: everything of a write up to its commit: WATCH what it touches, read it, drop the ticks already
+        stored, and return the commands of its MULTI/EXEC with its result and its new tick records.
+
+        A composition of the pure pieces of :mod:`redtick.tick_write`: the batch grouped by tick chunk
+        and candle slot, step 1 (:class:`~redtick.tick_write.StoredEnds`: chunk ends, slots, newest
+        tick, head chunk, retention's reads), each chunk classified, step 2
+        (:class:`~redtick.tick_write.WholeChunks`: the chunks rewritten whole, the old head sealed),
+        the duplicates dropped, then the tick commands and the candle merges.
+
+        The caller commits :attr:`PreparedWrite.commands` (with more of its own, on the symbol's slot,
+        such as the alert check) when :attr:`PreparedWrite.ready`, then runs
+        :meth:`PreparedWrite.finish_plan`.
+        """
         symbol = validate_symbol(symbol)
-        result = WriteResult(symbol, received=batch.received, rejected=dict(batch.rejected),
-                             duplicates=batch.duplicates)
-        records = batch.records
-        keys = self.keys
-        current_key, index_key = keys.current_price(symbol), keys.tick_index(symbol)
-        stored_newest, window = None, RetentionWindow()
+        result = WriteResult(symbol, received=batch.received, rejected=dict(batch.rejected), duplicates=batch.duplicates)
+        records, stored_newest, window = batch.records, None, RetentionWindow()
         if self.retains and len(records):
             # Read before WATCH, as the keys to watch depend on what is refused; step 1 reads it
             # again under WATCH and runs the plan again if it moved.
             stored_newest = yield from self.newest_plan(symbol)
             records, window = self._refuse_behind(records, stored_newest, result)
         if len(records) == 0:
-            return result
-        starts = records["ts"] // self.chunk_ms * self.chunk_ms
-        group_first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
-        group_end = np.r_[group_first[1:], len(records)]
-        chunk_starts = starts[group_first].tolist()
-        chunk_keys = [keys.tick_chunk(symbol, s) for s in chunk_starts]
-
-        touched = {}  # interval -> (bucket starts, chunk starts, slots)
-        candle_keys: list[str] = []
-        for name, iv in self.intervals.items():
-            buckets = np.unique(records["ts"] // iv * iv)
-            # Slots of candle chunks out of the window would be deleted by this same transaction.
-            buckets = buckets[window.keeps_candles(name, buckets)]
-            span = iv * SLOTS
-            chunk_of = buckets // span * span
-            touched[name] = (buckets, chunk_of, (buckets - chunk_of) // iv)
-            candle_keys += [keys.candle_chunk(symbol, name, c) for c in np.unique(chunk_of).tolist()]
-        expiries = self._expiries(symbol, window)
-
+            return PreparedWrite(result)
+        target = self._write_target(symbol, records, window)
         # The candle indexes too when they are trimmed: a concurrent writer that adds a chunk out
         # of the window must make this transaction fail rather than survive it.
-        yield Watch([*chunk_keys, *candle_keys, current_key, index_key, *(e.index for e in expiries if not e.ticks)])
-
-        # Step 1: each chunk's last record, every touched candle slot (in runs), the current price,
-        # the head (newest) chunk of the series and the chunks out of the window.
-        reads: list[tuple] = [("GETRANGE", k, -TICK_SIZE, -1) for k in chunk_keys[:-1]]
-        reads += [("GETRANGE", chunk_keys[-1], -HEAD_TAIL * TICK_SIZE, -1), ("STRLEN", chunk_keys[-1])]
-        slot_runs = {}
-        for name, (_, chunk_of, slots) in touched.items():
-            runs = []
-            for chunk in np.unique(chunk_of).tolist():
-                positions = np.flatnonzero(chunk_of == chunk)
-                for a, b in _runs(slots[positions]):
-                    runs.append((chunk, positions[a], positions[b], int(slots[positions[a]]), int(slots[positions[b]])))
-            slot_runs[name] = runs
-            reads += [("GETRANGE", keys.candle_chunk(symbol, name, c), s0 * CANDLE_SIZE, (s1 + 1) * CANDLE_SIZE - 1)
-                      for c, _, _, s0, s1 in runs]
-        reads += [("HMGET", current_key, "ts", "id"), ("ZRANGE", index_key, -1, -1)]
-        replies = yield Batch(reads + [e.read() for e in expiries])
-        expired = _Expired.found(expiries, replies[len(reads) :])
-        tails = replies[: len(chunk_keys)]
-        head_length = replies[len(chunk_keys)]
-        slot_replies = replies[len(chunk_keys) + 1 : len(reads) - 2]
-        current_ts, current_id = replies[len(reads) - 2]
-        if self.retains and (None if current_ts is None else int(current_ts)) != stored_newest:
+        yield Watch(target.watched())
+        ends = target.ends.parse((yield Batch(target.ends.commands())))
+        if self.retains and (None if ends.current is None else ends.current[0]) != stored_newest:
             # What was refused was judged behind a newest tick that has moved since.
             raise ConflictError("the series' newest tick moved while the write was planned")
-        old_head = int(replies[len(reads) - 1][0]) if replies[len(reads) - 1] else None
-        new_head = max(chunk_starts[-1], old_head if old_head is not None else chunk_starts[-1])
+        writes, whole, expired = yield from self._whole_chunks_plan(target, ends)
+        return self._prepared(target, ends, writes, whole, expired, result)
 
-        # Only the head chunk grows in place (APPEND, or SETRANGE over its tail for ticks that
-        # arrive a little late): Redis over-allocates a string that grows, so every other chunk
-        # is written whole with SET (exact size), and a head that stops being the head is
-        # rewritten once (sealed) to give back the slack.
-        rewrite = []
-        appends = set()
-        spliced = {}  # chunk -> byte offset of the tail it rewrites
-        stored = {}  # chunk -> the stored records the batch is checked and merged against
-        for i, tail in enumerate(tails):
-            recent = np.frombuffer(tail or b"", dtype=TICK_DTYPE)
-            first = (int(records["ts"][group_first[i]]), int(records["id"][group_first[i]]))
-            is_head = chunk_starts[i] == new_head
-            if is_head and (not len(recent) or first > (int(recent["ts"][-1]), int(recent["id"][-1]))):
-                appends.add(i)
-            elif is_head and (first >= (int(recent["ts"][0]), int(recent["id"][0])) or len(tail) == head_length):
-                # Every stored tick the batch could repeat is in the fetched tail (the chunk is sorted).
-                spliced[i] = head_length - len(tail)
-                stored[i] = recent
-            elif len(recent):
-                rewrite.append(i)
+    def _write_target(self, symbol: str, records: Records, window: RetentionWindow) -> _WriteTarget:
+        """Where a write of ``records`` lands, and its first read (:class:`~redtick.tick_write.StoredEnds`)."""
+        keys = self.keys
+        groups = group_ticks(records["ts"], self.chunk_ms)
+        touched = {name: touched_slots(records["ts"], iv, SLOTS, window.candles_from.get(name))
+                   for name, iv in self.intervals.items()}
+        slot_keys = [[keys.candle_chunk(symbol, name, run.chunk) for run in t.runs] for name, t in touched.items()]
+        expiries = self._expiries(symbol, window)
+        ends = StoredEnds([keys.tick_chunk(symbol, s) for s in groups.starts], slot_keys, [t.runs for t in touched.values()],
+                          keys.current_price(symbol), keys.tick_index(symbol), [e.read() for e in expiries])
+        return _WriteTarget(symbol, records, window, groups, touched, expiries, ends)
+
+    def _whole_chunks_plan(self, target: _WriteTarget, ends: StoredEndsReply
+                           ) -> Plan[tuple[list[ChunkWrite], WholeChunksReply, _Expired]]:
+        """Plan: each chunk's kind of write, with the stored records of those rewritten whole (step 2), the
+        old head chunk to seal and what retention trims."""
+        groups, chunk_keys = target.groups, target.ends.chunk_keys
+        expired = _Expired.found(target.expiries, ends.expired)
+        head = groups.starts[-1] if ends.old_head is None else max(groups.starts[-1], ends.old_head)
+        writes = classify_chunks(target.records, groups, ends.tails, ends.head_length, head)
+        # A head that stops being the head is rewritten once (sealed) to give back the slack of its growth.
         seal = None
-        if old_head is not None and old_head < new_head and old_head not in chunk_starts and window.keeps_ticks(old_head):
-            seal = keys.tick_chunk(symbol, old_head)
+        if (ends.old_head is not None and ends.old_head < head and ends.old_head not in groups.starts
+                and target.window.keeps_tick_chunk(ends.old_head)):
+            seal = self.keys.tick_chunk(target.symbol, ends.old_head)
         if seal or expired.chunk_keys:
             yield Watch(([seal] if seal else []) + expired.chunk_keys)
+        rewritten = [i for i, write in enumerate(writes) if write.kind == "rewrite"]
+        whole = WholeChunks([chunk_keys[i] for i in rewritten], seal, expired.tick_chunk_keys)
+        got = whole.parse((yield Batch(whole.commands())))
+        for i, blob in zip(rewritten, got.rewrites, strict=True):
+            writes[i] = dataclasses.replace(writes[i], stored=np.frombuffer(blob, dtype=TICK_DTYPE))
+        return writes, got, expired
 
-        # Step 2: whole chunks, only those rewritten, and the size of those trimmed.
-        sealed = None
-        fetch = [chunk_keys[i] for i in rewrite] + ([seal] if seal else [])
-        blobs = yield Batch([("GET", k) for k in fetch] + [("STRLEN", k) for k in expired.tick_chunk_keys])
-        trimmed_bytes = sum(blobs[len(fetch) :])
-        blobs = blobs[: len(fetch)]
-        stored.update({i: np.frombuffer(blob or b"", dtype=TICK_DTYPE) for i, blob in zip(rewrite, blobs, strict=False)})
-        sealed = blobs[-1] if seal else None
-
-        fresh = np.ones(len(records), dtype=bool)
-        for i, old in stored.items():
-            lo, hi = group_first[i], group_end[i]
-            fresh[lo:hi] = ~_existing_mask(old, records[lo:hi])
+    def _prepared(self, target: _WriteTarget, ends: StoredEndsReply, writes: list[ChunkWrite], whole: WholeChunksReply,
+                  expired: _Expired, result: WriteResult) -> PreparedWrite:
+        """The transaction of a write (step 3): its ticks, the candles, the current price and the trims."""
+        symbol, records, groups = target.symbol, target.records, target.groups
+        fresh = fresh_mask(records, groups, {i: w.stored for i, w in enumerate(writes) if w.stored is not None})
         new = records[fresh]
         result.duplicates += int(len(records) - len(new))
         result.written = len(new)
         if len(new) == 0:
             # Nothing new: the newest tick has not moved, so the window drops nothing a write left.
-            return result
+            return PreparedWrite(result)
         newest = new[-1]
         result.low, result.high, result.last = float(new["price"].min()), float(new["price"].max()), float(newest["price"])
-
-        # Step 3: one transaction with the ticks, the candles, the current price and the trims.
-        commands: list[tuple] = []
-        index_args: list = []
-        for i, key in enumerate(chunk_keys):
-            lo, hi = group_first[i], group_end[i]
-            added = records[lo:hi][fresh[lo:hi]]
-            if len(added) == 0:
-                continue
-            if not window.keeps_ticks(chunk_starts[i]):  # put out of the window by this write's newest tick
-                result.trimmed_ticks += len(added)
-                continue
-            if i in appends:
-                commands.append(("APPEND", key, added.tobytes()))
-            else:
-                merged = np.concatenate([stored[i], added]) if i in stored else added
-                merged = merged[np.lexsort((merged["id"], merged["ts"]))]
-                if i in spliced:
-                    commands.append(("SETRANGE", key, spliced[i], merged.tobytes()))
-                else:
-                    commands.append(("SET", key, merged.tobytes()))
-            index_args += [chunk_starts[i], chunk_starts[i]]
-        if sealed:
-            commands.append(("SET", seal, sealed))
-        if index_args:
-            commands.append(("ZADD", index_key, *index_args))
-        commands += self._candle_commands(symbol, touched, slot_runs, slot_replies, new, result)
-
-        if current_ts is None or (int(newest["ts"]), int(newest["id"])) > (int(current_ts), int(current_id)):
-            commands.append(("HSET", current_key, "ts", int(newest["ts"]), "id", int(newest["id"]),
-                             "price", repr(float(newest["price"])), "volume", repr(float(newest["volume"]))))
-        result.newest_ms = max(int(newest["ts"]), -1 if current_ts is None else int(current_ts))
+        ticks = tick_commands(records, fresh, groups, writes, target.ends.chunk_keys, target.window.ticks_from)
+        commands = ticks.commands
+        if whole.sealed:
+            commands.append(("SET", whole.seal_key, whole.sealed))
+        if ticks.chunk_starts:
+            commands.append(("ZADD", target.ends.index_key, *(x for s in ticks.chunk_starts for x in (s, s))))
+        for (name, touched), keys, stored in zip(target.touched.items(), target.ends.slot_keys, ends.slots, strict=True):
+            merges, updated = candle_merges(touched, keys, stored, new, self.keys.candle_index(symbol, name))
+            commands += merges
+            result.candles_updated += updated
+        current = current_price_command(target.ends.current_key, newest, ends.current)
+        if current is not None:
+            commands.append(current)
+        result.newest_ms = max(int(newest["ts"]), -1 if ends.current is None else ends.current[0])
         commands += expired.commands()
         result.trimmed_chunks = len(expired.chunk_keys)
-        result.trimmed_ticks += trimmed_bytes // TICK_SIZE
-        extra = also(result, new) if also is not None else None
-        if extra is not None:
-            commands.append(extra[0])
-        replies = yield Commit(commands)
-        if extra is not None:
-            extra[1](replies[-1])
-        if old_head is None:  # a new series: list its symbol (another slot, so not in the transaction)
-            yield Batch([("SADD", keys.series_symbols(), symbol)])
-        return result
+        result.trimmed_ticks += ticks.trimmed + whole.trimmed_ticks
+        # A new series lists its symbol after the commit: the set is on another slot.
+        finish: list[Command] = [("SADD", self.keys.series_symbols(), symbol)] if ends.old_head is None else []
+        return PreparedWrite(result, commands, new, finish, ready=True)
 
-    def _refuse_behind(self, records: np.ndarray, stored_newest: int | None, result: WriteResult):
+    def _refuse_behind(self, records: Records, stored_newest: int | None,
+                       result: WriteResult) -> tuple[Records, RetentionWindow]:
         """(the records retention keeps, the window behind the newest tick once they are written).
 
         Ticks older than the window behind the stored newest tick are refused and counted in
@@ -642,40 +660,8 @@ class SeriesLayout:
         newest = int(records["ts"][-1]) if stored_newest is None else max(stored_newest, int(records["ts"][-1]))
         return records, self.retention_window(newest)
 
-    def _candle_commands(self, symbol: str, touched: dict, slot_runs: dict, slot_replies: list,
-                         new: np.ndarray, result: WriteResult) -> list[tuple]:
-        """SETRANGE of every touched candle slot run merged with the new ticks' candles, and the index ZADDs."""
-        commands: list[tuple] = []
-        reply_at = 0
-        for name, iv in self.intervals.items():
-            buckets, _, _ = touched[name]
-            new_starts, new_candles = candles_from_ticks(new, iv)
-            changed_chunks = set()
-            for chunk, p0, p1, s0, s1 in slot_runs[name]:
-                raw = slot_replies[reply_at]
-                reply_at += 1
-                old = np.zeros(s1 - s0 + 1, dtype=CANDLE_DTYPE)
-                if raw:
-                    old[: len(raw) // CANDLE_SIZE] = np.frombuffer(raw, dtype=CANDLE_DTYPE)
-                run_buckets = buckets[p0 : p1 + 1]
-                incoming = np.zeros(len(run_buckets), dtype=CANDLE_DTYPE)
-                where = np.searchsorted(new_starts, run_buckets)
-                hit = (where < len(new_starts)) & (new_starts[np.minimum(where, len(new_starts) - 1)] == run_buckets)
-                if not hit.any():
-                    continue
-                incoming[hit] = new_candles[where[hit]]
-                merged = merge_candles(old, incoming)
-                commands.append(("SETRANGE", self.keys.candle_chunk(symbol, name, chunk), s0 * CANDLE_SIZE,
-                                 merged.tobytes()))
-                result.candles_updated += int(hit.sum())
-                changed_chunks.add(chunk)
-            if changed_chunks:
-                members = [x for c in sorted(changed_chunks) for x in (c, c)]
-                commands.append(("ZADD", self.keys.candle_index(symbol, name), *members))
-        return commands
-
     # -- candles from elsewhere ------------------------------------------------------------------
-    def set_candles_plan(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray):
+    def set_candles_plan(self, symbol: str, interval: str, starts: Ints, candles: Records) -> Plan[int]:
         """Plan: store whole candles (replacing those buckets) from an exchange or a file.
 
         Every stored interval that is a multiple of ``interval`` is then rebuilt over the same
@@ -686,7 +672,7 @@ class SeriesLayout:
         """
         return self.current_layout(symbol, self._set_candles_plan(symbol, interval, starts, candles))
 
-    def _set_candles_plan(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray):
+    def _set_candles_plan(self, symbol: str, interval: str, starts: Ints, candles: Records) -> Plan[int]:
         symbol = validate_symbol(symbol)
         iv = self._stored_interval(interval)
         if len(starts) == 0:
@@ -711,21 +697,21 @@ class SeriesLayout:
         yield Batch([("SADD", self.keys.series_symbols(), symbol)])
         return len(starts)
 
-    def _put_candles_plan(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray):
+    def _put_candles_plan(self, symbol: str, interval: str, starts: Ints, candles: Records) -> Plan[None]:
         yield Commit(self._put_candles_commands(symbol, interval, starts, candles))
 
-    def _put_candles_commands(self, symbol: str, interval: str, starts: np.ndarray, candles: np.ndarray) -> list[tuple]:
+    def _put_candles_commands(self, symbol: str, interval: str, starts: Ints, candles: Records) -> list[Command]:
         """SETRANGE of ``candles`` into their slots (runs of adjacent buckets in one command) and the index ZADD."""
         if len(starts) == 0:
             return []
         iv = self.intervals[interval]
         span = iv * SLOTS
         chunk_of = starts // span * span
-        commands: list[tuple] = []
+        commands: list[Command] = []
         for chunk in np.unique(chunk_of).tolist():
             positions = np.flatnonzero(chunk_of == chunk)
             slots = (starts[positions] - chunk) // iv
-            for a, b in _runs(slots):
+            for a, b in slot_runs(slots):
                 block = candles[positions[a] : positions[b] + 1]
                 commands.append(("SETRANGE", self.keys.candle_chunk(symbol, interval, chunk),
                                  int(slots[a]) * CANDLE_SIZE, block.tobytes()))
@@ -735,7 +721,7 @@ class SeriesLayout:
 
     # -- reading ---------------------------------------------------------------------------------
     def read_ticks_plan(self, symbol: str, start_ms: int | None, end_ms: int | None,
-                        fields: Sequence[str] = TICK_DTYPE.names) -> dict[str, np.ndarray]:
+                        fields: Sequence[str] = TICK_FIELDS) -> Plan[Arrays]:
         """Plan: columns ``fields`` of the ticks with ``start <= ts <= end``, sorted by (ts, id).
 
         Chunks inside the range come whole (MGET). A large chunk that the range only clips is
@@ -764,7 +750,7 @@ class SeriesLayout:
                 # One record past the end bracket: it proves no tick of the range was pushed past
                 # the fetch by a write that landed between the search and the fetch.
                 ranges[i] = (found[k][0], found[len(large) + k][1] + 1)
-        commands: list[tuple] = []
+        commands: list[Command] = []
         whole = [k for i, k in enumerate(keys) if i not in ranges]
         if whole:
             commands.append(("MGET", *whole))
@@ -784,7 +770,7 @@ class SeriesLayout:
             pieces.append(records[lo:hi])
         return {name: _concat([p[name] for p in pieces], TICK_DTYPE[name]) for name in fields}
 
-    def _bracket_plan(self, key: str, count: int, ts: int, side: str):
+    def _bracket_plan(self, key: str, count: int, ts: int, side: Literal["left", "right"]) -> Plan[tuple[int, int]]:
         """Plan: (lo, hi) with lo <= i <= hi, where i is the first record of the chunk whose time is
         ``>= ts`` (``side="left"``) or ``> ts`` (``"right"``), found with pipelined 8-byte probes.
 
@@ -803,7 +789,7 @@ class SeriesLayout:
             lo, hi = (int(positions[k - 1]) + 1 if k else lo), (int(positions[k]) if k < len(positions) else hi)
         return lo, hi
 
-    def recent_ticks_plan(self, symbol: str, limit: int, start_ms: int | None, end_ms: int | None):
+    def recent_ticks_plan(self, symbol: str, limit: int, start_ms: int | None, end_ms: int | None) -> Plan[Records]:
         """Plan: the newest ``limit`` records with ``start <= ts <= end``, oldest first.
 
         Records in a chunk are sorted and fixed-width, so a chunk that ends by ``end`` gives its
@@ -832,7 +818,7 @@ class SeriesLayout:
             return np.zeros(0, dtype=TICK_DTYPE)
         return np.concatenate(found[::-1])
 
-    def price_at_plan(self, symbol: str, at_ms: int):
+    def price_at_plan(self, symbol: str, at_ms: int) -> Plan[np.void | None]:
         """Plan: the last record at or before ``at_ms``, or None.
 
         The chunk holding ``at_ms`` is searched (:meth:`_bracket_plan`) rather than fetched; when
@@ -857,10 +843,11 @@ class SeriesLayout:
             records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
             records = records[records["ts"] <= at_ms]
             if len(records):
-                return records[-1]
+                last: np.void = records[-1]
+                return last
         return None
 
-    def change_plan(self, symbol: str, minutes: int, at_ms: int | None):
+    def change_plan(self, symbol: str, minutes: int, at_ms: int | None) -> Plan[tuple[np.void | None, np.void | None]]:
         """Plan: (record at or before ``at``, record at or before ``at - minutes``), either may be None.
 
         ``at`` defaults to the newest tick; both searches share their round trips.
@@ -879,7 +866,7 @@ class SeriesLayout:
         return self.intervals[interval]
 
     def read_candles_plan(self, symbol: str, interval: str, start_ms: int | None, end_ms: int | None,
-                          fields: Sequence[str] = CANDLE_DTYPE.names):
+                          fields: Sequence[str] = CANDLE_FIELDS) -> Plan[tuple[Ints, Arrays]]:
         """Plan: (bucket starts, candle columns) of the non-empty stored ``interval`` candles with
         ``start <= bucket start <= end``.
 
@@ -908,7 +895,7 @@ class SeriesLayout:
         candles = {name: _concat([r[name][rows] for r, rows in pieces], CANDLE_DTYPE[name]) for name in fields}
         return starts, candles
 
-    def span_plan(self, symbol: str):
+    def span_plan(self, symbol: str) -> Plan[tuple[int, int] | None]:
         """Plan: (first, last) ms that the symbol's tick chunks and candle chunks may cover, or None.
 
         One round trip over the indexes' first and last members: the bounds of an open-ended read.
@@ -921,7 +908,7 @@ class SeriesLayout:
         lasts = [int(r[0][1]) + span - 1 for r, (_, span) in zip(replies[1::2], indexes, strict=True) if r]
         return (min(firsts), max(lasts)) if firsts else None
 
-    def last_close_plan(self, symbol: str, interval: str, before_ms: int):
+    def last_close_plan(self, symbol: str, interval: str, before_ms: int) -> Plan[float | None]:
         """Plan: the close of the last non-empty stored ``interval`` candle starting before ``before_ms``, or None.
 
         Walks the candle chunks back from ``before_ms``, one round trip per chunk with no candle.
@@ -950,17 +937,17 @@ def _short_of(blob: bytes | None, wanted: int, ts: int) -> bool:
     return len(records) == wanted and len(records) > 0 and int(records["ts"][-1]) <= ts
 
 
-def _fixed(value):
+def _fixed(value: T) -> Plan[T]:
     """A plan that returns ``value`` at once (a search that is not needed)."""
     return value
     yield  # a generator, so gather() can run it beside real searches
 
 
-def _concat(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+def _concat(arrays: Sequence[npt.NDArray[Any]], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
 
 
-def _between(values: np.ndarray, times: np.ndarray, start_ms: int | None, end_ms: int | None) -> np.ndarray:
+def _between(values: Records, times: Ints, start_ms: int | None, end_ms: int | None) -> Records:
     """``values`` where ``start <= times <= end`` (either bound may be None)."""
     if start_ms is None and end_ms is None:
         return values

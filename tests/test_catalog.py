@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,6 @@ import pytest
 
 import redtick
 from redtick.caches.prices import PriceCache
-from redtick.connection import Connection
 from redtick.errors import SymbolNotFound
 
 T0 = 1_378_215_000_000  # 2013-09-03 13:30 UTC
@@ -55,8 +53,7 @@ def test_describe_tells_ticks_intervals_bytes_and_retention(conn):
     assert info.bytes >= 5_000 * 33 and info.bytes_measured == (not conn.in_memory)
     assert info.tick_retention is None and info.candle_retention is None
     assert "ES" in str(info) and "retention off" in str(info)
-    kept = Connection(dataclasses.replace(conn.settings, tick_retention_ms=7 * 86_400_000),
-                      memory_server=conn._memory_server)
+    kept = conn.with_settings(tick_retention_ms=7 * 86_400_000)
     assert redtick.describe("ES", conn=kept).tick_retention == pd.Timedelta("7D")
 
 

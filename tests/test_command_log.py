@@ -6,7 +6,6 @@ import logging
 import secrets
 import shutil
 
-import fakeredis
 import pytest
 import redis
 from cryptography.fernet import Fernet
@@ -43,8 +42,7 @@ def secret_conn(request):
     """A connection whose settings hold a password and a Fernet key (the real server requires the password)."""
     namespace = "t" + secrets.token_hex(4)
     if request.param == "memory":
-        settings = Settings(namespace=namespace, password=PASSWORD, encryption_key=FERNET_KEY)
-        conn = Connection(settings, memory_server=fakeredis.FakeServer(version=(7, 0)))
+        conn = Connection(Settings(url="memory://", namespace=namespace, password=PASSWORD, encryption_key=FERNET_KEY))
     else:
         server = request.getfixturevalue("password_server")
         settings = Settings(url=server.url, namespace=namespace, password=PASSWORD, encryption_key=FERNET_KEY)

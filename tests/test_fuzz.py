@@ -30,6 +30,7 @@ from redtick.caches.sessions import UserSessionCache
 from redtick.catalog import list_symbols
 from redtick.errors import InvalidKey, RedtickError
 from redtick.keys import KeySchema, glob_escape, validate_symbol
+from redtick.ticks import to_epoch_ms
 
 FUZZ = settings(max_examples=80, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -214,8 +215,8 @@ def test_readers(seeded, symbol, start, end, interval, cols):
     conn, check, ticks = seeded
     got = typed(frames.load_ticks, symbol, start, end, columns=cols, conn=conn)
     if got is not None and symbol == "FUZZ":
-        lo = -math.inf if start is None else frames.to_epoch_ms(start)
-        hi = math.inf if end is None else frames.to_epoch_ms(end)
+        lo = -math.inf if start is None else to_epoch_ms(start)
+        hi = math.inf if end is None else to_epoch_ms(end)
         expected = ticks[(ticks["ts"] >= lo) & (ticks["ts"] <= hi)]
         assert len(got) == len(expected)
     candles = typed(frames.load_ohlcv, symbol, interval, start, end, columns=cols, conn=conn)

@@ -8,7 +8,6 @@ import pytest
 
 from redtick import frames
 from redtick.cli import main
-from redtick.connection import Connection
 from redtick.errors import InvalidData
 from redtick.ingest import format_report, ingest_file
 
@@ -16,7 +15,7 @@ from redtick.ingest import format_report, ingest_file
 @pytest.fixture
 def iconn(conn):
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    return Connection(plain, memory_server=conn._memory_server)
+    return conn.with_settings(plain)
 
 
 def test_csv_ticks_with_bad_rows(iconn, tmp_path):

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from redtick.errors import InvalidKey
 from redtick.keys import (
+    KEY_FAMILIES,
     SYMBOL_RESERVED,
+    KeyInfo,
     KeySchema,
     glob_escape,
     validate_identity,
@@ -168,6 +170,82 @@ def test_rate_limit_logs_and_spans_never_collide():
     assert keys.family_of(keys.rate_limit_span("api", 1)) == ("rate limits", None)
     with pytest.raises(InvalidKey):
         keys.rate_limit("api", True)
+
+
+def every_key(schema: KeySchema) -> dict[str, str]:
+    """One key of every builder, by what it is."""
+    return {
+        "tick index": schema.tick_index("ES"), "tick chunk": schema.tick_chunk("ES", 0),
+        "candle index": schema.candle_index("ES", "1m"), "candle chunk": schema.candle_chunk("ES", "1m", 0),
+        "legacy candle chunk": schema.legacy_candle_chunk("ES", "1m", 0), "current price": schema.current_price("ES"),
+        "series symbols": schema.series_symbols(), "market price": schema.market("price", "ES"),
+        "market symbols": schema.market_symbols(), "session": schema.session("s1"),
+        "user sessions": schema.user_sessions("u1"), "session expiry": schema.session_expiry(),
+        "preferences": schema.user_preferences("u1"), "subscriptions": schema.user_subscriptions("u1"),
+        "rate limit": schema.rate_limit("api", "u1"), "rate limit span": schema.rate_limit_span("api", "u1"),
+        "alert index": schema.alert_index("ES", "above"), "alert data": schema.alert_data("ES"),
+        "alert log": schema.alert_log("ES", "u1"), "alert stream": schema.alert_stream("ES"),
+        "alert streams": schema.alert_stream_symbols(), "user alerts": schema.user_alerts("u1"),
+        "user alert symbols": schema.user_alert_symbols("u1"), "snapshot": schema.snapshot("s"),
+        "snapshot part": schema.snapshot("s", 3), "response": schema.response("p", "d1"),
+        "repository read": schema.repository("users", "get_by_id", "0", "d1"),
+        "repository generation": schema.repository_generation("users"), "cache value": schema.key("things", "a"),
+    }
+
+
+def test_describe_is_the_one_answer_for_every_key():
+    """Family, owning cache, metric labels and symbol of every key the schema builds, in one table."""
+    expected = {
+        "tick index": ("ticks", "series ticks", "price", "ticks", "ES"),
+        "tick chunk": ("ticks", "series ticks", "price", "ticks", "ES"),
+        "candle index": ("candles", "candles", "price", "candles", "ES"),
+        "candle chunk": ("candles", "candles", "price", "candles", "ES"),
+        "legacy candle chunk": ("candles", "candles", "price", "candles", "ES"),
+        "current price": ("price", "series ticks", "price", "quote", "ES"),
+        "series symbols": ("series", "series ticks", "price", "symbols", None),
+        "market price": ("market", "market", "market_data", "price", "ES"),
+        "market symbols": ("market", "market", "market_data", "symbols", None),
+        "session": ("session", "sessions", "user_session", "session", None),
+        "user sessions": ("user", "sessions", "user_session", "session", None),
+        "session expiry": ("sessions", "sessions", "user_session", "session", None),
+        "preferences": ("user", "sessions", "user_session", "preferences", None),
+        "subscriptions": ("user", "sessions", "user_session", "subscriptions", None),
+        # The rate limiter owns its logs, whoever calls it (the session cache is one caller of many).
+        "rate limit": ("ratelimit", "rate limits", "rate_limit", "api", None),
+        "rate limit span": ("ratelimit", "rate limits", "rate_limit", "api", None),
+        # Alerts are PriceAlerts' keys, per symbol and per user alike.
+        "alert index": ("alerts", "alerts", "alerts", "alert", "ES"),
+        "alert data": ("alerts", "alerts", "alerts", "alert", "ES"),
+        "alert log": ("alerts", "alerts", "alerts", "alert", "ES"),
+        "alert stream": ("alerts", "alerts", "alerts", "alert", "ES"),
+        "alert streams": ("alerts", "alerts", "alerts", "alert", None),
+        "user alerts": ("user", "alerts", "alerts", "alert", None),
+        "user alert symbols": ("user", "alerts", "alerts", "alert", None),
+        "snapshot": ("snapshot", "snapshots", "snapshot", "snapshot", None),
+        "snapshot part": ("snapshot", "snapshots", "snapshot", "snapshot", None),
+        "response": ("http", "HTTP cache", "http_response", "p", None),
+        "repository read": ("repo", "repository cache", "repository", "users", None),
+        "repository generation": ("repogen", "repository cache", "repository", "users", None),
+        "cache value": ("things", "other", "things", "things", None),  # a BaseCache("things")
+    }
+    described = {what: keys.describe(key) for what, key in every_key(keys).items()}
+    assert {what: (i.head, i.family, i.cache, i.metric_family, i.symbol) for what, i in described.items()} == expected
+    for key in every_key(keys).values():
+        info = keys.describe(key)
+        assert info.family in KEY_FAMILIES
+        assert keys.describe(key.encode()) == info
+        assert keys.family_of(key) == (info.family, info.symbol)
+        assert keys.metric_labels(key) == info.metric_labels == (info.cache, info.metric_family)
+
+
+def test_describe_reads_tags_and_stays_inside_its_namespace():
+    assert keys.describe(keys.snapshot("daily", 2)).tag == "daily"
+    assert keys.describe(keys.user_preferences("user:42")).tag == "user:42"
+    outside = keys.describe(KeySchema("other").tick_index("ES"))
+    assert outside == KeyInfo("", "other", "other", "other", None, None)
+    assert keys.describe("nsx:ticks:{ES}:index").family == "other"  # shares the namespace's first letters
+    with pytest.raises(AttributeError):
+        outside.family = "market"
 
 
 def test_namespace_is_validated():

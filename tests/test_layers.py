@@ -109,3 +109,11 @@ def test_the_check_itself_catches_an_upward_and_a_hidden_import(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("from redtick import frames\n\ndef f():\n    import redtick.keys\n    import plotly\n")
     assert imports_of(sample) == [("redtick.frames", 1, True), ("redtick.keys", 4, False), ("plotly", 5, False)]
+
+
+def test_the_readme_shows_the_same_layers():
+    drawing = DRAWING.read_text()
+    block = drawing[drawing.index("```text") : drawing.index("<!-- /layers -->")].strip()
+    readme = (ROOT / "README.md").read_text()
+    indented = "\n".join(f"  {line}" if line else line for line in block.splitlines())
+    assert indented in readme, "README.md's layer block differs from ARCHITECTURE.md's: copy it over"

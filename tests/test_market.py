@@ -71,3 +71,9 @@ async def test_bad_input_raises_and_writes_nothing(conn, call, args):
 async def test_bad_symbol_raises_invalid_key(conn):
     with pytest.raises(InvalidKey):
         await MarketDataCache(conn).set_symbol_price("BTC*", {"price": 1.0})
+
+
+@pytest.mark.parametrize("generic", ["get", "set", "delete", "get_many", "set_many", "clear", "scan_keys"])
+def test_no_generic_key_value_api_that_writes_outside_its_layout(generic):
+    """The market cache holds a codec and writes only its own keys; the spec never calls a generic get/set on it."""
+    assert not hasattr(MarketDataCache, generic)

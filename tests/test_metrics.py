@@ -246,3 +246,34 @@ def test_command_keys_and_labels():
     assert keys.metric_labels(keys.tick_chunk("BTCUSDT", 0)) == ("price", "ticks")
     assert keys.metric_labels(keys.current_price("BTCUSDT")) == ("price", "quote")
     assert keys.metric_labels("elsewhere:key") == ("other", "other")
+
+
+def test_caches_count_under_the_name_their_keys_are_described_by():
+    """A cache's counters and the key classifier name it alike, so health joins a cache's key count and hit rate."""
+    from redtick.caches.alerts import PriceAlerts
+    from redtick.caches.ratelimit import RateLimiter
+    from redtick.caches.repository import RepositoryCache
+
+    keys = Metrics().keys
+    owners = {
+        MarketDataCache.metrics_name: [keys.market("price", "ES"), keys.market_symbols()],
+        UserSessionCache.metrics_name: [keys.session("s1"), keys.user_sessions("u1"), keys.user_preferences("u1")],
+        RateLimiter.metrics_name: [keys.rate_limit("api", "u1"), keys.rate_limit_span("api", "u1")],
+        RepositoryCache.metrics_name: [keys.repository("users", "get", "0", "d1"), keys.repository_generation("users")],
+        BaseCache("things").prefix: [keys.key("things", "a")],  # a BaseCache counts under its prefix
+        PriceAlerts.metrics_name or PriceAlerts().prefix: [keys.alert_data("ES"), keys.user_alerts("u1")],
+    }
+    for cache, owned in owners.items():
+        assert {keys.describe(key).cache for key in owned} == {cache}
+
+
+async def test_summary_and_health_count_rate_limits_and_alerts_under_their_own_caches(conn):
+    service = CacheService(conn)
+    await service.get_session_cache().set_rate_limit("u1", "api_call")
+    await service.get_alerts().set_price_alert("u1", "ES", 100.0, "above")
+    summary = await service.get_cache_summary()
+    assert summary["caches"]["rate_limit"] == 2  # the log and its span
+    assert summary["caches"]["alerts"] > 0 and summary["caches"]["user_session"] == 0
+    health = await service.health_check()
+    assert health["cache_stats"]["rate_limit"]["total_keys"] == 2
+    assert counts(conn, "rate_limit", "api_call")["writes"] == 1

@@ -9,7 +9,6 @@ import pytest
 
 from redtick import frames
 from redtick.caches.prices import PriceCache
-from redtick.connection import Connection
 from redtick.errors import InvalidData
 
 MINUTE = 60_000
@@ -19,7 +18,7 @@ BASE = 1_700_006_400_000  # a midnight UTC
 @pytest.fixture
 def cache(conn):
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    return PriceCache(Connection(plain, memory_server=conn._memory_server))
+    return PriceCache(conn.with_settings(plain))
 
 
 def _ticks(n=500, seed=5, span=6 * 60 * MINUTE):

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from redtick import scripts
 from redtick.caches.ratelimit import RateLimiter, RateLimitState, rate_limit_headers
 from redtick.caches.sessions import UserSessionCache
-from redtick.connection import Connection
 from redtick.errors import InvalidData, InvalidKey, RateLimited
 
 
@@ -124,7 +123,7 @@ def test_no_window_trims_hits_another_counts(conn, first, steps):
 
 async def test_fifty_concurrent_clients_never_exceed_the_limit(conn):
     limit, clients, attempts = 20, 50, 8
-    connections = [Connection(conn.settings, memory_server=conn.server) for _ in range(clients)]
+    connections = [conn.with_settings() for _ in range(clients)]
     try:
         limiters = [RateLimiter("burst", limit=limit, window=3600, conn=c) for c in connections]
 
@@ -144,7 +143,7 @@ async def test_fifty_concurrent_clients_never_exceed_the_limit(conn):
 
 async def test_concurrent_clients_in_a_short_sliding_window(conn):
     limit, clients = 5, 50
-    connections = [Connection(conn.settings, memory_server=conn.server) for _ in range(clients)]
+    connections = [conn.with_settings() for _ in range(clients)]
     key = conn.keys.rate_limit("sliding", "shared-key")
     try:
         limiters = [RateLimiter("sliding", limit=limit, window=0.05, conn=c) for c in connections]

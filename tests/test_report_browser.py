@@ -18,6 +18,8 @@ import pytest
 
 import redtick
 from redtick import reports
+from redtick.caches.alerts import set_alerts
+from redtick.ingest import replay_ticks
 from tests.conftest import IN_CI
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -105,9 +107,9 @@ def test_report_renders_on_each_backend(conn, tmp_path):
     chromium()
     ticks = pd.read_parquet(ROOT / "data" / "es_ticks_20130901.parquet").iloc[:30_000]
     redtick.write_ticks(ticks.iloc[:20_000], "ES", conn=conn)
-    reports.set_alerts([{"user_id": "quant", "symbol": "ES", "target_price": float(ticks["price"].iloc[20_000:].max()),
-                         "condition": "above"}], conn=conn)
-    reports.replay_ticks(ticks.iloc[20_000:], "ES", batch_size=2_000, conn=conn)
+    set_alerts([{"user_id": "quant", "symbol": "ES", "target_price": float(ticks["price"].iloc[20_000:].max()),
+                 "condition": "above"}], conn=conn)
+    replay_ticks(ticks.iloc[20_000:], "ES", batch_size=2_000, conn=conn)
     page = reports.write_html_report(tmp_path / "report.html", "ES", user_ids="quant", interval="15m", conn=conn)
     dom, log = render(page, tmp_path)
     assert_rendered(dom, log, graphs=4)

@@ -12,7 +12,9 @@ import pytest
 
 import redtick
 from redtick import reports
+from redtick.caches.alerts import delete_alert, set_alerts
 from redtick.errors import InvalidData
+from redtick.ingest import replay_ticks
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
 
@@ -88,9 +90,9 @@ def test_replay_fires_each_alert_in_the_batch_that_meets_it(conn):
     never = above + 100.0
     specs = [{"user_id": "quant", "symbol": "ES", "target_price": p, "condition": c}
              for p, c in ((above, "above"), (below, "below"), (never, "above"))]
-    ids = reports.set_alerts(specs, conn=conn)
+    ids = set_alerts(specs, conn=conn)
     seen = []
-    replay = reports.replay_ticks(tail, "ES", batch_size=1_000, conn=conn, on_batch=seen.append)
+    replay = replay_ticks(tail, "ES", batch_size=1_000, conn=conn, on_batch=seen.append)
     assert len(seen) == 10 and replay.written == 10_000 and replay.duplicates == 0
 
     # Independently: the first batch whose high (above) or low (below) reaches the target.
@@ -109,7 +111,7 @@ def test_replay_fires_each_alert_in_the_batch_that_meets_it(conn):
     history = reports.fired_alert_history(["quant", "nobody"], conn=conn)
     assert sorted(history["alert_id"]) == sorted(ids[:2])
     assert history["fired_at"].dtype == pd.DatetimeTZDtype("ms", "UTC")
-    assert reports.delete_alert("quant", ids[2], conn=conn) is True
+    assert delete_alert("quant", ids[2], conn=conn) is True
     assert reports.alert_status("quant", conn=conn).empty
     figure = reports.alerts_figure("ES", live, history, conn=conn)
     assert len(figure.layout.shapes) == 3
@@ -119,7 +121,7 @@ def test_sync_alert_calls_work_inside_a_running_event_loop(conn):
     """Jupyter's kernel runs a loop: the sync wrappers must not call asyncio.run in it."""
 
     async def inside_a_loop():
-        ids = reports.set_alerts([{"user_id": "nb", "symbol": "ES", "target_price": 5.0, "condition": "below"}], conn=conn)
+        ids = set_alerts([{"user_id": "nb", "symbol": "ES", "target_price": 5.0, "condition": "below"}], conn=conn)
         return ids, reports.alert_status("nb", conn=conn)
 
     ids, live = asyncio.run(inside_a_loop())
@@ -129,7 +131,7 @@ def test_sync_alert_calls_work_inside_a_running_event_loop(conn):
 def _fill_every_family(conn) -> None:
     redtick.write_ticks(ticks_slice(20_000), "ES", conn=conn)
     redtick.write_ticks(ticks_slice(5_000).assign(price=lambda f: f["price"] / 10), "NQ", conn=conn)
-    reports.set_alerts([{"user_id": "quant", "symbol": "ES", "target_price": 1.0, "condition": "below"}], conn=conn)
+    set_alerts([{"user_id": "quant", "symbol": "ES", "target_price": 1.0, "condition": "below"}], conn=conn)
     conn.sync.zadd(conn.keys.rate_limit("api", "quant"), {"hit-1": 1, "hit-22": 2})
     conn.sync.set(conn.keys.response("market", "abc123"), b"x" * 300)
     conn.sync.hset(conn.keys.session("s1"), mapping={"user_id": "quant", "data": "{}"})
@@ -247,7 +249,7 @@ def test_family_of_sorts_every_key_builder():
 
 def test_html_report_is_self_contained(conn, tmp_path):
     redtick.write_ticks(ticks_slice(50_000), "ES", conn=conn)
-    reports.set_alerts([{"user_id": "quant", "symbol": "ES", "target_price": 1.0, "condition": "above"}], conn=conn)
+    set_alerts([{"user_id": "quant", "symbol": "ES", "target_price": 1.0, "condition": "above"}], conn=conn)
     redtick.write_ticks(ticks_slice(50_001).iloc[-1:].assign(seq=10**9), "ES", conn=conn)
     summary = pd.DataFrame({"figure": ["ticks written"], "value": ["50,001"]})
     path = reports.write_html_report(tmp_path / "sub" / "report.html", "ES", user_ids="quant", summary=summary, conn=conn)

@@ -1,7 +1,6 @@
 """Series data has one lifecycle: kept unless a retention is set, then refused or trimmed by one rule, never by the clock."""
 
 import contextlib
-import dataclasses
 import itertools
 import logging
 
@@ -14,7 +13,6 @@ from hypothesis import strategies as st
 
 from redtick import frames
 from redtick.caches.prices import PriceCache
-from redtick.connection import Connection
 from redtick.series import WriteResult, retained_from
 from redtick.service import CacheService
 from redtick.steps import run
@@ -31,7 +29,7 @@ EXAMPLES = itertools.count()  # a fresh symbol for each hypothesis example: they
 @contextlib.contextmanager
 def settings_of(conn, **overrides):
     """A connection to the same server and namespace as ``conn``, with other settings."""
-    connection = Connection(dataclasses.replace(conn.settings, **overrides), memory_server=conn._memory_server)
+    connection = conn.with_settings(**overrides)
     try:
         yield connection
     finally:

@@ -10,6 +10,7 @@ an undisturbed run on a fresh embedded server.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,6 @@ import tempfile
 import threading
 import time
 
-import fakeredis
 import numpy as np
 import pandas as pd
 import pytest
@@ -186,8 +186,8 @@ def test_failover_during_ingest_loses_nothing_after_resending_unacknowledged_bat
     for i in sorted(feed.failed):  # the feed resends exactly what was not acknowledged
         frames.write_ticks(batch(i), SYMBOL, conn=conn)
 
-    reference = Connection(Settings(namespace="sentinel", tick_retention_ms=None, candle_retention_ms=None),
-                           memory_server=fakeredis.FakeServer(version=(7, 0)))
+    reference = Connection(Settings(url="memory://", namespace="t" + secrets.token_hex(4), tick_retention_ms=None,
+                                    candle_retention_ms=None))
     frames.write_ticks(pd.concat([batch(i) for i in range(feed.sent)]), SYMBOL, conn=reference)
     columns = ["price", "volume", "trade_id"]
     stored = frames.load_ticks(SYMBOL, conn=conn, columns=columns)

@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from redtick import frames
-from redtick.connection import Connection
 from redtick.errors import InvalidData, InvalidKey
 from redtick.series import WriteResult
 from redtick.steps import run
@@ -26,7 +25,7 @@ def series_conn(conn):
     """The backend under test with small tick chunks (10 minutes), so data spans many chunks; no retention."""
     small = dataclasses.replace(conn.settings, tick_chunk_ms=10 * MINUTE, tick_retention_ms=None,
                                 candle_retention_ms=None)
-    connection = Connection(small, memory_server=conn._memory_server)
+    connection = conn.with_settings(small)
     yield connection
     connection.close()
 
@@ -238,7 +237,7 @@ def test_several_symbols_give_one_frame_keyed_by_symbol(series_conn):
 def test_retention_trims_old_chunks_and_keeps_recent_ones(conn):
     trimmed = dataclasses.replace(conn.settings, tick_chunk_ms=60 * MINUTE, tick_retention_ms=120 * MINUTE,
                                   candle_retention_ms=None)
-    connection = Connection(trimmed, memory_server=conn._memory_server)
+    connection = conn.with_settings(trimmed)
     base = 1_700_000_000_000 - 1_700_000_000_000 % (60 * MINUTE)
     ticks = pd.DataFrame({"ts": base + np.arange(10) * 60 * MINUTE + 1, "price": 1.0, "volume": 1.0})
     result = frames.write_ticks(ticks, "KEEP", conn=connection)
@@ -309,7 +308,7 @@ def test_clipped_reads_of_large_chunks_equal_a_filter_of_all_ticks(conn):
     """Windows that clip the real ES sample's busy hour chunks (tens of thousands of ticks each) are
     found by probing, not fetched whole, and equal pandas filtering, boundaries on shared milliseconds included."""
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    connection = Connection(plain, memory_server=conn._memory_server)
+    connection = conn.with_settings(plain)
     es = pd.read_parquet(ES_FILE).rename(columns={"seq": "trade_id"})
     frames.write_ticks(es, "ES", conn=connection)
     ts = es["ts"].dt.as_unit("ms").astype("int64").to_numpy()
@@ -344,7 +343,7 @@ def test_a_clipped_read_racing_an_insert_misses_no_stored_tick(conn):
     """Ticks inserted between a read's search and its fetch shift records later; the read notices
     (one record past its end) and fetches on, so no tick stored before the read began is missed."""
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    connection = Connection(plain, memory_server=conn._memory_server)
+    connection = conn.with_settings(plain)
     base = 1_700_000_000_000 // (60 * MINUTE) * (60 * MINUTE)
     n = 20_000
     ticks = pd.DataFrame({"ts": base + np.arange(n) * 100, "trade_id": np.arange(n), "price": 1.0, "volume": 1.0})

@@ -1,6 +1,5 @@
 """UserSessionCache: sessions expire everywhere they are indexed, deletes leave nothing, encryption at rest."""
 
-import dataclasses
 import time
 
 import pytest
@@ -8,7 +7,6 @@ from cryptography.fernet import Fernet
 
 from redtick.caches.sessions import UserSessionCache
 from redtick.config import Settings
-from redtick.connection import Connection
 from redtick.errors import ConfigurationError, InvalidData, InvalidKey
 
 
@@ -263,7 +261,7 @@ async def test_maximum_lifetime_comes_from_the_settings(conn, monkeypatch):
         with pytest.raises(ConfigurationError, match="REDTICK_SESSION_MAX_LIFETIME"):
             Settings.from_env({"REDTICK_SESSION_MAX_LIFETIME": bad})
     assert UserSessionCache(conn=conn).max_lifetime == conn.settings.session_max_lifetime == 86_400
-    capped = Connection(dataclasses.replace(conn.settings, session_max_lifetime=700), memory_server=conn.server)
+    capped = conn.with_settings(session_max_lifetime=700)
     try:
         clock = [4_000_000_000.0]
         cache = UserSessionCache(conn=capped, clock=lambda: clock[0])
@@ -297,7 +295,7 @@ async def test_encryption_at_rest_hides_every_value(conn):
 
 async def test_encryption_key_from_settings(conn):
     key = Fernet.generate_key().decode()
-    keyed = Connection(dataclasses.replace(conn.settings, encryption_key=key), memory_server=conn.server)
+    keyed = conn.with_settings(encryption_key=key)
     try:
         cache = UserSessionCache(conn=keyed)
         await cache.set_user_preferences("u1", {"language": "plaintext-marker"})
@@ -366,3 +364,19 @@ async def test_integer_and_colon_user_ids_work_everywhere(conn):
     assert await cache.cleanup_expired_sessions() >= 0
     assert await cache.delete_all_user_sessions(123) == 1
     await conn.aclose()
+
+
+@pytest.mark.parametrize("generic", ["get", "set", "delete", "get_many", "set_many", "clear", "scan_keys"])
+def test_no_generic_key_value_api_that_writes_outside_its_layout(generic):
+    """The session cache holds a codec and writes only its own keys; the spec never calls a generic get/set on it."""
+    assert not hasattr(UserSessionCache, generic)
+
+
+async def test_encrypted_values_and_a_wrong_key_go_through_one_codec(conn):
+    key = Fernet.generate_key()
+    cache = UserSessionCache(conn=conn, encryption_key=key)
+    assert cache.codec.encrypted and cache.fernet is cache.codec.fernet
+    await cache.set_user_preferences("u1", {"theme": "dark"})
+    assert b"dark" not in conn.sync.get(conn.keys.user_preferences("u1"))
+    with pytest.raises(InvalidData, match=r"^stored session value cannot be decrypted with this key$"):
+        await UserSessionCache(conn=conn, encryption_key=Fernet.generate_key()).get_user_preferences("u1")

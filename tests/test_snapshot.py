@@ -8,14 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from redtick import frames, snapshot
-from redtick.connection import Connection
 from redtick.errors import InvalidData, NotFound
 
 
 @pytest.fixture
 def sconn(conn):
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    return Connection(plain, memory_server=conn._memory_server)
+    return conn.with_settings(plain)
 
 
 def _frame(n=5_000):

@@ -14,15 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import redtick
-from redtick import frames, snapshot
-from redtick.connection import Connection
+from redtick import frames, read_options, snapshot
 from redtick.errors import InvalidData
 
 
 @pytest.fixture
 def sconn(conn):
     plain = dataclasses.replace(conn.settings, tick_retention_ms=None, candle_retention_ms=None)
-    return Connection(plain, memory_server=conn._memory_server)
+    return conn.with_settings(plain)
 
 
 def _ticks(n=5_000):
@@ -125,7 +124,7 @@ def test_parquet_of_candles_says_what_count_means_and_keeps_it_nullable(sconn, t
     back = pd.read_parquet(path)
     assert str(back["count"].dtype) == "Int64"
     assert back["count"].isna().tolist() == [True, False, False] and back["count"].iloc[1:].tolist() == [2, 1]
-    loaded = frames.load_ohlcv("AAA", "1m", columns=[*frames.CANDLE_COLUMNS, *frames.CANDLE_OPTIONAL], conn=sconn)
+    loaded = frames.load_ohlcv("AAA", "1m", columns=[*read_options.CANDLE_COLUMNS, *read_options.CANDLE_OPTIONAL], conn=sconn)
     pd.testing.assert_frame_equal(back, loaded.assign(count=loaded["count"].astype("Int64")))
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from redtick import catalog, cli, frames
 from redtick.caches.prices import PriceCache
+from redtick.catalog import layout_of
 from redtick.codec import CANDLE_DTYPE, CANDLE_DTYPE_V1
 from redtick.errors import UpgradeNeeded
-from redtick.frames import layout_of
 from redtick.steps import run
 from redtick.ticks import normalise_ticks
 from tests.series_reference import assert_candles_equal, reference_candles
@@ -121,7 +121,7 @@ def test_a_bucket_straddling_the_upgrade_comes_back_whole(conn):
     frames.write_ticks(before, "ES", conn=conn)
     to_older_layout(conn, "ES")
     layout = layout_of(conn)
-    run(conn.sync, lambda: layout._write_plan("ES", normalise_ticks(after), None))  # unchecked, as that version did
+    run(conn.sync, lambda: layout._write_plan("ES", normalise_ticks(after)))  # unchecked, as that version did
 
     (done,) = catalog.upgrade("ES", conn=conn)
 

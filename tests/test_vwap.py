@@ -10,11 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redtick import frames, snapshot
+from redtick import bars, frames, read_options, snapshot
 from redtick.caches.prices import PriceCache
 from redtick.candles import candles_from_ticks, merge_candles, rollup_candles
 from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
-from redtick.connection import Connection
 from redtick.errors import InvalidData, UpgradeNeeded
 from redtick.keys import CANDLE_LAYOUT
 from tests.series_reference import SUM_RTOL, assert_frames_match, reference_resample
@@ -33,7 +32,7 @@ def vconn(conn):
     """The backend under test with 10-minute tick chunks and no retention."""
     small = dataclasses.replace(conn.settings, tick_chunk_ms=10 * MINUTE, tick_retention_ms=None,
                                 candle_retention_ms=None)
-    connection = Connection(small, memory_server=conn._memory_server)
+    connection = conn.with_settings(small)
     yield connection
     connection.close()
 
@@ -199,9 +198,9 @@ def test_bad_vwaps_are_refused_per_row(vconn):
     with pytest.raises(InvalidData, match="vwap or notional"):
         frames.write_candles(bad, "BAD", "1m", conn=vconn)
     result = frames.write_candles(bad, "BAD", "1m", conn=vconn, errors="skip")
-    assert result.written == 2 and result.rejected == {frames.BAD_NOTIONAL: 2}
+    assert result.written == 2 and result.rejected == {bars.BAD_NOTIONAL: 2}
     nonzero = _bars([np.nan] * 3).drop(columns="vwap").assign(notional=[31.5, 15.0, 4.0])
-    assert frames.write_candles(nonzero, "BAD2", "1m", conn=vconn, errors="skip").rejected == {frames.BAD_NOTIONAL: 1}
+    assert frames.write_candles(nonzero, "BAD2", "1m", conn=vconn, errors="skip").rejected == {bars.BAD_NOTIONAL: 1}
 
 
 # -- every face: async twin, Arrow, Parquet --------------------------------------------------------------
@@ -218,6 +217,6 @@ async def test_the_async_twin_arrow_and_parquet_carry_vwap(vconn, tmp_path):
     path = tmp_path / "bars.parquet"
     snapshot.to_parquet("ASYNCV", path, kind="ohlcv", interval="1m", conn=vconn)
     back = pd.read_parquet(path)
-    assert list(back.columns) == [*frames.CANDLE_COLUMNS, "count", "vwap", "notional"]
+    assert list(back.columns) == [*read_options.CANDLE_COLUMNS, "count", "vwap", "notional"]
     meta = {k.decode(): v.decode() for k, v in pq.read_schema(path).metadata.items()}
     assert meta["vwap"] == snapshot.PARQUET_MEANINGS["vwap"] and meta["notional"] == snapshot.PARQUET_MEANINGS["notional"]

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import Day, Tick
 
-from redtick import frames
+from redtick import frames, outputs
 from redtick.caches.prices import PriceCache
-from redtick.connection import Connection
 from redtick.errors import InvalidData, InvalidKey
 from tests.series_reference import assert_frames_match, reference_resample
 
@@ -46,7 +45,7 @@ def series_conn(conn):
     """The backend under test with small tick chunks (10 minutes), so data spans many chunks; no retention."""
     small = dataclasses.replace(conn.settings, tick_chunk_ms=10 * MINUTE, tick_retention_ms=None,
                                 candle_retention_ms=None)
-    connection = Connection(small, memory_server=conn._memory_server)
+    connection = conn.with_settings(small)
     yield connection
     connection.close()
 
@@ -277,7 +276,7 @@ def test_with_retention_a_read_returns_what_its_source_keeps(conn):
     """Ticks kept two hours, candles for ever: "30s" covers what the ticks keep, as "1m" covers what
     the 1m candles keep; the retention is the owner's choice, not data the read hides."""
     kept = dataclasses.replace(conn.settings, tick_chunk_ms=HOUR, tick_retention_ms=2 * HOUR, candle_retention_ms=None)
-    connection = Connection(kept, memory_server=conn._memory_server)
+    connection = conn.with_settings(kept)
     ticks = pd.DataFrame({"ts": BASE + np.arange(10) * HOUR + 1_000, "price": 1.0 + np.arange(10), "volume": 1.0})
     frames.write_ticks(ticks, "TRIM", conn=connection)
     assert len(frames.load_ohlcv("TRIM", "1h", conn=connection)) == 10
@@ -386,7 +385,7 @@ def test_arrow_output_is_the_same_read(day_conn):
 
 def test_arrow_wraps_the_read_buffers_without_copying():
     ts, close = np.arange(3, dtype=np.int64) * MINUTE, np.array([1.0, 2.0, 3.0])
-    table = frames.arrow_table([frames.Columns(ts, {"close": close})], None, ["close"])
+    table = outputs.arrow_table([frames.Columns(ts, {"close": close})], None, ["close"])
     assert table.column("ts").chunk(0).buffers()[1].address == ts.ctypes.data
     assert table.column("close").chunk(0).buffers()[1].address == close.ctypes.data
 

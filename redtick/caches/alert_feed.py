@@ -20,11 +20,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from redtick import checks
 from redtick.caches.alerts import FiredAlert
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData
 from redtick.keys import validate_name, validate_symbol
-from redtick.steps import Batch, Plan, Script, run, run_async
+from redtick.steps import Batch, Command, Plan, Script, run, run_async
 from redtick.ticks import to_epoch_ms
 
 __all__ = ["FiredAlertFeed", "FiredAlertFeedSync", "fired_alerts"]
@@ -43,12 +44,10 @@ def _start_id(start: Any) -> str:
 
 
 def _seconds(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86_400:
-        raise InvalidData(f"{name}={value!r}: expected seconds from 0 to 86400")
-    return float(value)
+    return checks.number(value, name, low=0, high=86_400, expected="seconds from 0 to 86400")
 
 
-def _streams(reply: Any) -> list[tuple[str, list]]:
+def _streams(reply: Any) -> list[tuple[str, list[Any]]]:
     """``(stream key, entries)`` of an XREADGROUP reply (RESP2 pairs or RESP3 map); empty when it timed out."""
     pairs = reply.items() if isinstance(reply, dict) else reply or []
     return [(key.decode() if isinstance(key, bytes) else key, entries) for key, entries in pairs]
@@ -65,9 +64,7 @@ class _Feed:
         self.consumer = validate_name(consumer, "consumer name")
         self.fixed = None if symbols is None else sorted({validate_symbol(s) for s in symbols})
         self.start_id = _start_id(start)
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
-            raise InvalidData(f"count={count!r}: expected a whole number from 1 to 10000")
-        self.count = count
+        self.count = checks.whole(count, "count", low=1, high=10_000, expected="a whole number from 1 to 10000")
         # A blocked read holds its connection; it must end well inside the socket timeout.
         self.block_ms = int(min(_seconds(block, "block"), conn.settings.socket_timeout / 2) * 1000)
         self.claim_idle_ms = int(_seconds(claim_idle, "claim_idle") * 1000)
@@ -77,9 +74,9 @@ class _Feed:
         self.claim_from: dict[str, str] = {}
         self.next_claim = 0.0
         self.buffer: collections.deque[FiredAlert] = collections.deque()
-        self.gone: list[tuple] = []  # XACKs of entries trimmed away while pending
+        self.gone: list[Command] = []  # XACKs of entries trimmed away while pending
 
-    def _take(self, symbol: str, entries: list[tuple[bytes, dict | None]]) -> str | None:
+    def _take(self, symbol: str, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> str | None:
         """Buffer the alerts among ``entries`` of ``symbol``'s stream; the last id seen."""
         last = None
         for entry_id, fields in entries:
@@ -90,7 +87,7 @@ class _Feed:
                 self.buffer.append(FiredAlert.from_record(fields[b"record"], entry_id=last))
         return last
 
-    def poll_plan(self, block_ms: int) -> Plan:
+    def poll_plan(self, block_ms: int) -> Plan[None]:
         """Plan: fill the buffer from, in order, the consumer's own pending, claimable and new entries."""
         yield from self._join_plan()
         if self.gone:
@@ -103,7 +100,7 @@ class _Feed:
         if not self.buffer and self.streams:
             yield from self._read_plan(block_ms)
 
-    def _join_plan(self) -> Plan:
+    def _join_plan(self) -> Plan[None]:
         if self.fixed is None:
             (members,) = yield Batch([("SMEMBERS", self.keys.alert_stream_symbols())])
             symbols = sorted(m.decode() for m in members)
@@ -117,7 +114,7 @@ class _Feed:
                 self.own[symbol] = _FIRST
                 self.claim_from[symbol] = _FIRST
 
-    def _own_plan(self) -> Plan:
+    def _own_plan(self) -> Plan[None]:
         """Re-read what this consumer was given and never acknowledged (it restarted)."""
         symbols = list(self.own)
         replies = yield Batch([("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", self.count,
@@ -129,7 +126,7 @@ class _Feed:
             else:
                 self.own[symbol] = last
 
-    def _claim_plan(self) -> Plan:
+    def _claim_plan(self) -> Plan[None]:
         symbols = list(self.streams)
         replies = yield Batch([("XAUTOCLAIM", self.streams[s], self.group, self.consumer, self.claim_idle_ms,
                                 self.claim_from[s], "COUNT", self.count) for s in symbols])
@@ -144,7 +141,7 @@ class _Feed:
         if swept:  # every stream's pending list went through: look again after half the idle time
             self.next_claim = self.clock() + self.claim_idle_ms / 2000
 
-    def _read_plan(self, block_ms: int) -> Plan:
+    def _read_plan(self, block_ms: int) -> Plan[None]:
         keys = list(self.streams.values())
         if self.cluster:
             # One XREADGROUP cannot span slots; each stream is read on its own, without blocking.
@@ -158,7 +155,7 @@ class _Feed:
             for key, entries in _streams(reply):
                 self._take(symbol_of[key], entries)
 
-    def ack_command(self, alert: FiredAlert) -> tuple:
+    def ack_command(self, alert: FiredAlert) -> Command:
         if not alert.entry_id:
             raise InvalidData(f"alert {alert.alert_id} was not delivered by a feed: there is nothing to acknowledge")
         return ("XACK", self.keys.alert_stream(alert.symbol), self.group, alert.entry_id)
@@ -275,7 +272,7 @@ class FiredAlertFeedSync(_FeedFront):
     Examples
     --------
     >>> import redtick
-    >>> from redtick.reports import set_alerts
+    >>> from redtick.caches.alerts import set_alerts
     >>> _ = set_alerts([{"user_id": "u_sync", "symbol": "SYNCUSD", "target_price": 5.0, "condition": "below"}])
     >>> _ = redtick.write_ticks([{"ts": "2013-09-02 08:00", "price": 4.75, "volume": 1.0}], "SYNCUSD")
     >>> [(a.condition, a.price) for a in redtick.fired_alerts("pager", "p1", symbols=["SYNCUSD"], start="0",
@@ -309,7 +306,7 @@ class FiredAlertFeedSync(_FeedFront):
         run(self.conn.sync, lambda: _one_step(Batch([self.feed.ack_command(alert)])))
 
 
-def _one_step(step: Batch) -> Plan:
+def _one_step(step: Batch) -> Plan[Any]:
     """Plan: one step, its reply the result."""
     return (yield step)
 

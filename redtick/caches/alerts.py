@@ -1,22 +1,21 @@
-"""``PriceAlerts``: above, below and crosses alerts indexed by target price, fired exactly once by a Lua script."""
+"""``PriceAlerts``: above, below and crosses alerts indexed by target price, fired exactly once by a Lua script; its sync face."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import secrets
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 
-from redtick import codec, scripts
-from redtick.caches.base import BaseCache, commit_in_phases
+from redtick import checks, codec, scripts
+from redtick.caches.base import CacheFront, check_ttl, commit_in_phases
+from redtick.clock import now_ms
 from redtick.config import Settings
-from redtick.connection import Connection
+from redtick.connection import Connection, blocking, connect
 from redtick.errors import InvalidData
 from redtick.keys import ALERT_CONDITIONS, KeySchema, validate_id, validate_symbol, validate_user_id
 
@@ -27,6 +26,8 @@ __all__ = [
     "PricePath",
     "alert_check_args",
     "decode_fired",
+    "delete_alert",
+    "set_alerts",
 ]
 
 ALERT_CHECK_SCRIPT = "alert_check"
@@ -39,17 +40,15 @@ _WRITE_BATCH = 10_000
 _ALERT_ID_BYTES = 16  # 128 random bits: ids cannot be guessed to probe other users' alerts
 
 
-def _check_price(value: Any, name: str) -> float:
-    # Zero and negative prices are real (spreads, power, WTI in April 2020); only non-numbers are not.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidData(f"{name}={value!r}: expected a finite number")
-    return float(value)
-
-
 def _check_condition(condition: Any) -> str:
     if condition not in ALERT_CONDITIONS:
         raise InvalidData(f"condition={condition!r}: expected one of {', '.join(ALERT_CONDITIONS)}")
-    return condition
+    return str(condition)
+
+
+def _text(reply: bytes | str) -> str:
+    """A reply as text: the clients answer bytes, their type stubs allow str."""
+    return reply.decode() if isinstance(reply, bytes) else reply
 
 
 def _exact(price: float) -> str:
@@ -149,7 +148,7 @@ class PricePath:
     @classmethod
     def of_price(cls, price: float, at_ms: int) -> PricePath:
         """One price seen at ``at_ms``."""
-        price = _check_price(price, "price")
+        price = checks.number(price, "price")
         return cls([(price, int(at_ms))], [(price, int(at_ms))], price)
 
     @classmethod
@@ -159,7 +158,7 @@ class PricePath:
         Their order is unknown, so an alert met by the range reports its extreme: ``high`` for
         ``above``, ``low`` for ``below``.
         """
-        low, high, last = _check_price(low, "low"), _check_price(high, "high"), _check_price(last, "last")
+        low, high, last = checks.number(low, "low"), checks.number(high, "high"), checks.number(last, "last")
         if not low <= last <= high:
             raise InvalidData(f"low={low!r}, last={last!r}, high={high!r}: expected low <= last <= high")
         return cls([(high, int(at_ms))], [(low, int(at_ms))], last)
@@ -269,14 +268,14 @@ def decode_fired(reply: Sequence[Any]) -> list[FiredAlert]:
     return [FiredAlert.from_record(record) for record in reply[1::2]]
 
 
-class PriceAlerts(BaseCache):
+class PriceAlerts(CacheFront):
     """Price alerts per symbol, indexed by target price, that fire exactly once.
 
     Each condition of a symbol has a sorted set of alert ids scored by target price, so a check
     reads only the alerts it fires (a range of each set). Firing, logging to the owner's log and
     publishing happen in one script (see :func:`alert_check_args`). The spec's ``price_cache``
-    delegates its alert calls here. As a :class:`BaseCache` with prefix ``alerts``, its
-    ``clear()`` and ``count_keys()`` cover every symbol's alert keys and fired logs.
+    delegates its alert calls here. It writes only the alert keys of its layout, through these
+    methods (no generic key-value API); the cache service counts and clears them.
 
     Parameters
     ----------
@@ -285,7 +284,8 @@ class PriceAlerts(BaseCache):
     default_ttl : int
         Seconds an alert lives unless ``set_price_alert`` says otherwise (default 30 days).
     clock : callable, optional
-        Seconds since the epoch (default ``time.time``): stamps creation, expiry and checks.
+        Seconds since the epoch (default: the wall clock, :func:`redtick.clock.now_ms`): stamps
+        creation, expiry and checks.
 
     Examples
     --------
@@ -303,14 +303,20 @@ class PriceAlerts(BaseCache):
     def __init__(
         self,
         conn: Connection | None = None,
-        default_ttl: int = 30 * 86_400,
-        clock: Callable[[], float] = time.time,
+        default_ttl: int | None = 30 * 86_400,
+        clock: Callable[[], float] | None = None,
     ):
-        super().__init__("alerts", default_ttl, conn)
+        self._conn = conn
+        self.default_ttl = None if default_ttl is None else check_ttl(default_ttl, name="default_ttl")
         self.clock = clock
 
+    metrics_name = "alerts"
+
+    def __repr__(self) -> str:
+        return f"PriceAlerts(default_ttl={self.default_ttl})"
+
     def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return now_ms() if self.clock is None else int(self.clock() * 1000)
 
     async def set_price_alert(
         self, user_id: str, symbol: str, target_price: float, condition: str, ttl: int | None = None
@@ -331,7 +337,7 @@ class PriceAlerts(BaseCache):
         """
         alert = self._new_alert(user_id, symbol, target_price, condition, ttl, self._now_ms())
         await self._write([alert])
-        return alert["alert_id"]
+        return str(alert["alert_id"])
 
     async def set_price_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> list[str]:
         """Set many alerts at once; returns their ids in order. All are checked before any is written.
@@ -357,15 +363,20 @@ class PriceAlerts(BaseCache):
             await self._write(new[start : start + _WRITE_BATCH])
         return [a["alert_id"] for a in new]
 
-    def _new_alert(self, user_id, symbol, target_price, condition, ttl, now: int) -> dict[str, Any]:
+    def _new_alert(
+        self, user_id: Any, symbol: Any, target_price: Any, condition: Any, ttl: int | None, now: int
+    ) -> dict[str, Any]:
         """A validated alert record with a fresh id; raises before anything is written."""
-        seconds = self._ttl(ttl)
+        seconds = self.default_ttl if ttl is None else check_ttl(ttl)
+        if seconds is None:  # a PriceAlerts made with default_ttl=None, and an alert set without ttl
+            raise InvalidData("ttl=None: expected the alert's lifetime in seconds (this PriceAlerts has no default_ttl)")
         return {
             "alert_id": secrets.token_urlsafe(_ALERT_ID_BYTES),
             "user_id": validate_user_id(user_id),
             "symbol": validate_symbol(symbol),
             "condition": _check_condition(condition),
-            "target_price": _check_price(target_price, "target_price"),
+            # Zero and negative prices are real (spreads, power, WTI in April 2020): any finite number.
+            "target_price": checks.number(target_price, "target_price"),
             "created_at": now,
             "expires_at": now + seconds * 1000,
         }
@@ -376,8 +387,8 @@ class PriceAlerts(BaseCache):
 
     async def _write_records(self, alerts: list[dict[str, Any]]) -> None:
         keys = self.keys
-        by_user: dict[str, list[dict]] = collections.defaultdict(list)
-        by_symbol: dict[str, list[dict]] = collections.defaultdict(list)
+        by_user: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        by_symbol: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         for alert in alerts:
             by_user[alert["user_id"]].append(alert)
             by_symbol[alert["symbol"]].append(alert)
@@ -388,8 +399,8 @@ class PriceAlerts(BaseCache):
         # its owner cannot list or delete.
         cluster = self.conn.settings.topology == "cluster"
 
-        def user_records(user_id: str, mine: list[dict]):
-            def queue(pipe):
+        def user_records(user_id: str, mine: list[dict[str, Any]]) -> Callable[[Any], None]:
+            def queue(pipe: Any) -> None:
                 user_alerts = keys.user_alerts(user_id)
                 latest = max(a["expires_at"] for a in mine)
                 pipe.hset(user_alerts, mapping={a["alert_id"]: a["symbol"] for a in mine})
@@ -404,8 +415,8 @@ class PriceAlerts(BaseCache):
                 pipe.sadd(keys.user_alert_symbols(user_id), *{a["symbol"] for a in mine})
             return queue
 
-        def symbol_indexes(symbol: str, theirs: list[dict]):
-            def queue(pipe):
+        def symbol_indexes(symbol: str, theirs: list[dict[str, Any]]) -> Callable[[Any], None]:
+            def queue(pipe: Any) -> None:
                 pipe.hset(keys.alert_data(symbol), mapping={a["alert_id"]: codec.dumps(a) for a in theirs})
                 pipe.zadd(keys.alert_expiry(symbol), {a["alert_id"]: a["expires_at"] for a in theirs})
                 for condition in ALERT_CONDITIONS:
@@ -414,7 +425,7 @@ class PriceAlerts(BaseCache):
                         pipe.zadd(keys.alert_index(symbol, condition), targets)
             return queue
 
-        def stream_symbols(pipe):
+        def stream_symbols(pipe: Any) -> None:
             pipe.sadd(keys.alert_stream_symbols(), *by_symbol)
 
         # The symbols go into the registry of streams first: a consumer of fired alerts learns
@@ -441,7 +452,7 @@ class PriceAlerts(BaseCache):
         user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         keys = self.keys
         user_alerts = keys.user_alerts(user_id)
-        records = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(user_alerts)).items()}
+        records = {_text(k): _text(v) for k, v in (await self.redis.hgetall(user_alerts)).items()}
         if not records:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -485,9 +496,9 @@ class PriceAlerts(BaseCache):
         if symbol is None:
             return False
         script = scripts.bound(self.redis, "alert_delete")
-        deleted = await script(keys=_script_keys(keys, symbol.decode())[:5], args=[alert_id, user_id])
+        deleted = await script(keys=_script_keys(keys, _text(symbol))[:5], args=[alert_id, user_id])
         await self.redis.hdel(user_alerts, alert_id)
-        return deleted == 1
+        return bool(deleted == 1)
 
     async def check_price_range(self, symbol: str, low: float, high: float, last: float) -> list[FiredAlert]:
         """Fire the alerts met by prices that ranged over ``[low, high]`` and ended at ``last``, seen now.
@@ -558,9 +569,8 @@ class PriceAlerts(BaseCache):
         """
         user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         keys = self.keys
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidData(f"limit={limit!r}: expected a whole number from 1")
-        symbols = sorted(s.decode() for s in await self.redis.smembers(keys.user_alert_symbols(user_id)))
+        limit = checks.whole(limit, "limit", low=1)
+        symbols = sorted(_text(s) for s in await self.redis.smembers(keys.user_alert_symbols(user_id)))
         if not symbols:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -573,7 +583,7 @@ class PriceAlerts(BaseCache):
 
     async def cleanup_all_expired_alerts(self) -> int:
         """:meth:`cleanup_expired_alerts` for every symbol alerts were set on; returns how many alerts were dropped."""
-        symbols = sorted(s.decode() for s in await self.redis.smembers(self.keys.alert_stream_symbols()))
+        symbols = sorted(_text(s) for s in await self.redis.smembers(self.keys.alert_stream_symbols()))
         return sum([await self.cleanup_expired_alerts(symbol) for symbol in symbols])
 
     async def cleanup_expired_alerts(self, symbol: str) -> int:
@@ -586,4 +596,35 @@ class PriceAlerts(BaseCache):
         now = self._now_ms()
         keys = [*_script_keys(self.keys, symbol), self.keys.alert_handoff(symbol, 0.0)]
         args = ["", "", "", now, "", "", FIRED_LOG_MAX, "", now - self.conn.settings.alert_stream_retention_ms, "", 0]
-        return await scripts.bound(self.redis, ALERT_CHECK_SCRIPT)(keys=keys, args=args)
+        return int(await scripts.bound(self.redis, ALERT_CHECK_SCRIPT)(keys=keys, args=args))
+
+
+# -- the sync face: what notebooks, the demo and widgets write ---------------------------------------------
+def set_alerts(alerts: Iterable[Mapping[str, Any]], *, conn: Connection | None = None) -> list[str]:
+    """:meth:`PriceAlerts.set_price_alerts` from sync code (also inside Jupyter): the new alerts' ids, in order.
+
+    Each mapping holds ``user_id``, ``symbol``, ``target_price``, ``condition`` and optionally
+    ``ttl`` (seconds). All are checked before any is written.
+
+    Examples
+    --------
+    >>> ids = set_alerts([{"user_id": "doc", "symbol": "DOCALRT", "target_price": 10.0, "condition": "above"}])
+    >>> len(ids)
+    1
+    """
+    conn = conn or connect()
+    specs = list(alerts)
+    return blocking(conn, lambda: PriceAlerts(conn).set_price_alerts(specs))
+
+
+def delete_alert(user_id: str, alert_id: str, *, conn: Connection | None = None) -> bool:
+    """:meth:`PriceAlerts.delete_price_alert` from sync code: False when the user has no live alert with that id.
+
+    Examples
+    --------
+    >>> (alert_id,) = set_alerts([{"user_id": "doc", "symbol": "DOCDEL", "target_price": 5.0, "condition": "below"}])
+    >>> delete_alert("doc", alert_id), delete_alert("doc", alert_id)
+    (True, False)
+    """
+    conn = conn or connect()
+    return blocking(conn, lambda: PriceAlerts(conn).delete_price_alert(user_id, alert_id))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any
 
-from redtick.caches.base import BaseCache, check_ttl
+from redtick import checks
+from redtick.caches.base import CacheFront, check_ttl
+from redtick.clock import iso_ms, now_ms
 from redtick.connection import Connection
 from redtick.errors import InvalidData
 from redtick.keys import validate_symbol
@@ -20,22 +20,8 @@ MAX_TRADES = 1000
 SYMBOL_LIST_HORIZON_MS = 86_400_000  # get_all_symbols lists symbols priced within a day
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _iso(ms: int) -> str:
-    import pandas as pd
-
-    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
-
-
 def _number(value: Any, name: str, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidData(f"{name}={value!r}: expected a finite number")
-    if (value <= 0) if positive else (value < 0):
-        raise InvalidData(f"{name}={value!r}: expected a number {'above' if positive else 'at least'} 0")
-    return float(value)
+    return checks.number(value, name, above=0) if positive else checks.number(value, name, low=0)
 
 
 def _mapping(value: Any, name: str) -> dict[str, Any]:
@@ -56,10 +42,12 @@ def _levels(levels: Any, side: str) -> list[list[float]]:
     return out
 
 
-class MarketDataCache(BaseCache):
+class MarketDataCache(CacheFront):
     """Market data per symbol, each kind with its own default TTL (``DEFAULT_TTLS``), JSON values.
 
     Every key carries the symbol as a hash tag. Values are validated before anything is written.
+    It writes only its own keys (``market:<kind>:{SYMBOL}`` and the symbol list), through the
+    methods below: there is no generic get/set.
 
     Examples
     --------
@@ -76,24 +64,28 @@ class MarketDataCache(BaseCache):
     metrics_name = "market_data"
 
     def __init__(self, conn: Connection | None = None, ttls: dict[str, int] | None = None):
-        super().__init__("market", default_ttl=DEFAULT_TTLS["price"], conn=conn)
+        self._conn = conn
         self.ttls = {**DEFAULT_TTLS, **(ttls or {})}
         for kind, ttl in self.ttls.items():
             check_ttl(ttl, name=f"ttl of {kind}")
+
+    def __repr__(self) -> str:
+        return f"MarketDataCache(ttls={self.ttls})"
 
     def _ttl_of(self, kind: str, ttl: int | None) -> int:
         return self.ttls[kind] if ttl is None else check_ttl(ttl)
 
     async def _put(self, kind: str, symbol: str, value: Any, ttl: int | None) -> bool:
         key = self.keys.market(kind, symbol)
-        stored = bool(await self.redis.set(key, self._encode(value), ex=self._ttl_of(kind, ttl)))
+        stored = bool(await self.redis.set(key, self.codec.encode(value), ex=self._ttl_of(kind, ttl)))
         self.counters.write(kind)
         return stored
 
-    async def _get(self, kind: str, symbol: str) -> Any:
+    async def _get(self, kind: str, symbol: str) -> dict[str, Any] | None:
         raw = await self.redis.get(self.keys.market(kind, symbol))
         self.counters.read(kind, raw is not None)
-        return self._decode(raw)
+        value: dict[str, Any] | None = self.codec.decode(raw)  # every kind is stored as a dict
+        return value
 
     # -- prices ----------------------------------------------------------------------------------
     async def set_symbol_price(self, symbol: str, price_data: dict[str, Any], ttl: int | None = None) -> bool:
@@ -101,13 +93,13 @@ class MarketDataCache(BaseCache):
         symbol = validate_symbol(symbol)
         data = _mapping(price_data, "price_data")
         _number(data.get("price"), "price", positive=True)
-        now = _now_ms()
+        now = now_ms()
         stamp = to_epoch_ms(data["timestamp"], name="timestamp") if "timestamp" in data else now
         data.setdefault("symbol", symbol)
-        data.setdefault("timestamp", _iso(stamp))
+        data.setdefault("timestamp", iso_ms(stamp))
         seconds = self._ttl_of("price", ttl)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.keys.market("price", symbol), self._encode(data), ex=seconds)
+            pipe.set(self.keys.market("price", symbol), self.codec.encode(data), ex=seconds)
             pipe.zadd(self.keys.market_symbols(), {symbol: stamp})
             pipe.zremrangebyscore(self.keys.market_symbols(), "-inf", now - SYMBOL_LIST_HORIZON_MS)
             await pipe.execute()
@@ -124,12 +116,13 @@ class MarketDataCache(BaseCache):
         price = await self.get_symbol_price(symbol)
         if price is None:
             return False
-        age_ms = _now_ms() - to_epoch_ms(price["timestamp"], name="timestamp")
+        age_ms = now_ms() - to_epoch_ms(price["timestamp"], name="timestamp")
         return age_ms <= max_age * 1000
 
     async def get_all_symbols(self) -> list[str]:
         """Symbols priced within the last day, sorted."""
-        members = await self.redis.zrangebyscore(self.keys.market_symbols(), _now_ms() - SYMBOL_LIST_HORIZON_MS, "+inf")
+        since = now_ms() - SYMBOL_LIST_HORIZON_MS
+        members: list[bytes] = await self.redis.zrangebyscore(self.keys.market_symbols(), since, "+inf")
         return sorted(m.decode() for m in members)
 
     # -- order books -----------------------------------------------------------------------------
@@ -140,13 +133,13 @@ class MarketDataCache(BaseCache):
         book["bids"] = _levels(book.get("bids", []), "bids")
         book["asks"] = _levels(book.get("asks", []), "asks")
         book.setdefault("symbol", symbol)
-        book.setdefault("timestamp", _iso(_now_ms()))
+        book.setdefault("timestamp", iso_ms(now_ms()))
         return await self._put("orderbook", symbol, book, ttl)
 
     async def get_order_book(self, symbol: str, depth: int | None = None) -> dict[str, Any] | None:
         """The cached order book, optionally cut to ``depth`` levels a side."""
-        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
-            raise InvalidData(f"depth={depth!r}: expected a whole number of levels, 0 or more")
+        if depth is not None:
+            depth = checks.whole(depth, "depth", low=0, expected="a whole number of levels, 0 or more")
         book = await self._get("orderbook", validate_symbol(symbol))
         if book is not None and depth is not None:
             book["bids"], book["asks"] = book["bids"][:depth], book["asks"][:depth]
@@ -165,27 +158,25 @@ class MarketDataCache(BaseCache):
         _number(data.get("quantity", data.get("volume", 0.0)), "quantity", positive=False)
         if data.get("side") not in (None, "buy", "sell"):
             raise InvalidData(f"side={data['side']!r}: expected 'buy' or 'sell'")
-        if isinstance(max_trades, bool) or not isinstance(max_trades, int) or max_trades < 1:
-            raise InvalidData(f"max_trades={max_trades!r}: expected a whole number from 1")
+        checks.whole(max_trades, "max_trades", low=1)
         data.setdefault("symbol", symbol)
-        data.setdefault("timestamp", _iso(_now_ms()))
+        data.setdefault("timestamp", iso_ms(now_ms()))
         key = self.keys.market("trades", symbol)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(key, self._encode(data))
+            pipe.lpush(key, self.codec.encode(data))
             pipe.ltrim(key, 0, max_trades - 1)
             pipe.expire(key, self._ttl_of("trades", ttl))
             pipe.llen(key)
             *_, length = await pipe.execute()
         self.counters.write("trades")
-        return length
+        return int(length)
 
     async def get_trade_history(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` trades, newest first."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidData(f"limit={limit!r}: expected a whole number from 1")
+        limit = checks.whole(limit, "limit", low=1)
         raw = await self.redis.lrange(self.keys.market("trades", validate_symbol(symbol)), 0, limit - 1)
         self.counters.read("trades", bool(raw))
-        return [self._decode(item) for item in raw]
+        return [self.codec.decode(item) for item in raw]
 
     # -- 24h statistics and symbol information ---------------------------------------------------
     async def set_24h_stats(self, symbol: str, stats: dict[str, Any], ttl: int | None = None) -> bool:

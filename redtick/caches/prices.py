@@ -2,51 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
+from redtick.bars import candles_from_frame
 from redtick.caches.alert_feed import FiredAlertFeed
 from redtick.caches.alerts import PriceAlerts
-from redtick.connection import Connection, UsesConnection
+from redtick.caches.base import CacheFront
+from redtick.catalog import layout_of
+from redtick.checks import whole
+from redtick.clock import iso_ms, now_ms
+from redtick.connection import Connection
 from redtick.errors import InvalidData
-from redtick.frames import (
-    DEFAULT_BATCH,
-    candles_from_frame,
-    candles_read_plan,
-    check_output,
-    finish,
-    layout_of,
-    parse_symbols,
-    read_bounds,
-    read_columns,
-    ticks_read_plan,
-    warn_retention,
-    write_plans,
-)
 from redtick.keys import validate_symbol
-from redtick.series import RetentionWindow, WriteResult
-from redtick.steps import gather, run_async
+from redtick.outputs import finish
+from redtick.read_options import check_output, parse_symbols, read_bounds, read_columns
+from redtick.reads import Columns, candles_read_plan, ticks_read_plan
+from redtick.series import RetentionWindow, SeriesLayout, WriteResult
+from redtick.steps import Plan, T, gather, run_async
 from redtick.ticks import TimeUnit, to_epoch_ms
+from redtick.writes import DEFAULT_BATCH, warn_retention, write_plans
 
 __all__ = ["PriceCache", "price_cache"]
 
 
-def _iso(ms: int) -> str:
-    return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise InvalidData(f"{name}={value!r}: expected a whole number from 1")
-    return int(value)
-
-
-class PriceCache(UsesConnection):
+class PriceCache(CacheFront):
     """Price series, candles and alerts for the backend (async); the readers researchers use, too.
 
     Writes go through the same plans as :func:`redtick.write_ticks`: every tick is kept once and
@@ -70,6 +55,9 @@ class PriceCache(UsesConnection):
     50000.0
     """
 
+    metrics_name = "price"
+    """Its counters' ``cache`` label (families ``quote``, ``ticks``, ``candles``)."""
+
     def __init__(self, conn: Connection | None = None, alerts: PriceAlerts | None = None):
         self._conn = conn
         self._alerts = alerts
@@ -84,15 +72,10 @@ class PriceCache(UsesConnection):
         return self._alerts
 
     @property
-    def layout(self):
+    def layout(self) -> SeriesLayout:
         return layout_of(self.conn)
 
-    @property
-    def counters(self):
-        """The ``price`` cache's counters (families ``quote``, ``ticks``, ``candles``)."""
-        return self.conn.metrics.cache("price")
-
-    async def _run(self, make_plan):
+    async def _run(self, make_plan: Callable[[], Plan[T]]) -> T:
         return await run_async(self.conn.async_client(), make_plan)
 
     # -- writing ---------------------------------------------------------------------------------
@@ -131,9 +114,9 @@ class PriceCache(UsesConnection):
         Without a ``trade_id`` the tick's id is the nanosecond clock, so two updates in one
         millisecond stay two ticks in the order they were made.
         """
-        now_ns = time.time_ns()
-        ts = now_ns // 1_000_000 if timestamp is None else to_epoch_ms(timestamp, name="timestamp")
-        tick = {"ts": ts, "price": price, "volume": volume, "trade_id": now_ns if trade_id is None else trade_id}
+        now_ns = time.time_ns()  # the tick's id, unless given: finer than the millisecond now_ms() gives
+        ts = now_ms() if timestamp is None else to_epoch_ms(timestamp, name="timestamp")
+        tick: dict[str, Any] = {"ts": ts, "price": price, "volume": volume, "trade_id": now_ns if trade_id is None else trade_id}
         if side is not None:
             tick["side"] = side
         return await self.write_ticks([tick], symbol)
@@ -146,7 +129,7 @@ class PriceCache(UsesConnection):
             return None
         ts = int(raw[b"ts"])
         return {"symbol": symbol, "price": float(raw[b"price"]), "volume": float(raw[b"volume"]),
-                "timestamp": _iso(ts), "ts": ts}
+                "timestamp": iso_ms(ts), "ts": ts}
 
     async def get_current_price(self, symbol: str) -> float | None:
         """The newest price of ``symbol``, or None."""
@@ -173,7 +156,7 @@ class PriceCache(UsesConnection):
         (10.0, 10.0)
         """
         symbol = validate_symbol(symbol)
-        minutes = _positive_int(period_minutes, "period_minutes")
+        minutes = whole(period_minutes, "period_minutes", low=1)
         at_ms = None if at is None else to_epoch_ms(at, name="at")
         current, previous = await self._run(lambda: self.layout.change_plan(symbol, minutes, at_ms))
         if current is None or previous is None:
@@ -187,8 +170,8 @@ class PriceCache(UsesConnection):
             "change": now - before,
             # As pandas' pct_change; a change from a price of zero (spreads, some markets) has none.
             "change_percent": (now - before) / before * 100.0 if before else math.nan,
-            "from_time": _iso(int(previous["ts"])),
-            "to_time": _iso(int(current["ts"])),
+            "from_time": iso_ms(int(previous["ts"])),
+            "to_time": iso_ms(int(current["ts"])),
         }
 
     async def get_price_history(
@@ -196,13 +179,13 @@ class PriceCache(UsesConnection):
     ) -> list[dict[str, Any]]:
         """The newest ``limit`` ticks between ``start_time`` and ``end_time`` (inclusive), oldest first."""
         symbol = validate_symbol(symbol)
-        limit = _positive_int(limit, "limit")
+        limit = whole(limit, "limit", low=1)
         start = None if start_time is None else to_epoch_ms(start_time, name="start_time")
         end = None if end_time is None else to_epoch_ms(end_time, name="end_time")
         records = await self._run(lambda: self.layout.recent_ticks_plan(symbol, limit, start, end))
         self.counters.read("ticks", len(records) > 0)
         return [
-            {"timestamp": _iso(ts), "ts": ts, "price": price, "volume": volume, "trade_id": trade_id, "side": side}
+            {"timestamp": iso_ms(ts), "ts": ts, "price": price, "volume": volume, "trade_id": trade_id, "side": side}
             for ts, trade_id, price, volume, side in zip(
                 records["ts"].tolist(), records["id"].tolist(), records["price"].tolist(),
                 records["volume"].tolist(), records["side"].tolist(), strict=True)
@@ -211,7 +194,7 @@ class PriceCache(UsesConnection):
     # -- research reads, async ---------------------------------------------------------------------
     async def load_ticks(self, symbol_or_symbols: str | Iterable[str], start: Any = None, end: Any = None, *,
                          date_range: tuple[Any, Any] | None = None, columns: Sequence[str] | None = None,
-                         tz: Any = None, unit: str | None = None,
+                         tz: Any = None, unit: TimeUnit | None = None,
                          output: Literal["pandas", "arrow", "polars"] = "pandas") -> Any:
         """The async twin of :func:`redtick.load_ticks` (the same parameters but ``missing``)."""
         symbols, many = parse_symbols(symbol_or_symbols)
@@ -227,7 +210,7 @@ class PriceCache(UsesConnection):
                          columns: Sequence[str] | None = None, tz: Any = None, origin: Any = "epoch",
                          offset: Any = None, closed: Literal["left", "right"] | None = None,
                          label: Literal["left", "right"] | None = None, fill: Literal["nan", "ffill"] | None = None,
-                         unit: str | None = None, output: Literal["pandas", "arrow", "polars"] = "pandas") -> Any:
+                         unit: TimeUnit | None = None, output: Literal["pandas", "arrow", "polars"] = "pandas") -> Any:
         """The async twin of :func:`redtick.load_ohlcv` (the same parameters but ``missing``)."""
         symbols, many = parse_symbols(symbol_or_symbols)
         wanted = read_columns(columns, "candles")
@@ -238,13 +221,13 @@ class PriceCache(UsesConnection):
         self._count_frames("candles", result)
         return finish(result, symbols, many, wanted, tz=tz, output=output)
 
-    def _count_frames(self, family: str, frames: list) -> None:
+    def _count_frames(self, family: str, frames: list[Columns]) -> None:
         # One read per symbol: a hit if the range held anything.
         found = sum(1 for frame in frames if len(frame))
         self.counters.reads(family, hits=found, misses=len(frames) - found)
 
     # -- candles -----------------------------------------------------------------------------------
-    async def set_ohlcv_data(self, symbol: str, interval: str, candles: pd.DataFrame | Iterable[dict]) -> int:
+    async def set_ohlcv_data(self, symbol: str, interval: str, candles: pd.DataFrame | Iterable[dict[str, Any]]) -> int:
         """Store candles from elsewhere (each needs a ``timestamp``/``ts`` bucket start); returns how many.
 
         With a candle retention, candles out of the window behind the series' newest tick are
@@ -266,17 +249,17 @@ class PriceCache(UsesConnection):
         frame = await self.load_ohlcv(symbol, interval, start_time, end_time,
                                       columns=["open", "high", "low", "close", "volume", "count"])
         if limit is not None:
-            frame = frame.iloc[-_positive_int(limit, "limit"):]
+            frame = frame.iloc[-whole(limit, "limit", low=1):]
         ms = frame.index.asi8.tolist()
         rows = frame.to_dict("records")
-        return [{"timestamp": _iso(ts), "ts": ts, **{k: (None if v != v else v) for k, v in row.items()}}
+        return [{"timestamp": iso_ms(ts), "ts": ts, **{k: (None if v != v else v) for k, v in row.items()}}
                 for ts, row in zip(ms, rows, strict=True)]
 
     # -- housekeeping ------------------------------------------------------------------------------
     async def get_all_symbols(self) -> list[str]:
         """Symbols that have a price series or candles."""
         members = await self.conn.async_client().smembers(self.conn.keys.series_symbols())
-        return sorted(m.decode() for m in members)
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
     async def apply_retention(self) -> dict[str, int]:
         """Apply the configured retention to every symbol, measured behind each one's newest tick.
@@ -317,13 +300,13 @@ class PriceCache(UsesConnection):
             raise InvalidData(f"days={days!r}: expected a positive number")
         age_ms = int(days * 86_400_000)
         symbols = await self.get_all_symbols()
-        window = self.layout.window(int(time.time() * 1000), age_ms, age_ms)
+        window = self.layout.window(now_ms(), age_ms, age_ms)
         return await self._trim(symbols, [window] * len(symbols))
 
     async def _trim(self, symbols: list[str], windows: list[RetentionWindow]) -> dict[str, int]:
         chunks = ticks = 0
         for symbol, window in zip(symbols, windows, strict=True):
-            removed = await self._run(lambda symbol=symbol, window=window: self.layout.trim_plan(symbol, window))
+            removed = await self._run(functools.partial(self.layout.trim_plan, symbol, window))
             chunks, ticks = chunks + removed[0], ticks + removed[1]
         return {"symbols": len(symbols), "chunks_removed": chunks, "ticks_removed": ticks}
 

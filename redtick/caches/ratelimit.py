@@ -9,8 +9,9 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from redtick import scripts
-from redtick.connection import Connection, UsesConnection
+from redtick import checks, scripts
+from redtick.caches.base import CacheFront
+from redtick.connection import Connection
 from redtick.errors import InvalidData, RateLimited
 from redtick.keys import validate_name
 
@@ -32,16 +33,13 @@ def check_window(window: Any) -> int:
     >>> check_window(60), check_window(0.25)
     (60000000, 250000)
     """
-    if (isinstance(window, bool) or not isinstance(window, int | float) or not math.isfinite(window)
-            or not 0.001 <= window <= _MAX_WINDOW):
-        raise InvalidData(f"window={window!r}: expected a number of seconds from 0.001 to {_MAX_WINDOW:,} (10 years)")
-    return round(window * 1_000_000)
+    seconds = checks.number(window, "window", low=0.001, high=_MAX_WINDOW,
+                            expected=f"a number of seconds from 0.001 to {_MAX_WINDOW:,} (10 years)")
+    return round(seconds * 1_000_000)
 
 
 def _check_count(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_LIMIT:
-        raise InvalidData(f"{name}={value!r}: expected a whole number from {low} to {_MAX_LIMIT}")
-    return value
+    return checks.whole(value, name, low=low, high=_MAX_LIMIT, expected=f"a whole number from {low} to {_MAX_LIMIT}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +151,7 @@ def rate_limit_headers(decisions: Mapping[str, RateLimitState] | RateLimitState)
     return headers
 
 
-class RateLimiter(UsesConnection):
+class RateLimiter(CacheFront):
     """At most ``limit`` hits per identity in any ``window`` seconds, exactly.
 
     Each identity's hits are a sorted set of hit times, one per ``(name, identity)`` whatever the
@@ -200,6 +198,8 @@ class RateLimiter(UsesConnection):
     (3, False, 4)
     """
 
+    metrics_name = "rate_limit"
+
     COUNT_CAP = 10_000
     """The limit used when only counting hits (``UserSessionCache.set_rate_limit`` without a limit)."""
 
@@ -232,7 +232,7 @@ class RateLimiter(UsesConnection):
         >>> keys, args[:3], args[4]
         (['redtick:ratelimit:api:{u1}', 'redtick:ratelimit:api:{u1}:span'], [5, 1000000, 1], 2500000)
         """
-        keys = self.conn.keys
+        keys = self.keys
         _check_count(cost, "cost", 0)
         now = "" if self.clock is None else round(self.clock() * 1_000_000)
         return ([keys.rate_limit(self.name, identity), keys.rate_limit_span(self.name, identity)],
@@ -252,10 +252,9 @@ class RateLimiter(UsesConnection):
 
     async def _run(self, identity: str | int, cost: int) -> RateLimitState:
         keys, args = self.script_args(identity, cost)
-        client = self.conn.async_client()
-        state = self.decode(await scripts.bound(client, "rate_limit")(keys=keys, args=args))
+        state = self.decode(await scripts.bound(self.redis, "rate_limit")(keys=keys, args=args))
         if cost and state.allowed:
-            self.conn.metrics.cache("rate_limit").write(self.name)
+            self.counters.write(self.name)
         return state
 
     async def hit(self, identity: str | int, cost: int = 1) -> RateLimitState:
@@ -319,8 +318,7 @@ class RateLimiter(UsesConnection):
 
     async def clear(self, identity: str | int) -> bool:
         """Forget every hit of ``identity``, for every window of this name; True if there were any."""
-        keys = self.conn.keys
-        client = self.conn.async_client()
+        keys, client = self.keys, self.redis
         # Two single-key DELs, not one: a cluster client splits a multi-key DEL by slot anyway,
         # and the log's own reply is the one that says whether there were hits.
         removed = await client.delete(keys.rate_limit(self.name, identity))

@@ -18,12 +18,12 @@ import logging
 import secrets
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from redtick import codec
-from redtick.caches.base import check_ttl
-from redtick.connection import Connection, UsesConnection
+from redtick.caches.base import CacheFront, check_ttl, unlink_matching
+from redtick.connection import Connection
 from redtick.errors import InvalidData, RedisError
 from redtick.keys import validate_name
 
@@ -33,6 +33,9 @@ log = logging.getLogger("redtick.repository")
 
 DEFAULT_WRITES = ("create", "update", "delete")
 _FIRST_GENERATION = "0"
+
+Call = Callable[[], Awaitable[Any]]
+"""The repository's own method, bound to its arguments: what a cache miss or a write runs."""
 
 
 def _rebuild(value: Any, annotation: Any) -> Any:
@@ -47,15 +50,17 @@ def _rebuild(value: Any, annotation: Any) -> Any:
         args = typing.get_args(annotation)
         rebuilt = [_rebuild(v, args[0] if args else None) for v in value]
         return origin(rebuilt) if origin in (tuple, set, frozenset) else rebuilt
-    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation) and isinstance(value, dict):
         return annotation(**value)
     if hasattr(annotation, "model_validate"):  # pydantic models
         return annotation.model_validate(value)
     return value
 
 
-class RepositoryCache(UsesConnection):
+class RepositoryCache(CacheFront):
     """Redis side of one cached repository: generation, reads, invalidation, hit counts.
+
+    Cached reads are JSON through the cache's :attr:`codec`, under keys only this class builds.
 
     Parameters
     ----------
@@ -66,6 +71,8 @@ class RepositoryCache(UsesConnection):
     conn : Connection, optional
         Defaults to ``redtick.connect()``.
     """
+
+    metrics_name = "repository"
 
     def __init__(self, cache_prefix: str, default_ttl: int = 300, conn: Connection | None = None):
         self.prefix = validate_name(cache_prefix, "repository cache prefix")
@@ -78,16 +85,16 @@ class RepositoryCache(UsesConnection):
         return f"RepositoryCache(prefix={self.prefix!r}, ttl={self.ttl})"
 
     async def generation(self) -> str:
-        raw = await self.conn.async_client().get(self.conn.keys.repository_generation(self.prefix))
+        """The repository's current generation token: the one cached reads are stored under."""
+        raw: bytes | None = await self.redis.get(self.keys.repository_generation(self.prefix))
         return raw.decode() if raw else _FIRST_GENERATION
 
     async def new_generation(self) -> None:
         """Make every read cached so far unreachable (one SET, whatever the number of entries)."""
-        key = self.conn.keys.repository_generation(self.prefix)
-        await self.conn.async_client().set(key, secrets.token_hex(8))
+        await self.redis.set(self.keys.repository_generation(self.prefix), secrets.token_hex(8))
 
     async def read(
-        self, name: str, annotation: Any, call: Callable, args: tuple, kwargs: dict, *, use_cache: bool
+        self, name: str, annotation: Any, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], *, use_cache: bool
     ) -> Any:
         """``call()``'s result, from the cache when it holds it (and ``use_cache``), else stored."""
         try:
@@ -97,42 +104,41 @@ class RepositoryCache(UsesConnection):
         try:
             # Read before the database is asked: a write in between moves the generation on,
             # and what this read stores becomes unreachable instead of stale.
-            key = self.conn.keys.repository(self.prefix, name, await self.generation(), digest)
-            raw = await self.conn.async_client().get(key) if use_cache else None
+            key = self.keys.repository(self.prefix, name, await self.generation(), digest)
+            raw = await self.redis.get(key) if use_cache else None
         except RedisError as exc:
             log.warning("repository cache %r unavailable (%s); reading from the database", self.prefix,
                         type(exc).__name__)
             return await call()
-        counters = self.conn.metrics.cache("repository")
         if raw is not None:
             self.hits += 1
-            counters.read(self.prefix, True)
-            return _rebuild(codec.loads(raw), annotation)
+            self.counters.read(self.prefix, True)
+            return _rebuild(self.codec.decode(raw), annotation)
         self.misses += 1
         if use_cache:
-            counters.read(self.prefix, False)
+            self.counters.read(self.prefix, False)
         result = await call()
         await self._store(key, result, annotation)
         return result
 
     async def _store(self, key: str, result: Any, annotation: Any) -> None:
         try:
-            data = codec.dumps(result)
+            data = self.codec.encode(result)
         except InvalidData:
             return
         # Only what comes back equal is cached, so a hit returns what the database would have.
-        if _rebuild(codec.loads(data), annotation) != result:
+        if _rebuild(self.codec.decode(data), annotation) != result:
             log.debug("repository cache %r: %s does not round-trip through JSON; not cached", self.prefix,
                       type(result).__name__)
             return
         try:
-            await self.conn.async_client().set(key, data, ex=self.ttl)
+            await self.redis.set(key, data, ex=self.ttl)
         except RedisError as exc:
             log.warning("repository cache %r: storing a read failed (%s)", self.prefix, type(exc).__name__)
         else:
-            self.conn.metrics.cache("repository").write(self.prefix)
+            self.counters.write(self.prefix)
 
-    async def write(self, call: Callable) -> Any:
+    async def write(self, call: Call) -> Any:
         """Run a database write between two generation changes.
 
         If Redis cannot be reached the write is refused (Unavailable) before the database is
@@ -150,28 +156,17 @@ class RepositoryCache(UsesConnection):
 
     async def invalidate(self, pattern: str = "*") -> int:
         """Delete cached reads whose ``<method>:...`` part matches ``pattern``; returns how many."""
-        client = self.conn.async_client()
-        match = self.conn.keys.pattern("repo", self.prefix, tail=pattern)
-        deleted = 0
-        batch: list[bytes] = []
-        async for key in client.scan_iter(match=match, count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += await client.unlink(*batch)
-                batch.clear()
-        if batch:
-            deleted += await client.unlink(*batch)
-        return deleted
+        return await unlink_matching(self.redis, self.keys.pattern("repo", self.prefix, tail=pattern))
 
 
-def _wrap_read(name: str, method: Callable) -> Callable:
+def _wrap_read(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     try:
         annotation = typing.get_type_hints(method).get("return")
     except (NameError, TypeError):  # an annotation that does not resolve: results stay JSON
         annotation = None
 
     @functools.wraps(method)
-    async def read(self, *args: Any, use_cache: bool = True, **kwargs: Any) -> Any:
+    async def read(self: Any, *args: Any, use_cache: bool = True, **kwargs: Any) -> Any:
         return await self.repository_cache.read(
             name, annotation, lambda: method(self, *args, **kwargs), args, kwargs, use_cache=use_cache
         )
@@ -179,17 +174,18 @@ def _wrap_read(name: str, method: Callable) -> Callable:
     return read
 
 
-def _wrap_write(method: Callable) -> Callable:
+def _wrap_write(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
-    async def write(self, *args: Any, **kwargs: Any) -> Any:
+    async def write(self: Any, *args: Any, **kwargs: Any) -> Any:
         return await self.repository_cache.write(lambda: method(self, *args, **kwargs))
 
     return write
 
 
-async def _invalidate_cache(self, pattern: str = "*") -> int:
+async def _invalidate_cache(self: Any, pattern: str = "*") -> int:
     """Delete this repository's cached reads matching ``pattern`` (such as ``"get_by_id*"``)."""
-    return await self.repository_cache.invalidate(pattern)
+    deleted: int = await self.repository_cache.invalidate(pattern)
+    return deleted
 
 
 def cached_repository(
@@ -246,8 +242,9 @@ def cached_repository(
             if not inspect.iscoroutinefunction(method):
                 raise TypeError(f"cached_repository needs async methods; {cls.__name__}.{name} is not async")
             setattr(cls, name, _wrap_read(name, method) if name.startswith("get_") else _wrap_write(method))
-        cls.repository_cache = RepositoryCache(cache_prefix, default_ttl, conn)
-        cls.invalidate_cache = _invalidate_cache
+        decorated: Any = cls  # the class gains attributes its own definition does not declare
+        decorated.repository_cache = RepositoryCache(cache_prefix, default_ttl, conn)
+        decorated.invalidate_cache = _invalidate_cache
         return cls
 
     return decorate

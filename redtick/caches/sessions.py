@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from collections.abc import Callable
 from typing import Any
 
-from redtick import codec
-from redtick.caches.base import BaseCache, check_ttl, commit_in_phases
+from cryptography.fernet import Fernet
+
+from redtick.caches.base import CacheFront, Group, check_ttl, commit_in_phases
 from redtick.caches.ratelimit import RateLimiter, check_window
+from redtick.clock import now_ms
+from redtick.codec import ValueCodec
 from redtick.connection import Connection
-from redtick.errors import InvalidData, InvalidKey
+from redtick.errors import InvalidKey
 from redtick.keys import validate_name, validate_user_id
 from redtick.steps import Script
 
@@ -43,7 +45,7 @@ def _slid_expiry(now: int, created_at: int, ttl_ms: int, max_lifetime_ms: int) -
     return min(now + ttl_ms, created_at + max_lifetime_ms)
 
 
-class UserSessionCache(BaseCache):
+class UserSessionCache(CacheFront):
     """User sessions, preferences, subscriptions and rate limits; the spec's ``user_session_cache``.
 
     A session is one hash ``session:{<id>}`` whose TTL is the session's, indexed in the user's
@@ -51,7 +53,8 @@ class UserSessionCache(BaseCache):
     only the hash, so a session is gone everywhere the moment its TTL ends; the user's index
     expires with its longest-lived session, and :meth:`cleanup_expired_sessions` drops index
     entries of sessions that expired. Activity (:meth:`update_session_activity`) slides a
-    session's expiry to its full ttl again, up to ``max_lifetime`` after it started.
+    session's expiry to its full ttl again, up to ``max_lifetime`` after it started. It writes only
+    its own keys, through the methods below: there is no generic get/set.
 
     Parameters
     ----------
@@ -63,7 +66,8 @@ class UserSessionCache(BaseCache):
         A Fernet key; session data, activity, preferences and subscriptions are then encrypted at
         rest. Defaults to the ``REDTICK_ENCRYPTION_KEY`` setting; without either, values are JSON.
     clock : callable, optional
-        Seconds since the epoch (default ``time.time``); it scores the indexes, never the TTLs.
+        Seconds since the epoch (default: the wall clock, :func:`redtick.clock.now_ms`); it scores
+        the indexes, never the TTLs.
     max_lifetime : int, optional
         Seconds after a session's start past which activity no longer extends it. Defaults to
         the ``REDTICK_SESSION_MAX_LIFETIME`` setting (a day).
@@ -80,21 +84,28 @@ class UserSessionCache(BaseCache):
     ({'device': 'browser'}, 'user_123')
     """
 
+    metrics_name = "user_session"
+
     def __init__(
         self,
         default_ttl: int = 3600,
         conn: Connection | None = None,
         encryption_key: str | bytes | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         max_lifetime: int | None = None,
     ):
-        super().__init__("session", default_ttl, conn)
-        self.metrics_name = "user_session"
+        self.default_ttl = check_ttl(default_ttl, name="default_ttl")
+        self._conn = conn
         self._encryption_key = encryption_key
-        self._fernet: Any = None
+        self._session_codec = ValueCodec(label="stored session value")
+        # False until codec resolved the key; set it back to False to resolve again, as a test that
+        # binds the process's singleton to another connection does.
         self._fernet_ready = False
         self.clock = clock
         self._max_lifetime = None if max_lifetime is None else check_ttl(max_lifetime, name="max_lifetime")
+
+    def __repr__(self) -> str:
+        return f"UserSessionCache(default_ttl={self.default_ttl})"
 
     @property
     def max_lifetime(self) -> int:
@@ -103,32 +114,26 @@ class UserSessionCache(BaseCache):
             return self._max_lifetime
         return self.conn.settings.session_max_lifetime
 
-    # -- encoding: JSON, then Fernet when a key is configured ------------------------------------
     @property
-    def fernet(self):
-        """The Fernet that encrypts values at rest, or None; resolved on first use."""
+    def codec(self) -> ValueCodec:
+        """JSON, Fernet-encrypted when a key is configured; resolved on first use, from the settings
+        of the connection when no ``encryption_key`` was given."""
         if not self._fernet_ready:
             key = self._encryption_key or self.conn.settings.encryption_key
-            self._fernet = None if key is None else codec.make_fernet(key)
+            self._session_codec = ValueCodec.for_key(key, label="stored session value")
             self._fernet_ready = True
-        return self._fernet
+        return self._session_codec
 
-    def _serialize(self, value: Any) -> str:
-        text = super()._serialize(value)
-        return text if self.fernet is None else self.fernet.encrypt(text.encode()).decode()
+    @property
+    def fernet(self) -> Fernet | None:
+        """The Fernet that encrypts values at rest, or None; resolved on first use."""
+        return self.codec.fernet
 
-    def _deserialize(self, value: str) -> Any:
-        if self.fernet is None:
-            return super()._deserialize(value)
-        from cryptography.fernet import InvalidToken
-
-        try:
-            return super()._deserialize(self.fernet.decrypt(value.encode()).decode())
-        except InvalidToken:
-            raise InvalidData("stored session value cannot be decrypted with this key") from None
+    def _ttl(self, ttl: int | None) -> int:
+        return self.default_ttl if ttl is None else check_ttl(ttl)
 
     def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return now_ms() if self.clock is None else int(self.clock() * 1000)
 
     # -- sessions --------------------------------------------------------------------------------
     async def set_user_session(self, user_id: str, data: Any, ttl: int | None = None) -> str:
@@ -146,7 +151,7 @@ class UserSessionCache(BaseCache):
         user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         keys = self.keys
         seconds = self._ttl(ttl)
-        encoded = self._encode(data)
+        encoded = self.codec.encode(data)
         session_id = secrets.token_urlsafe(_SESSION_ID_BYTES)
         now = self._now_ms()
         expires_at = now + seconds * 1000
@@ -159,10 +164,10 @@ class UserSessionCache(BaseCache):
         # drops. A live session is therefore always listed, and ended by delete_all_user_sessions.
         user_index = Script("session_index", [keys.user_sessions(user_id)], [session_id, expires_at, now])
 
-        def expiry_index(pipe):
+        def expiry_index(pipe: Any) -> None:
             pipe.zadd(keys.session_expiry(), {f"{user_id}:{session_id}": expires_at})
 
-        def session_hash(pipe):
+        def session_hash(pipe: Any) -> None:
             pipe.hset(
                 session_key,
                 mapping={"user_id": user_id, "data": encoded, "created_at": now, "last_activity": now,
@@ -179,8 +184,8 @@ class UserSessionCache(BaseCache):
         return {
             "session_id": session_id,
             "user_id": fields[b"user_id"].decode(),
-            "data": self._decode(fields[b"data"]),
-            "activity": None if activity is None else self._decode(activity),
+            "data": self.codec.decode(fields[b"data"]),
+            "activity": None if activity is None else self.codec.decode(activity),
             "created_at": int(fields[b"created_at"]),
             "last_activity": int(fields[b"last_activity"]),
             "expires_at": int(fields[b"expires_at"]),
@@ -305,7 +310,7 @@ class UserSessionCache(BaseCache):
         user_id = validate_user_id(user_id)
         keys = self.keys
         key = keys.session(session_id)
-        encoded = self._encode(activity)
+        encoded = self.codec.encode(activity)
         now = self._now_ms()
         owner, created_at, expires_at, ttl_ms = await self.redis.hmget(key, "user_id", "created_at", "expires_at",
                                                                         "ttl_ms")
@@ -316,7 +321,7 @@ class UserSessionCache(BaseCache):
         ttl = int(ttl_ms) if ttl_ms is not None else int(expires_at) - int(created_at)
         slid = _slid_expiry(now, int(created_at), ttl, self.max_lifetime * 1000)
         touch = Script("session_touch", [key], [user_id, encoded, now, 0, 0])
-        phases: list[list[Any]] = [[touch]]
+        phases: list[list[Group]] = [[touch]]
         if slid > int(expires_at):
             # The indexes move first, as in set_user_session: stopped half way, they list the
             # session until a later expiry than it has, and a session ended since the HMGET gets
@@ -325,7 +330,7 @@ class UserSessionCache(BaseCache):
             # sessions" would miss it.
             user_index = Script("session_index", [keys.user_sessions(user_id)], [session_id, slid, now])
 
-            def expiry_index(pipe):
+            def expiry_index(pipe: Any) -> None:
                 pipe.zadd(keys.session_expiry(), {f"{user_id}:{session_id}": slid}, gt=True)
 
             touch = Script("session_touch", [key], [user_id, encoded, now, slid - now, slid])
@@ -418,13 +423,13 @@ class UserSessionCache(BaseCache):
         # (one MULTI with the rest on one server, their own on Redis Cluster); left behind by a
         # failure, they point at nothing, which readers skip and cleanup drops. Only these
         # members are removed, not the index: a session started meanwhile stays indexed.
-        def session_hash(session_id: str):
+        def session_hash(session_id: str) -> Group:
             return lambda pipe: pipe.delete(keys.session(session_id))
 
-        def user_index(pipe):
+        def user_index(pipe: Any) -> None:
             pipe.zrem(keys.user_sessions(user_id), *session_ids)
 
-        def expiry_index(pipe):
+        def expiry_index(pipe: Any) -> None:
             pipe.zrem(keys.session_expiry(), *(f"{user_id}:{s}" for s in session_ids))
 
         replies = await commit_in_phases(self.conn, [[session_hash(s) for s in session_ids],
@@ -440,8 +445,18 @@ class UserSessionCache(BaseCache):
         Examples
         --------
         >>> import asyncio
-        >>> asyncio.run(UserSessionCache().cleanup_expired_sessions()) >= 0
-        True
+        >>> from redtick.config import Settings
+        >>> from redtick.connection import Connection
+        >>> clock = [1_900_000_000.0]
+        >>> cache = UserSessionCache(conn=Connection(Settings(url="memory://")), clock=lambda: clock[0])
+        >>> async def demo():
+        ...     ended = await cache.set_user_session("u14", {}, ttl=60)
+        ...     live = await cache.set_user_session("u14", {}, ttl=600)
+        ...     await cache.redis.delete(cache.keys.session(ended))  # what its TTL does 60 s on
+        ...     clock[0] += 61
+        ...     return await cache.cleanup_expired_sessions(), len(await cache.get_user_sessions("u14"))
+        >>> asyncio.run(demo())  # the ended session's entries go; the live one stays listed
+        (1, 1)
         """
         keys = self.keys
         expiry = keys.session_expiry()
@@ -486,7 +501,7 @@ class UserSessionCache(BaseCache):
         """
         key = self.keys.user_preferences(user_id)
         seconds = None if ttl is None else check_ttl(ttl)
-        stored = bool(await self.redis.set(key, self._encode(preferences), ex=seconds))
+        stored = bool(await self.redis.set(key, self.codec.encode(preferences), ex=seconds))
         self.counters.write("preferences")
         return stored
 
@@ -494,7 +509,7 @@ class UserSessionCache(BaseCache):
         """The user's preferences, or None if never set."""
         raw = await self.redis.get(self.keys.user_preferences(user_id))
         self.counters.read("preferences", raw is not None)
-        return self._decode(raw)
+        return self.codec.decode(raw)
 
     async def set_user_subscription(self, user_id: str, kind: str, data: Any) -> None:
         """Store the user's subscription of one ``kind`` (``"websocket"``, ...), replacing the old one.
@@ -511,14 +526,14 @@ class UserSessionCache(BaseCache):
         """
         key = self.keys.user_subscriptions(user_id)
         field = validate_name(kind, "subscription kind")
-        await self.redis.hset(key, field, self._encode(data))
+        await self.redis.hset(key, field, self.codec.encode(data))
         self.counters.write("subscriptions")
 
     async def get_user_subscriptions(self, user_id: str) -> dict[str, Any]:
         """``{kind: data}`` of the user's subscriptions."""
         fields = await self.redis.hgetall(self.keys.user_subscriptions(user_id))
         self.counters.read("subscriptions", bool(fields))
-        return {kind.decode(): self._decode(raw) for kind, raw in fields.items()}
+        return {kind.decode(): self.codec.decode(raw) for kind, raw in fields.items()}
 
     async def delete_user_subscription(self, user_id: str, kind: str) -> bool:
         """Remove the user's subscription of one kind; False if there was none."""

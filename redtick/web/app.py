@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import math
 import secrets
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
@@ -34,7 +35,37 @@ from redtick.web.rate_limits import ApiRateLimits
 from redtick.web.response_cache import cache_response
 from redtick.web.settings import WebSettings
 
-__all__ = ["ApiState", "create_app", "router"]
+# The routes and their dependencies are public: an app overrides a dependency by its name
+# (app.dependency_overrides[get_service] = ...).
+__all__ = [
+    "ApiState",
+    "Caller",
+    "cleanup",
+    "clear",
+    "count_write",
+    "create_app",
+    "create_price_alert",
+    "current_caller",
+    "delete_price_alert",
+    "fired_price_alerts",
+    "get_api",
+    "get_service",
+    "health",
+    "market_data",
+    "metrics",
+    "metrics_router",
+    "price",
+    "price_alerts",
+    "require_admin",
+    "require_metrics_access",
+    "revoke_current_session",
+    "revoke_other_sessions",
+    "revoke_session",
+    "router",
+    "sessions",
+    "stats",
+    "symbols",
+]
 
 log = logging.getLogger("redtick.web")
 
@@ -83,7 +114,7 @@ _DESCRIBED = {
 _ANY_ROUTE = (400, 413, 414, 503)
 
 
-def _error_body(kind: str, message: str, detail: list | None = None) -> dict[str, Any]:
+def _error_body(kind: str, message: str, detail: list[Any] | None = None) -> dict[str, Any]:
     return models.ErrorResponse(error=kind, message=message, detail=detail).model_dump(exclude_none=True)
 
 
@@ -535,7 +566,7 @@ async def metrics(request: Request) -> Response:
 
 
 # -- the app -------------------------------------------------------------------------------------
-def _status_of(exc: errors.RedtickError) -> int:
+def _status_of(exc: Exception) -> int:
     return next((status for kind, status in _STATUS_OF if isinstance(exc, kind)), 500)
 
 
@@ -619,7 +650,7 @@ def create_app(
     settings = settings or WebSettings.from_env()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if maintenance:
             await service.start()
         try:

@@ -110,6 +110,24 @@ class RequestGuard:
         scope.setdefault("state", {})  # one dict shared by every copy of the scope further in
         exchange = _Exchange()
         limit = self.settings.max_body_bytes
+        try:
+            async with asyncio.timeout(self.settings.request_timeout) as deadline:
+                await self.app(scope, self._guarded_receive(receive, exchange),
+                               self._guarded_send(scope, send, exchange))
+        except _BodyTooLarge:
+            pass  # answered below
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the app's own timeout error, not the deadline
+            await self._deadline_passed(scope, exchange, send)
+            return
+        if exchange.too_large and not exchange.response_started:
+            await self._respond(scope, send, error_message(
+                413, "ContentTooLarge", f"the request body is larger than {limit} bytes", {"Connection": "close"}))
+
+    def _guarded_receive(self, receive: Receive, exchange: _Exchange) -> Receive:
+        """``receive`` counting the body into ``exchange``; past ``max_body_bytes`` it raises _BodyTooLarge."""
+        limit = self.settings.max_body_bytes
 
         async def guarded_receive() -> Message:
             exchange.waiting_for_body = True  # still set if the deadline cancels the wait: then it is a 408
@@ -122,6 +140,11 @@ class RequestGuard:
                     raise _BodyTooLarge
             return message
 
+        return guarded_receive
+
+    def _guarded_send(self, scope: Scope, send: Send, exchange: _Exchange) -> Send:
+        """``send`` adding the default headers to the response's start, and silent once the body was cut off."""
+
         async def guarded_send(message: Message) -> None:
             if exchange.too_large and not exchange.response_started:
                 return  # the app's answer to the cut-off body (often a 400) is replaced by the 413
@@ -130,19 +153,7 @@ class RequestGuard:
                 message = {**message, "headers": self._with_default_headers(scope, message.get("headers", []))}
             await send(message)
 
-        try:
-            async with asyncio.timeout(self.settings.request_timeout) as deadline:
-                await self.app(scope, guarded_receive, guarded_send)
-        except _BodyTooLarge:
-            pass  # answered below
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the app's own timeout error, not the deadline
-            await self._deadline_passed(scope, exchange, send)
-            return
-        if exchange.too_large and not exchange.response_started:
-            await self._respond(scope, send, error_message(
-                413, "ContentTooLarge", f"the request body is larger than {limit} bytes", {"Connection": "close"}))
+        return guarded_send
 
     def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
         """(status, kind, message) for a request refused on its head alone, else None."""

@@ -50,7 +50,7 @@ class SharedResult(Generic[T]):
         self.clock = clock
         self._value: T | None = None
         self._expires = -float("inf")
-        self._flight: asyncio.Task | None = None
+        self._flight: asyncio.Task[T] | None = None
 
     async def get(self) -> T:
         """The shared result: the kept one while fresh, else the one being computed, else a new one."""

@@ -65,7 +65,7 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Iter
     trusted = tuple(trusted)
     hop = _parse(peer) if peer else None
 
-    def is_trusted(address) -> bool:
+    def is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
         return address is not None and any(address in network for network in trusted)
 
     if not is_trusted(hop):

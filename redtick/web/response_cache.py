@@ -10,9 +10,10 @@ import inspect
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from fastapi.encoders import jsonable_encoder
+from redis.typing import EncodableT
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,6 +29,7 @@ __all__ = [
     "CREDENTIAL_HEADERS",
     "DEFAULT_VARY",
     "CachedResponse",
+    "RequestKey",
     "ResponseCache",
     "ResponseCacheMiddleware",
     "cache_response",
@@ -84,7 +86,7 @@ class CachedResponse:
         varies = {v.strip().lower() for v in self.header("vary").split(",") if v.strip()}
         return "*" not in varies and varies <= set(keyed_headers)
 
-    def to_mapping(self) -> dict[str, bytes]:
+    def to_mapping(self) -> dict[EncodableT, EncodableT]:
         return {
             "status": str(self.status).encode(),
             "headers": codec.dumps(self.headers),
@@ -120,12 +122,12 @@ def _header_values(headers: Any, name: str) -> list[str]:
 
 
 # In-flight productions per event loop and key: concurrent misses await one task (single flight).
-_inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task]] = (
+_inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[CachedResponse]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _retrieve(task: asyncio.Task) -> None:
+def _retrieve(task: asyncio.Task[Any]) -> None:
     # Mark the exception as seen even if every waiter was cancelled, so asyncio does not log it.
     if not task.cancelled():
         task.exception()
@@ -270,7 +272,7 @@ class ResponseCache:
             self._failed("read", exc)
             return None, False
         self._recovered()
-        return (CachedResponse.from_mapping(raw) if raw else None), True
+        return (CachedResponse.from_mapping(cast(dict[bytes, bytes], raw)) if raw else None), True  # a bytes client
 
     async def save(self, conn: Connection, key: str, entry: CachedResponse) -> None:
         try:
@@ -317,7 +319,8 @@ class ResponseCache:
             return await produce(), False
         return shared, False
 
-    async def _produce(self, conn, key, produce, reachable: bool) -> CachedResponse:
+    async def _produce(self, conn: Connection, key: str, produce: Callable[[], Awaitable[CachedResponse]],
+                       reachable: bool) -> CachedResponse:
         entry = await produce()
         if reachable and entry.storable(self.keyed_headers):
             await self.save(conn, key, entry)
@@ -382,7 +385,7 @@ def _entry_from_result(result: Any) -> CachedResponse:
     return CachedResponse.build(200, [("content-type", "application/json")], bytes(rendered.body))
 
 
-def _request_parameter(func: Callable) -> str:
+def _request_parameter(func: Callable[..., Any]) -> str:
     for name, param in inspect.signature(func, eval_str=True).parameters.items():
         if isinstance(param.annotation, type) and issubclass(param.annotation, Request):
             return name
@@ -397,7 +400,7 @@ def cache_response(
     vary_on_headers: Iterable[str] = (),
     conn: Connection | None = None,
     private: bool = True,
-) -> Callable:
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Cache a FastAPI GET endpoint's response in Redis for ``ttl`` seconds.
 
     The key is a SHA-256 of the method, scheme, host, path, sorted query, the ``vary`` headers
@@ -447,7 +450,7 @@ def cache_response(
     """
     cache = ResponseCache(ttl, key_prefix, vary=vary, vary_on_headers=vary_on_headers, conn=conn, private=private)
 
-    def decorate(func: Callable) -> Callable:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         if not inspect.iscoroutinefunction(func):
             raise TypeError(f"cache_response needs an async endpoint; {func.__qualname__} is not")
         request_name = _request_parameter(func)
