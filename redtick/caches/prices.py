@@ -15,10 +15,9 @@ from redtick.caches.alert_feed import FiredAlertFeed
 from redtick.caches.alerts import PriceAlerts
 from redtick.caches.base import CacheFront
 from redtick.catalog import layout_of
-from redtick.checks import whole
+from redtick.checks import number, whole
 from redtick.clock import iso_ms, now_ms
 from redtick.connection import Connection
-from redtick.errors import InvalidData
 from redtick.keys import validate_symbol
 from redtick.outputs import finish
 from redtick.read_options import check_output, parse_symbols, read_bounds, read_columns
@@ -296,9 +295,7 @@ class PriceCache(CacheFront):
 
         Returns ``{"symbols": checked, "chunks_removed": n, "ticks_removed": n}``.
         """
-        if isinstance(days, bool) or not isinstance(days, int | float) or not days > 0:
-            raise InvalidData(f"days={days!r}: expected a positive number")
-        age_ms = int(days * 86_400_000)
+        age_ms = int(number(days, "days", above=0, expected="a positive number") * 86_400_000)
         symbols = await self.get_all_symbols()
         window = self.layout.window(now_ms(), age_ms, age_ms)
         return await self._trim(symbols, [window] * len(symbols))
