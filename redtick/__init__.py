@@ -11,7 +11,7 @@ from redtick.caches.prices import PriceCache, price_cache
 from redtick.caches.ratelimit import RateLimiter, RateLimitState
 from redtick.caches.repository import cached_repository
 from redtick.caches.sessions import UserSessionCache, user_session_cache
-from redtick.catalog import SeriesInfo, describe, list_symbols, upgrade
+from redtick.catalog import SeriesInfo, compact, describe, list_symbols, upgrade
 from redtick.client import RedisClient, redis_client
 from redtick.config import Settings, get_settings
 from redtick.connection import Connection, connect
@@ -79,6 +79,7 @@ __all__ = [
     "asof",
     "cache_service",
     "cached_repository",
+    "compact",
     "connect",
     "describe",
     "fired_alerts",

@@ -13,17 +13,19 @@ import numpy as np
 import pandas as pd
 import redis
 
-from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
+from redtick.codec import CANDLE_DTYPE, TICK_DTYPE, is_sealed, unpack_ticks
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, RedtickError, SymbolNotFound
 from redtick.keys import KeySchema, validate_symbol
-from redtick.series import CandleRebuild, SeriesLayout
-from redtick.steps import Plan, T, riding, run
+from redtick.series import CandleRebuild, Compaction, SeriesLayout
+from redtick.steps import Batch, Plan, T, riding, run
+from redtick.tick_write import TickCounts
 
 __all__ = [
     "IntervalInfo",
     "SeriesInfo",
     "check_missing",
+    "compact",
     "describe",
     "layout_of",
     "list_symbols",
@@ -62,6 +64,20 @@ class SeriesInfo:
     """True when ``bytes`` is the server's MEMORY USAGE; False when estimated from string lengths."""
     tick_retention: pd.Timedelta | None
     candle_retention: pd.Timedelta | None
+    tick_chunks: int = 0
+    sealed_chunks: int = 0
+    """Tick chunks stored sealed (compressed); the others, the head among them, are raw."""
+    tick_raw_bytes: int = 0
+    """Bytes the ticks take decoded: 33 a tick, what a raw chunk stores."""
+    tick_stored_bytes: int = 0
+    """Bytes the tick chunks store (their string lengths, measured on every server)."""
+    tick_memory: int | None = None
+    """MEMORY USAGE of the tick chunks (measured, with Redis's per-key overhead), None without MEMORY."""
+
+    @property
+    def tick_ratio(self) -> float:
+        """Raw over stored bytes of the ticks (``nan`` without ticks): how many times smaller sealing made them."""
+        return self.tick_raw_bytes / self.tick_stored_bytes if self.tick_stored_bytes else float("nan")
 
     def frame(self) -> pd.DataFrame:
         """The stored intervals as a table: candles, first and last bucket."""
@@ -74,6 +90,9 @@ class SeriesInfo:
             f"symbol          {self.symbol}",
             f"ticks           {self.ticks:,} from {self.first_tick} to {self.last_tick}",
             f"bytes in Redis  {self.bytes:,} ({'measured' if self.bytes_measured else 'estimated'})",
+            f"tick bytes      {self.tick_stored_bytes:,} stored for {self.tick_raw_bytes:,} raw ({self.tick_ratio:.1f}x; "
+            f"string lengths, measured), {self.sealed_chunks:,} of {self.tick_chunks:,} chunks sealed"
+            + ("" if self.tick_memory is None else f", {self.tick_memory:,} in memory (MEMORY USAGE, measured)"),
             f"tick retention  {kept.get(self.tick_retention, self.tick_retention)}",
             f"candle retention {kept.get(self.candle_retention, self.candle_retention)}",
         ]
@@ -191,12 +210,8 @@ def describe(symbol: str, *, conn: Connection | None = None) -> SeriesInfo:
     layout, keys, client = layout_of(conn), conn.keys, conn.sync
     tick_chunks = _starts(client.zrange(keys.tick_index(symbol), 0, -1))
     tick_keys = [keys.tick_chunk(symbol, start) for start in tick_chunks]
+    ticks = run(client, functools.partial(_tick_figures_plan, tick_keys))
     pipe = client.pipeline(transaction=False)
-    for key in tick_keys:
-        pipe.strlen(key)
-    if tick_keys:
-        pipe.getrange(tick_keys[0], 0, _TS - 1)
-        pipe.getrange(tick_keys[-1], -TICK_DTYPE.itemsize, -TICK_DTYPE.itemsize + _TS - 1)
     candle_keys = {}
     for name in layout.intervals:
         starts = _starts(client.zrange(keys.candle_index(symbol, name), 0, -1))
@@ -204,15 +219,8 @@ def describe(symbol: str, *, conn: Connection | None = None) -> SeriesInfo:
         for key in candle_keys[name]:
             pipe.get(key)
     replies = pipe.execute()
-    lengths = replies[: len(tick_keys)]
-    at = len(tick_keys)
-    first_tick = last_tick = None
-    if tick_keys:
-        first_tick = int(np.frombuffer(replies[at], "<i8")[0]) if replies[at] else None
-        last_tick = int(np.frombuffer(replies[at + 1], "<i8")[0]) if replies[at + 1] else None
-        at += 2
     intervals = []
-    candle_bytes = 0
+    candle_bytes = at = 0
     for name, chunk_keys in candle_keys.items():
         starts, count = [], 0
         for blob in replies[at : at + len(chunk_keys)]:
@@ -226,18 +234,58 @@ def describe(symbol: str, *, conn: Connection | None = None) -> SeriesInfo:
         first = _ms(min(starts) // iv * iv) if starts else None
         last = _ms(max(starts) // iv * iv) if starts else None
         intervals.append(IntervalInfo(name, count, first, last))
-    size, measured = _memory(conn, [*tick_keys, *(k for ks in candle_keys.values() for k in ks)],
-                             estimate=sum(lengths) + candle_bytes)
+    tick_size, measured = _memory(conn, tick_keys, estimate=ticks.stored_bytes)
+    candle_size, _ = _memory(conn, [k for ks in candle_keys.values() for k in ks], estimate=candle_bytes)
     return SeriesInfo(
         symbol=symbol,
-        ticks=sum(lengths) // TICK_DTYPE.itemsize,
-        first_tick=_ms(first_tick),
-        last_tick=_ms(last_tick),
+        ticks=ticks.count,
+        first_tick=_ms(ticks.first),
+        last_tick=_ms(ticks.last),
         intervals=tuple(intervals),
-        bytes=size,
+        bytes=tick_size + candle_size,
         bytes_measured=measured,
         tick_retention=_timedelta(layout.tick_retention_ms),
         candle_retention=_timedelta(layout.candle_retention_ms),
+        tick_chunks=len(tick_keys),
+        sealed_chunks=ticks.sealed,
+        tick_raw_bytes=ticks.count * TICK_DTYPE.itemsize,
+        tick_stored_bytes=ticks.stored_bytes,
+        tick_memory=tick_size if measured else None,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _TickFigures:
+    count: int = 0
+    sealed: int = 0
+    stored_bytes: int = 0
+    first: int | None = None
+    last: int | None = None
+
+
+def _tick_figures_plan(tick_keys: list[str]) -> Plan[_TickFigures]:
+    """Ticks, sealed chunks, stored bytes, first and last tick time of the chunks ``tick_keys`` (oldest first).
+
+    Each chunk's header and length tell its count (:class:`~redtick.tick_write.TickCounts`); the last
+    tick is the newest chunk's last record, raw at the end of a sealed chunk too; the first is in the
+    oldest chunk's first bytes if it is raw, else that chunk is decoded.
+    """
+    if not tick_keys:
+        return _TickFigures()
+    counts = TickCounts(tick_keys)
+    *replies, last = yield Batch([*counts.commands(),
+                                  ("GETRANGE", tick_keys[-1], -TICK_DTYPE.itemsize, -TICK_DTYPE.itemsize + _TS - 1)])
+    prefixes = [prefix or b"" for prefix in replies[0::2]]
+    first_bytes = prefixes[0][:_TS]
+    if is_sealed(prefixes[0]):
+        (blob,) = yield Batch([("GET", tick_keys[0])])
+        first_bytes = unpack_ticks(blob or b"")["ts"][:1].tobytes()
+    return _TickFigures(
+        count=sum(counts.parse(replies)),
+        sealed=sum(map(is_sealed, prefixes)),
+        stored_bytes=sum(TickCounts.stored_bytes(replies)),
+        first=int(np.frombuffer(first_bytes, "<i8")[0]) if len(first_bytes) == _TS else None,
+        last=int(np.frombuffer(last, "<i8")[0]) if last else None,
     )
 
 
@@ -323,3 +371,30 @@ def upgrade(symbol: str | None = None, *, conn: Connection | None = None) -> lis
     layout = layout_of(conn)
     done = [run(conn.sync, functools.partial(layout.rebuild_candles_plan, s)) for s in symbols]
     return [r for r in done if r.old_keys_removed]
+
+
+def compact(symbols: Iterable[str] | None = None, *, conn: Connection | None = None) -> list[Compaction]:
+    """Seal every raw tick chunk but the head of each of ``symbols`` (default: every stored symbol); what
+    ``redtick compact`` runs.
+
+    For series written before sealed chunks or with ``REDTICK_TICK_COMPRESSION=off`` (writes with it on
+    seal a chunk as soon as it stops being the head). One optimistic transaction per group of chunks
+    (:meth:`~redtick.series.SeriesLayout.compact_plan`), so it may run beside writers. Reads return the
+    same ticks before and after; a second run seals nothing.
+
+    Raises
+    ------
+    SymbolNotFound
+        A symbol given has nothing stored.
+
+    Examples
+    --------
+    >>> import redtick
+    >>> _ = redtick.write_ticks([{"ts": 0, "price": 1.0, "volume": 1.0}], "DOCSCOMPACT")
+    >>> [(c.chunks, c.sealed, c.kept_raw) for c in redtick.catalog.compact(["DOCSCOMPACT"])]  # one chunk: the head
+    [(1, 0, 1)]
+    """
+    conn = conn or connect()
+    wanted = list_symbols(conn=conn) if symbols is None else require_symbols(conn, [validate_symbol(s) for s in symbols])
+    layout = layout_of(conn)
+    return [run(conn.sync, functools.partial(layout.compact_plan, s)) for s in wanted]

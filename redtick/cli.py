@@ -1,4 +1,4 @@
-"""The ``redtick`` command: demo, ingest, info, upgrade, migrate, stop, serve."""
+"""The ``redtick`` command: demo, ingest, info, upgrade, compact, migrate, stop, serve."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from redtick.catalog import store_summary, upgrade
+from redtick.catalog import compact, store_summary, upgrade
 from redtick.connection import connect
 from redtick.demo import run_demo
 from redtick.errors import RedtickError
@@ -44,6 +44,18 @@ def _upgrade(args: argparse.Namespace) -> int:
               f"(imported bars, or ticks trimmed: VWAP unknown), {r.old_keys_removed:,} old keys removed")
     scope = f"symbol {args.symbol!r}" if args.symbol else "every symbol"
     print(f"upgraded {len(done)} symbol(s)" if done else f"nothing to upgrade: {scope} is in the current layout")
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    done = compact(args.symbols or None)
+    for c in done:
+        print(f"{c.symbol}: {c.sealed:,} of {c.chunks:,} tick chunks sealed now, {c.already_sealed:,} already sealed, "
+              f"{c.kept_raw:,} kept raw (the head, and chunks too small to gain); {c.bytes_before:,} -> "
+              f"{c.bytes_after:,} bytes stored")
+    before, after = sum(c.bytes_before for c in done), sum(c.bytes_after for c in done)
+    print(f"compacted {len(done)} symbol(s): {sum(c.sealed for c in done):,} chunks sealed, {before:,} -> {after:,} "
+          "bytes stored (string lengths)")
     return 0
 
 
@@ -114,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade_command = sub.add_parser("upgrade", help="rebuild candles stored by an older redtick from the stored ticks")
     upgrade_command.add_argument("--symbol", help="only this symbol (default: every symbol)")
     upgrade_command.set_defaults(func=_upgrade)
+    compact_command = sub.add_parser("compact", help="seal (compress) the raw tick chunks but each series' head: "
+                                                     "series written before sealed chunks or with compression off")
+    compact_command.add_argument("symbols", nargs="*", metavar="SYMBOL", help="only these symbols (default: every symbol)")
+    compact_command.set_defaults(func=_compact)
     migrate_command = sub.add_parser("migrate", help="bring the platform's previous Redis cache layout into redtick's "
                                                      "(a dry run unless --write)")
     migrate_command.add_argument("--from", dest="source", required=True, metavar="URL",

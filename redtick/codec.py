@@ -6,6 +6,7 @@ import decimal
 import enum
 import math
 import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,9 @@ __all__ = [
     "CANDLE_DTYPE_V1",
     "SEALED_HEADER_SIZE",
     "SEALED_MAGIC",
+    "TICK_COLUMNS",
     "TICK_DTYPE",
+    "TickChunk",
     "ValueCodec",
     "dumps",
     "is_sealed",
@@ -29,6 +32,8 @@ __all__ = [
     "seal_ticks",
     "sealed_count",
     "tick_count",
+    "unpack_columns",
+    "unpack_range",
     "unpack_ticks",
     "widen_v1_candles",
 ]
@@ -220,14 +225,36 @@ raw chunk's first tick time can be (ticks are 1970-2200), so the two formats nev
 _SEALED_HEADER = np.dtype([("magic", "S8"), ("count", "<u4"), ("body", "<u4"), ("price_scale", "i1"),
                            ("volume_scale", "i1"), ("codec", "u1"), ("reserved", "u1")])
 SEALED_HEADER_SIZE = _SEALED_HEADER.itemsize  # 20
-_ZSTD = pa.Codec("zstd", compression_level=1)  # level 1: as small as 3 on ticks (measured), and faster
-_XOR = -1  # a float column stored as the XOR of each value's bits with the previous one's
+# One entry per column, right after the header: how the column is stored and its compressed size,
+# so a reader decompresses only the columns it wants.
+_COLUMN_ENTRY = np.dtype([("mode", "u1"), ("width", "u1"), ("base", "<i8"), ("size", "<u4")])
+TICK_COLUMNS: tuple[str, ...] = tuple(TICK_DTYPE.fields or ())
+"""The columns of a tick record, in stored order: ts, id, price, volume, side."""
+_DIRECTORY_SIZE = _COLUMN_ENTRY.itemsize * len(TICK_COLUMNS)
+_TICK_SIZE = TICK_DTYPE.itemsize
+
+# How a column's stored integers give back its values (each column says which, in its directory entry;
+# _encode_integers weighs offsets against deltas).
+_OFFSET = 0  # value = base + stored
+_DELTA = 1  # value = base + running sum of stored (a column that never decreases: times)
+_ZIGZAG = 2  # value = base + running sum of the zigzag-decoded stored (deltas of either sign)
+_XOR = 3  # float bits = running XOR of stored (floats on no decimal grid)
+_PLAIN = 4  # the bytes themselves (side)
+
+# Codecs by the header's codec byte, each column a frame of its own. LZ4 (pyarrow's: no new dependency)
+# is the one written: on 1M synthetic ticks in hourly chunks it takes 4.1 bytes a tick and the columns
+# of a frame (ts, price, volume) decode in 6 ms, where zstd level 1 takes 2.8 bytes and 14 ms: bytes
+# far under the memory target, and reads are where researchers wait (bench/bench_chunk_codec.py).
+_CODECS = {1: pa.Codec("zstd", compression_level=1), 2: pa.Codec("lz4")}
+_WRITTEN_CODEC = 2
+_WIDTHS = (np.dtype("<u1"), np.dtype("<u2"), np.dtype("<u4"), np.dtype("<u8"))
 _MAX_SCALE = 8
+_RUNNING_SUM_BYTES = 1.0  # per tick: undoing deltas (~2.5 ns a tick) costs about what moving a byte does
 
 
-def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray]:
-    """(d, the values times 10**d as int64) for the smallest d <= 8 that makes every value a whole number
-    exactly, or (-1, the XOR of each value's float bits with the previous one's) when none does."""
+def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray | None]:
+    """(d, the values times 10**d as int64) for the smallest d <= 8 that makes every value a whole
+    number exactly, or (-1, None) when none does."""
     largest = float(np.abs(values).max(initial=0.0)) if np.isfinite(values).all() else math.inf
     for d in range(_MAX_SCALE + 1):
         if largest * 10.0**d >= 2.0**52:  # past where every whole float is exact; larger d only grows it
@@ -236,39 +263,72 @@ def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray]:
         # Decoded as the decoder will, compared bit for bit: -0.0 must not come back as 0.0.
         if np.array_equal((whole / 10.0**d).view(np.int64), values.view(np.int64)):
             return d, whole
-    bits = values.view(np.int64)
-    return _XOR, bits ^ np.r_[np.int64(0), bits[:-1]]
+    return -1, None
 
 
-def _zigzag_deltas(values: np.ndarray) -> np.ndarray:
-    deltas = np.diff(values, prepend=np.int64(0))
-    return (deltas << 1) ^ (deltas >> 63)
+def _narrowest(stored: np.ndarray) -> np.ndarray:
+    """``stored`` (uint64) in the narrowest unsigned width that holds its largest value."""
+    top = int(stored.max(initial=0))
+    width = next(w for w in _WIDTHS if top <= np.iinfo(w).max)
+    return stored.astype(width)
 
 
-def _undo_zigzag_deltas(encoded: np.ndarray) -> np.ndarray:
-    halved = (encoded.view(np.uint64) >> np.uint64(1)).view(np.int64)  # a logical shift: the sign is in bit 0
-    return np.cumsum(halved ^ -(encoded & 1))  # deltas that wrapped around 2**64 wrap back
+def _encode_integers(values: np.ndarray, codec: pa.Codec) -> tuple[int, int, np.ndarray, bytes]:
+    """(mode, base, stored, compressed) for an int64 column: its offsets from its minimum, or its
+    deltas from the first value, whichever is cheaper to keep and to read.
+
+    Deltas are smaller (times 100 ms apart take a byte each, and compress to almost nothing) but a
+    reader must undo them with a running sum, which costs about what moving
+    :data:`_RUNNING_SUM_BYTES` more bytes per tick out of Redis does; so offsets win unless deltas
+    compress smaller by more than that. Differences wrap around 2**64 and the decoder's sums wrap
+    back, so any int64 comes back.
+    """
+    base = values.min()  # never empty: seal_ticks refuses an empty chunk
+    offsets = _narrowest((values - base).view(np.uint64))
+    packed = codec.compress(offsets, asbytes=True)
+    deltas = np.diff(values, prepend=values[:1])
+    if (deltas >= 0).all():
+        mode, stored = _DELTA, _narrowest(deltas.view(np.uint64))
+    else:
+        mode, stored = _ZIGZAG, _narrowest(((deltas << 1) ^ (deltas >> 63)).view(np.uint64))
+    packed_deltas = codec.compress(stored, asbytes=True)
+    if len(packed) <= len(packed_deltas) + _RUNNING_SUM_BYTES * len(values):
+        return _OFFSET, int(base), offsets, packed
+    return mode, int(values[0]), stored, packed_deltas
 
 
-def _byte_planes(column: np.ndarray) -> bytes:
-    """An int64 column as its 8 byte planes (all first bytes, then all second bytes...): small deltas make
-    whole planes of zeros, which the codec then all but drops."""
-    return np.ascontiguousarray(column.view(np.uint8).reshape(-1, 8).T).tobytes()
-
-
-def _from_byte_planes(planes: np.ndarray, n: int) -> np.ndarray:
-    return np.ascontiguousarray(planes.reshape(8, n).T).view(np.int64).ravel()
+def _encode_column(name: str, column: np.ndarray, codec: pa.Codec) -> tuple[int, int, int, np.ndarray, bytes]:
+    """(decimal scale or -1, mode, base, stored, compressed) of one column of tick records."""
+    if name == "side":
+        return 0, _PLAIN, 0, column.view(np.uint8), codec.compress(column.view(np.uint8), asbytes=True)
+    if name in ("ts", "id"):
+        return (0, *_encode_integers(column, codec))
+    scale, whole = _decimal_scale(column)
+    if whole is None:
+        bits = column.view(np.int64)
+        stored = _narrowest((bits ^ np.r_[np.int64(0), bits[:-1]]).view(np.uint64))
+        return -1, _XOR, 0, stored, codec.compress(stored, asbytes=True)
+    return (scale, *_encode_integers(whole, codec))
 
 
 def seal_ticks(records: np.ndarray) -> bytes:
-    """A tick chunk's records (:data:`TICK_DTYPE`, sorted) in the sealed format.
+    """A tick chunk's records (:data:`TICK_DTYPE`, sorted by time and id) in the sealed format.
 
-    Column-wise: times and ids as zigzag deltas, prices and volumes as deltas of their values on
-    the smallest decimal grid that holds them exactly (else the XOR of their float bits with the
-    previous value's), each int64 column split into byte planes, side as bytes; the whole zstd
-    compressed. A header (:data:`SEALED_MAGIC`, count, sizes, scales) comes first and the last
-    record, raw, last, so the chunk's end reads as a raw chunk's does. Lossless: every float bit
+    Column by column, each in the narrowest of 1, 2, 4 or 8 bytes per tick and compressed on its
+    own (LZ4), so a reader decodes only the columns it wants, without transposing anything: times
+    and ids as offsets from their minimum or as deltas from the previous tick, whichever is cheaper
+    to keep and to read; prices and volumes the same, as whole numbers on the smallest decimal grid
+    that holds them exactly (else the XOR of their float bits with the previous value's); side as
+    bytes. A header (:data:`SEALED_MAGIC`, count, sizes, scales) and a directory of the columns
+    (how each is stored, its base, its compressed size) come first and the last record, raw, last,
+    so the chunk's end reads as a raw chunk's does. Lossless: every int64 and every float bit
     pattern comes back (see :func:`unpack_ticks`).
+
+    Raises
+    ------
+    InvalidData
+        If ``records`` is empty: a sealed chunk ends with its last record, and an empty chunk is
+        deleted, never stored.
 
     Examples
     --------
@@ -277,18 +337,23 @@ def seal_ticks(records: np.ndarray) -> bytes:
     >>> sealed = seal_ticks(ticks)
     >>> sealed[:8] == SEALED_MAGIC, unpack_ticks(sealed).tobytes() == ticks.tobytes()
     (True, True)
+    >>> sealed[-33:] == ticks[-1:].tobytes()
+    True
     """
     records = np.ascontiguousarray(records, dtype=TICK_DTYPE)
-    price_scale, prices = _decimal_scale(records["price"])
-    volume_scale, volumes = _decimal_scale(records["volume"])
-    columns = [_zigzag_deltas(records["ts"]), _zigzag_deltas(records["id"]),
-               prices if price_scale == _XOR else _zigzag_deltas(prices),
-               volumes if volume_scale == _XOR else _zigzag_deltas(volumes)]
-    body = b"".join(_byte_planes(c) for c in columns) + records["side"].tobytes()
+    if not len(records):
+        raise InvalidData("cannot seal an empty tick chunk: a sealed chunk holds at least one tick")
+    codec = _CODECS[_WRITTEN_CODEC]
+    directory = np.zeros(len(TICK_COLUMNS), _COLUMN_ENTRY)
+    scales, frames = {}, []
+    for i, name in enumerate(TICK_COLUMNS):
+        scales[name], mode, base, stored, frame = _encode_column(name, np.ascontiguousarray(records[name]), codec)
+        frames.append(frame)
+        directory[i] = (mode, stored.itemsize, base, len(frame))
+    body = directory.tobytes() + b"".join(frames)
     header = np.zeros(1, _SEALED_HEADER)
-    header[0] = (SEALED_MAGIC, len(records), len(body), price_scale, volume_scale, 0, 0)
-    compressed: bytes = _ZSTD.compress(body, asbytes=True)
-    return header.tobytes() + compressed + records[-1:].tobytes()
+    header[0] = (SEALED_MAGIC, len(records), len(body), scales["price"], scales["volume"], _WRITTEN_CODEC, 0)
+    return header.tobytes() + body + records[-1:].tobytes()
 
 
 def is_sealed(blob: bytes | memoryview) -> bool:
@@ -303,28 +368,171 @@ def sealed_count(header: bytes) -> int:
 
 def tick_count(prefix: bytes, length: int) -> int:
     """Ticks in a chunk of ``length`` bytes whose first bytes are ``prefix`` (raw or sealed)."""
-    return sealed_count(prefix) if is_sealed(prefix) else length // TICK_DTYPE.itemsize
+    return sealed_count(prefix) if is_sealed(prefix) else length // _TICK_SIZE
 
 
-def _scaled_back(column: np.ndarray, scale: int) -> np.ndarray:
-    if scale == _XOR:
-        return np.bitwise_xor.accumulate(column).view(np.float64)
-    return _undo_zigzag_deltas(column) / 10.0**scale
+def _wanted(columns: Iterable[str] | None) -> tuple[str, ...]:
+    if columns is None:
+        return TICK_COLUMNS
+    wanted = tuple(columns)
+    unknown = [c for c in wanted if c not in TICK_COLUMNS]
+    if unknown:
+        raise InvalidData(f"unknown tick column {unknown[0]!r}; tick columns are {', '.join(TICK_COLUMNS)}")
+    return wanted
+
+
+class _Sealed:
+    """A sealed chunk's header and column directory, read once, its length checked against them."""
+
+    __slots__ = ("codec", "count", "directory", "ends", "scales", "view")
+
+    def __init__(self, blob: bytes | memoryview):
+        if len(blob) < SEALED_HEADER_SIZE + _DIRECTORY_SIZE + _TICK_SIZE:
+            raise InvalidData(f"sealed tick chunk of {len(blob)} bytes is shorter than its header: truncated")
+        header = np.frombuffer(blob, _SEALED_HEADER, count=1)[0]
+        directory = np.frombuffer(blob, _COLUMN_ENTRY, count=len(TICK_COLUMNS), offset=SEALED_HEADER_SIZE)
+        expected = SEALED_HEADER_SIZE + int(header["body"]) + _TICK_SIZE
+        sizes_add_up = int(directory["size"].sum()) + _DIRECTORY_SIZE == int(header["body"])
+        if int(header["codec"]) not in _CODECS or expected != len(blob) or not sizes_add_up:
+            raise InvalidData(f"sealed tick chunk of {len(blob)} bytes (codec {int(header['codec'])}) does not match "
+                              f"its header ({expected} bytes, codec 1 or 2): truncated, or written by a newer redtick")
+        self.count = int(header["count"])
+        self.codec = _CODECS[int(header["codec"])]
+        self.directory = directory
+        self.ends = SEALED_HEADER_SIZE + _DIRECTORY_SIZE + np.cumsum(directory["size"], dtype=np.int64)
+        self.scales = {"price": int(header["price_scale"]), "volume": int(header["volume_scale"])}
+        self.view = memoryview(blob)
+
+    def decode(self, name: str, out: np.ndarray) -> None:
+        """Decode column ``name`` into ``out``: contiguous, of the column's dtype, one slot per tick."""
+        i = TICK_COLUMNS.index(name)
+        mode, width, base, size = (int(v) for v in self.directory[i].tolist())
+        frame = self.view[int(self.ends[i]) - size : int(self.ends[i])]
+        stored = np.frombuffer(self.codec.decompress(frame, decompressed_size=self.count * width),
+                               _WIDTHS[width.bit_length() - 1])
+        if mode == _PLAIN:
+            out[:] = stored.view(out.dtype)
+        elif mode == _XOR:
+            np.bitwise_xor.accumulate(stored.astype(np.uint64), out=out.view(np.uint64))
+        elif name in self.scales and mode == _OFFSET:
+            # Whole numbers below 2**52 (the encoder's bound), so exact in float64 and so is their sum
+            # with the base: one pass, then the division the encoder checked, bit for bit.
+            np.add(stored, float(base), out=out, dtype=np.float64)
+            if self.scales[name]:
+                out /= 10.0 ** self.scales[name]
+        elif name in self.scales:  # deltas on a decimal grid: summed as integers, divided back as encoded
+            whole = np.empty(self.count, np.int64)
+            _decode_integers(mode, base, stored, whole)
+            np.divide(whole, 10.0 ** self.scales[name], out=out)
+        else:
+            _decode_integers(mode, base, stored, out)
+
+
+def _decode_integers(mode: int, base: int, stored: np.ndarray, out: np.ndarray) -> None:
+    if mode == _OFFSET:  # uint64 offsets past 2**63 wrap to negative, and adding the base wraps them back
+        np.add(stored, np.int64(base), out=out, dtype=np.int64, casting="unsafe")
+        return
+    if mode == _DELTA:
+        np.cumsum(stored, dtype=np.int64, out=out)
+    else:  # zigzag, undone in the stored width: (s >> 1) ^ -(s & 1), read as signed
+        signed = stored.view(np.dtype(f"<i{stored.itemsize}"))
+        np.cumsum((stored >> stored.dtype.type(1)).view(signed.dtype) ^ -(signed & 1), dtype=np.int64, out=out)
+    out += np.int64(base)
+
+
+TickChunk = bytes | memoryview | np.ndarray
+"""A tick chunk as :func:`unpack_range` takes it: its bytes, raw or sealed, or records already decoded."""
+
+
+def _opened(chunk: TickChunk) -> _Sealed | np.ndarray:
+    """A sealed chunk's header read, or a raw chunk's records (a view of its bytes)."""
+    if isinstance(chunk, np.ndarray):
+        return chunk
+    return _Sealed(chunk) if is_sealed(chunk) else np.frombuffer(chunk, TICK_DTYPE)
+
+
+def _decode_slice(part: _Sealed | np.ndarray, name: str, out: np.ndarray, lo: int = 0) -> None:
+    """Fill ``out`` with ticks ``lo`` to ``lo + len(out)`` of column ``name`` of an opened chunk."""
+    if isinstance(part, np.ndarray):
+        out[:] = part[name][lo : lo + len(out)]
+    elif lo == 0 and len(out) == part.count:
+        part.decode(name, out)
+    else:
+        whole = np.empty(part.count, TICK_DTYPE[name])
+        part.decode(name, whole)
+        out[:] = whole[lo : lo + len(out)]
+
+
+def unpack_columns(blob: bytes | memoryview, columns: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The columns of a tick chunk, raw or sealed, by name (all of :data:`TICK_COLUMNS` by default).
+
+    A sealed chunk decodes only the columns asked for, each into its own contiguous array; a raw
+    chunk gives views of its records.
+
+    Examples
+    --------
+    >>> ticks = np.zeros(2, TICK_DTYPE)
+    >>> ticks["ts"], ticks["price"] = [5, 9], [1.5, 1.75]
+    >>> got = unpack_columns(seal_ticks(ticks), ["ts", "price"])
+    >>> sorted(got), got["price"].tolist()
+    (['price', 'ts'], [1.5, 1.75])
+    """
+    wanted = _wanted(columns)
+    if not is_sealed(blob):
+        records = np.frombuffer(blob, dtype=TICK_DTYPE)
+        return {name: records[name] for name in wanted}
+    sealed = _Sealed(blob)
+    out = {name: np.empty(sealed.count, TICK_DTYPE[name]) for name in wanted}
+    for name in wanted:
+        sealed.decode(name, out[name])
+    return out
 
 
 def unpack_ticks(blob: bytes | memoryview) -> np.ndarray:
     """The records of a tick chunk, raw or sealed (:func:`seal_ticks`), as a :data:`TICK_DTYPE` array."""
     if not is_sealed(blob):
         return np.frombuffer(blob, dtype=TICK_DTYPE)
-    header = np.frombuffer(blob[:SEALED_HEADER_SIZE], _SEALED_HEADER)[0]
-    n, size = int(header["count"]), int(header["body"])
-    compressed = blob[SEALED_HEADER_SIZE : len(blob) - TICK_DTYPE.itemsize]
-    body = np.frombuffer(_ZSTD.decompress(compressed, decompressed_size=size, asbytes=True), np.uint8)
-    out = np.empty(n, TICK_DTYPE)
-    planes = [_from_byte_planes(body[i * 8 * n : (i + 1) * 8 * n], n) for i in range(4)]
-    out["ts"] = _undo_zigzag_deltas(planes[0])
-    out["id"] = _undo_zigzag_deltas(planes[1])
-    out["price"] = _scaled_back(planes[2], int(header["price_scale"]))
-    out["volume"] = _scaled_back(planes[3], int(header["volume_scale"]))
-    out["side"] = body[32 * n :].view(np.int8)
+    sealed = _Sealed(blob)
+    out = np.empty(sealed.count, TICK_DTYPE)
+    for name in TICK_COLUMNS:
+        # Into a column first: numpy's running sums and casts are twice as fast into contiguous memory
+        # as into the 33-byte stride of a record's field, more than the copy after costs.
+        column = np.empty(sealed.count, TICK_DTYPE[name])
+        sealed.decode(name, column)
+        out[name] = column
+    return out
+
+
+def unpack_range(chunks: Sequence[TickChunk], columns: Iterable[str] | None = None,
+                 start_ms: int | None = None, end_ms: int | None = None) -> dict[str, np.ndarray]:
+    """The ticks with ``start_ms <= ts <= end_ms`` of consecutive chunks, one array per column.
+
+    ``chunks`` are chunks of one series in time order (as its index lists them), each its bytes,
+    raw or sealed, or its records; so the ticks in range are one run of their concatenation. Times
+    are decoded first, straight into one array, to find that run; then each wanted column of each
+    chunk is decoded straight into its place in the result, with no per-chunk pieces to concatenate:
+    at a million ticks a fresh copy costs as much as the decoding (every page of it is new).
+
+    Examples
+    --------
+    >>> ticks = np.zeros(4, TICK_DTYPE)
+    >>> ticks["ts"], ticks["price"] = [1, 2, 3, 4], [10.0, 10.5, 11.0, 11.5]
+    >>> got = unpack_range([seal_ticks(ticks[:2]), ticks[2:].tobytes()], ["ts", "price"], 2, 3)
+    >>> got["ts"].tolist(), got["price"].tolist()
+    ([2, 3], [10.5, 11.0])
+    """
+    wanted = _wanted(columns)
+    parts = [_opened(c) for c in chunks]
+    edges = np.cumsum([0, *(p.count if isinstance(p, _Sealed) else len(p) for p in parts)]).tolist()
+    times = np.empty(edges[-1], np.int64)
+    for i, part in enumerate(parts):
+        _decode_slice(part, "ts", times[edges[i] : edges[i + 1]])
+    lo = 0 if start_ms is None else int(np.searchsorted(times, start_ms, side="left"))
+    hi = len(times) if end_ms is None else max(lo, int(np.searchsorted(times, end_ms, side="right")))
+    out = {name: times[lo:hi] if name == "ts" else np.empty(hi - lo, TICK_DTYPE[name]) for name in wanted}
+    for i, part in enumerate(parts):
+        first, last = max(lo, edges[i]), min(hi, edges[i + 1])
+        for name in wanted:
+            if name != "ts" and first < last:
+                _decode_slice(part, name, out[name][first - lo : last - lo], first - edges[i])
     return out

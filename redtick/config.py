@@ -213,6 +213,14 @@ class Settings:
     admin_token: str | None = dataclasses.field(default=None, repr=False)
     intervals: tuple[str, ...] = DEFAULT_INTERVALS
     tick_chunk_ms: int = 3_600_000
+    tick_compression: bool = True
+    """Store every tick chunk but a series' head sealed (compressed, :func:`redtick.codec.seal_ticks`)
+    (``REDTICK_TICK_COMPRESSION``, ``on`` or ``off``).
+
+    On: a chunk that stops being the head, and every chunk a write rewrites whole, is sealed, about a
+    fifth of its raw size; the head stays raw and appendable. Off: writes store raw chunks only. Either
+    way, sealed and raw chunks are both read, so a store can switch back and forth.
+    """
     tick_retention_ms: int | None = None
     candle_retention_ms: int | None = None
     maintenance_interval_ms: int = 300_000
@@ -311,6 +319,7 @@ class Settings:
             admin_token=env.get("REDTICK_ADMIN_TOKEN") or None,
             intervals=intervals,
             tick_chunk_ms=parse_duration(env.get("REDTICK_TICK_CHUNK") or "1h", name="REDTICK_TICK_CHUNK"),
+            tick_compression=_bool(env, "REDTICK_TICK_COMPRESSION", True),
             tick_retention_ms=_retention(env, "REDTICK_TICK_RETENTION", None),
             candle_retention_ms=_retention(env, "REDTICK_CANDLE_RETENTION", None),
             maintenance_interval_ms=parse_duration(

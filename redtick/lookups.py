@@ -11,7 +11,7 @@ import pandas as pd
 from pandas.api.extensions import take
 
 from redtick.catalog import layout_of, require_symbols
-from redtick.codec import TICK_DTYPE
+from redtick.codec import TICK_DTYPE, is_sealed, unpack_ticks
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, NotFound
 from redtick.keys import validate_symbol
@@ -81,8 +81,9 @@ def _first_at_or_after_plan(layout: SeriesLayout, symbol: str, at_ms: int) -> Pl
     """Plan: the first record at or after ``at_ms`` as a one-record array, or an empty one.
 
     The mirror of :meth:`SeriesLayout.price_at_plan`: the chunk holding ``at_ms`` is searched
-    rather than fetched; when it has nothing from ``at_ms`` on, the answer is the first record
-    of the next chunk.
+    rather than fetched (:meth:`SeriesLayout.boundary_plan`); when it has nothing from ``at_ms``
+    on, the answer is the first record of the next chunk: its first 33 bytes if it is raw, else
+    the chunk decoded (a sealed chunk starts with its header).
     """
     chunk = at_ms // layout.chunk_ms * layout.chunk_ms
     (members,) = yield Batch([("ZRANGEBYSCORE", layout.keys.tick_index(symbol), chunk, "+inf", "LIMIT", 0, 2)])
@@ -90,18 +91,11 @@ def _first_at_or_after_plan(layout: SeriesLayout, symbol: str, at_ms: int) -> Pl
         key = layout.keys.tick_chunk(symbol, int(member))
         if int(member) > at_ms:  # a later chunk: its first record is the answer
             (blob,) = yield Batch([("GETRANGE", key, 0, TICK_SIZE - 1)])
+            if is_sealed(blob or b""):
+                (blob,) = yield Batch([("GET", key)])
+            records = unpack_ticks(blob or b"")
         else:
-            (length,) = yield Batch([("STRLEN", key)])
-            count = length // TICK_SIZE
-            lo, hi = yield from layout._bracket_plan(key, count, at_ms, "left")
-            if lo >= count:  # every tick of this chunk is before at_ms
-                continue
-            (blob,) = yield Batch([("GETRANGE", key, lo * TICK_SIZE, (hi + 1) * TICK_SIZE - 1)])
-            records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
-            if len(records) == hi + 1 - lo and len(records) and int(records["ts"][-1]) < at_ms:
-                # A write between the search and the fetch pushed the answer past it: fetch on.
-                (blob,) = yield Batch([("GETRANGE", key, lo * TICK_SIZE, -1)])
-        records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+            records = yield from layout.boundary_plan(key, at_ms, "left")
         records = records[records["ts"] >= at_ms]
         if len(records):
             return records[:1]

@@ -2,8 +2,11 @@
 
 Ticks of one symbol live in **chunks**: one string per ``tick_chunk`` span (1 hour by default)
 of packed 33-byte records sorted by (time, id), indexed by a sorted set whose score is the chunk
-start. Candles of one interval live in **slot chunks**: one string per 1,440 buckets, 88 bytes a
-slot (:data:`~redtick.codec.CANDLE_DTYPE`, volume and notional beside the prices) at a fixed offset,
+start. Only the newest chunk, the head, stays raw and grows in place; with ``tick_compression``
+every other chunk is stored sealed (:func:`~redtick.codec.seal_ticks`: compressed, its last record
+raw at its end), and every reader decodes both formats (:func:`~redtick.codec.unpack_ticks`).
+Candles of one interval live in **slot chunks**: one string per 1,440 buckets, 88 bytes a slot
+(:data:`~redtick.codec.CANDLE_DTYPE`, volume and notional beside the prices) at a fixed offset,
 so one bucket is read and rewritten with GETRANGE/SETRANGE. The slot layout is part of the candle
 keys (:data:`~redtick.keys.CANDLE_LAYOUT`): slots of an earlier, narrower layout sit under other
 keys and are never read as these. A symbol that still has them is refused by candle reads and by
@@ -36,18 +39,20 @@ import numpy as np
 import numpy.typing as npt
 
 from redtick.candles import merge_candles, rollup_candles, tick_candles
-from redtick.codec import CANDLE_DTYPE, TICK_DTYPE, widen_v1_candles
+from redtick.codec import CANDLE_DTYPE, TICK_DTYPE, TickChunk, is_sealed, unpack_range, unpack_ticks, widen_v1_candles
 from redtick.config import Settings
 from redtick.errors import ConflictError, InvalidData, UpgradeNeeded
 from redtick.keys import KeySchema, validate_interval, validate_symbol
 from redtick.steps import Batch, Command, Commit, Plan, T, Watch, gather, riding
 from redtick.tick_write import (
+    ChunkFormats,
     ChunkGroups,
     ChunkWrite,
     Ints,
     Records,
     StoredEnds,
     StoredEndsReply,
+    TickCounts,
     TouchedSlots,
     WholeChunks,
     WholeChunksReply,
@@ -56,15 +61,18 @@ from redtick.tick_write import (
     current_price_command,
     fresh_mask,
     group_ticks,
+    seal_command,
     slot_runs,
     tick_commands,
     touched_slots,
+    whole_chunk,
 )
 from redtick.ticks import NormalisedTicks
 
 __all__ = [
     "SLOTS",
     "CandleRebuild",
+    "Compaction",
     "PreparedWrite",
     "RetentionWindow",
     "SeriesLayout",
@@ -258,6 +266,33 @@ class CandleRebuild:
     old_keys_removed: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Compaction:
+    """What sealing one symbol's raw tick chunks did (:meth:`SeriesLayout.compact_plan`).
+
+    Attributes
+    ----------
+    chunks : int
+        Tick chunks of the series.
+    sealed : int
+        Chunks this run sealed.
+    already_sealed : int
+        Chunks found sealed.
+    kept_raw : int
+        Chunks left raw: the head, which grows in place, and chunks of a few ticks, smaller raw.
+    bytes_before, bytes_after : int
+        Stored bytes (string lengths) of all the series' tick chunks before and after.
+    """
+
+    symbol: str
+    chunks: int = 0
+    sealed: int = 0
+    already_sealed: int = 0
+    kept_raw: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+
 def _packed(starts: np.ndarray, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     out = np.zeros(len(starts), dtype=CANDLE_DTYPE)
     for name, column in columns.items():
@@ -362,6 +397,7 @@ class SeriesLayout:
         self.intervals = {name: validate_interval(name) for name in settings.intervals}
         self.tick_retention_ms = settings.tick_retention_ms
         self.candle_retention_ms = settings.candle_retention_ms
+        self.compress = settings.tick_compression
 
     def span_ms(self, interval: str) -> int:
         return self.intervals[interval] * SLOTS
@@ -417,9 +453,47 @@ class SeriesLayout:
         if not expired.chunk_keys:
             return 0, 0
         yield Watch(expired.chunk_keys)
-        lengths = yield Batch([("STRLEN", k) for k in expired.tick_chunk_keys])
+        counts = TickCounts(expired.tick_chunk_keys)
+        replies = yield Batch(counts.commands())
         yield Commit(expired.commands())
-        return len(expired.chunk_keys), sum(lengths) // TICK_SIZE
+        return len(expired.chunk_keys), sum(counts.parse(replies))
+
+    # -- sealing -----------------------------------------------------------------------------------
+    def compact_plan(self, symbol: str) -> Plan[Compaction]:
+        """Plan: seal every raw tick chunk of ``symbol`` but its head; a :class:`Compaction`.
+
+        For series written before sealed chunks, or with ``REDTICK_TICK_COMPRESSION=off``: it seals
+        whatever that setting says, as it is asked for. :data:`REBUILD_CHUNKS` chunks at a time, each
+        group in an optimistic transaction over its chunks (a write into one of them runs the plan
+        again, and what was sealed stays sealed); the head, read in the same round trip as the group,
+        is never sealed. Idempotent: a second run seals nothing. Reads are the same before and after.
+        """
+        symbol = validate_symbol(symbol)
+        index = self.keys.tick_index(symbol)
+        (members,) = yield Batch([("ZRANGE", index, 0, -1)])
+        keys = [self.keys.tick_chunk(symbol, int(m)) for m in members]
+        replies = yield Batch([cmd for key in keys for cmd in (("GETRANGE", key, 0, 7), ("STRLEN", key))])
+        sealed = [is_sealed(prefix or b"") for prefix in replies[0::2]]
+        lengths = dict(zip(keys, map(int, replies[1::2]), strict=True))
+        raw = [key for key, found in zip(keys[:-1], sealed, strict=False) if not found and lengths[key]]
+        after, done = dict(lengths), 0
+        for at in range(0, len(raw), REBUILD_CHUNKS):
+            group = raw[at : at + REBUILD_CHUNKS]
+            yield Watch(group)
+            *blobs, head = yield Batch([*(("GET", key) for key in group), ("ZRANGE", index, -1, -1)])
+            head_key = self.keys.tick_chunk(symbol, int(head[0])) if head else None
+            commands: list[Command] = []
+            for key, blob in zip(group, blobs, strict=True):
+                if blob and not is_sealed(blob) and key != head_key:
+                    encoded = whole_chunk(unpack_ticks(blob), True)
+                    if len(encoded) < len(blob):
+                        commands.append(("SET", key, encoded))
+                        after[key] = len(encoded)
+            if commands:  # else the group's WATCH carries on into the next group's transaction
+                yield Commit(commands)
+            done += len(commands)
+        return Compaction(symbol, len(keys), done, sum(sealed), len(keys) - sum(sealed) - done,
+                          sum(lengths.values()), sum(after.values()))
 
     def newest_plan(self, symbol: str) -> Plan[int | None]:
         """Plan: the newest tick's time (ms), or None."""
@@ -570,11 +644,15 @@ class SeriesLayout:
         # The candle indexes too when they are trimmed: a concurrent writer that adds a chunk out
         # of the window must make this transaction fail rather than survive it.
         yield Watch(target.watched())
-        ends = target.ends.parse((yield Batch(target.ends.commands())))
+        # The last chunk's format rides step 1: only a raw chunk may be appended to or spliced.
+        formats = ChunkFormats(target.ends.chunk_keys[-1:])
+        replies = yield Batch(target.ends.commands() + formats.commands())
+        ends = target.ends.parse(replies[: -len(formats.keys)])
+        (last_sealed,) = formats.parse(replies[-len(formats.keys) :])
         if self.retains and (None if ends.current is None else ends.current[0]) != stored_newest:
             # What was refused was judged behind a newest tick that has moved since.
             raise ConflictError("the series' newest tick moved while the write was planned")
-        writes, whole, expired = yield from self._whole_chunks_plan(target, ends)
+        writes, whole, expired = yield from self._whole_chunks_plan(target, ends, last_sealed)
         return self._prepared(target, ends, writes, whole, expired, result)
 
     def _write_target(self, symbol: str, records: Records, window: RetentionWindow) -> _WriteTarget:
@@ -589,14 +667,15 @@ class SeriesLayout:
                           keys.current_price(symbol), keys.tick_index(symbol), [e.read() for e in expiries])
         return _WriteTarget(symbol, records, window, groups, touched, expiries, ends)
 
-    def _whole_chunks_plan(self, target: _WriteTarget, ends: StoredEndsReply
+    def _whole_chunks_plan(self, target: _WriteTarget, ends: StoredEndsReply, last_sealed: bool
                            ) -> Plan[tuple[list[ChunkWrite], WholeChunksReply, _Expired]]:
         """Plan: each chunk's kind of write, with the stored records of those rewritten whole (step 2), the
-        old head chunk to seal and what retention trims."""
+        old head chunk to seal and the ticks of the chunks retention trims."""
         groups, chunk_keys = target.groups, target.ends.chunk_keys
         expired = _Expired.found(target.expiries, ends.expired)
         head = groups.starts[-1] if ends.old_head is None else max(groups.starts[-1], ends.old_head)
-        writes = classify_chunks(target.records, groups, ends.tails, ends.head_length, head)
+        writes = classify_chunks(target.records, groups, ends.tails, ends.head_length, head,
+                                 last_sealed=last_sealed, seal=self.compress)
         # A head that stops being the head is rewritten once (sealed) to give back the slack of its growth.
         seal = None
         if (ends.old_head is not None and ends.old_head < head and ends.old_head not in groups.starts
@@ -605,10 +684,13 @@ class SeriesLayout:
         if seal or expired.chunk_keys:
             yield Watch(([seal] if seal else []) + expired.chunk_keys)
         rewritten = [i for i, write in enumerate(writes) if write.kind == "rewrite"]
-        whole = WholeChunks([chunk_keys[i] for i in rewritten], seal, expired.tick_chunk_keys)
-        got = whole.parse((yield Batch(whole.commands())))
+        # The trimmed chunks are counted from their headers too: a sealed chunk's length is not its count.
+        whole, trimmed = WholeChunks([chunk_keys[i] for i in rewritten], seal, []), TickCounts(expired.tick_chunk_keys)
+        replies = yield Batch(whole.commands() + trimmed.commands())
+        at = len(replies) - len(trimmed.keys) * 2
+        got = dataclasses.replace(whole.parse(replies[:at]), trimmed_ticks=sum(trimmed.parse(replies[at:])))
         for i, blob in zip(rewritten, got.rewrites, strict=True):
-            writes[i] = dataclasses.replace(writes[i], stored=np.frombuffer(blob, dtype=TICK_DTYPE))
+            writes[i] = dataclasses.replace(writes[i], stored=unpack_ticks(blob))
         return writes, got, expired
 
     def _prepared(self, target: _WriteTarget, ends: StoredEndsReply, writes: list[ChunkWrite], whole: WholeChunksReply,
@@ -626,8 +708,9 @@ class SeriesLayout:
         result.low, result.high, result.last = float(new["price"].min()), float(new["price"].max()), float(newest["price"])
         ticks = tick_commands(records, fresh, groups, writes, target.ends.chunk_keys, target.window.ticks_from)
         commands = ticks.commands
-        if whole.sealed:
-            commands.append(("SET", whole.seal_key, whole.sealed))
+        sealing = seal_command(whole.seal_key, whole.sealed, self.compress)
+        if sealing is not None:
+            commands.append(sealing)
         if ticks.chunk_starts:
             commands.append(("ZADD", target.ends.index_key, *(x for s in ticks.chunk_starts for x in (s, s))))
         for (name, touched), keys, stored in zip(target.touched.items(), target.ends.slot_keys, ends.slots, strict=True):
@@ -724,10 +807,12 @@ class SeriesLayout:
                         fields: Sequence[str] = TICK_FIELDS) -> Plan[Arrays]:
         """Plan: columns ``fields`` of the ticks with ``start <= ts <= end``, sorted by (ts, id).
 
-        Chunks inside the range come whole (MGET). A large chunk that the range only clips is
-        searched first (:meth:`_bracket_plan`) and only its part in range is fetched (GETRANGE),
-        so a few seconds of a busy hour cost kilobytes, not the hour. Each wanted field is
-        gathered straight from the reply's buffers, never copying whole records.
+        Chunks inside the range come whole (MGET) and are decoded raw or sealed
+        (:func:`~redtick.codec.unpack_ticks`). A large raw chunk that the range only clips is searched
+        first (:meth:`_bracket_plan`) and only its part in range is fetched (GETRANGE), so a few
+        seconds of a busy hour cost kilobytes, not the hour; a sealed one, a fraction of its raw
+        size, comes whole and is cut after decoding. The chunks' reads share their round trips.
+        Each wanted field is gathered straight from the decoded records, never copying whole records.
         """
         index = self.keys.tick_index(symbol)
         low = "-inf" if start_ms is None else start_ms // self.chunk_ms * self.chunk_ms
@@ -737,47 +822,92 @@ class SeriesLayout:
         keys = [self.keys.tick_chunk(symbol, c) for c in starts]
         clipped = [i for i, c in enumerate(starts)
                    if (start_ms is not None and start_ms > c) or (end_ms is not None and end_ms < c + self.chunk_ms - 1)]
-        ranges = {}  # chunk -> (first record, end record) to fetch
-        if clipped:
-            lengths = yield Batch([("STRLEN", keys[i]) for i in clipped])
-            large = [(i, n // TICK_SIZE) for i, n in zip(clipped, lengths, strict=True) if n // TICK_SIZE > SEARCH_ABOVE]
-            searches = [self._bracket_plan(keys[i], n, start_ms, "left") if start_ms is not None else _fixed((0, 0))
-                        for i, n in large]
-            searches += [self._bracket_plan(keys[i], n, end_ms, "right") if end_ms is not None else _fixed((n, n))
-                         for i, n in large]
-            found = yield from gather(*searches)
-            for k, (i, _) in enumerate(large):
-                # One record past the end bracket: it proves no tick of the range was pushed past
-                # the fetch by a write that landed between the search and the fetch.
-                ranges[i] = (found[k][0], found[len(large) + k][1] + 1)
-        commands: list[Command] = []
-        whole = [k for i, k in enumerate(keys) if i not in ranges]
-        if whole:
-            commands.append(("MGET", *whole))
-        commands += [("GETRANGE", keys[i], a * TICK_SIZE, b * TICK_SIZE - 1) for i, (a, b) in ranges.items()]
-        replies = (yield Batch(commands)) if commands else []
-        blobs = dict(zip([i for i in range(len(keys)) if i not in ranges], replies[0] if whole else [], strict=True))
-        blobs.update(zip(ranges, replies[1:] if whole else replies, strict=True))
-        shifted = [i for i, (a, b) in ranges.items() if end_ms is not None and _short_of(blobs[i], b - a, end_ms)]
-        if shifted:  # rare: fetch those chunks from the same start to their end instead
-            again = yield Batch([("GETRANGE", keys[i], ranges[i][0] * TICK_SIZE, -1) for i in shifted])
-            blobs.update(zip(shifted, again, strict=True))
-        pieces = []
-        for i in range(len(keys)):
-            records = np.frombuffer(blobs[i] or b"", dtype=TICK_DTYPE)
-            lo = 0 if start_ms is None else int(np.searchsorted(records["ts"], start_ms, side="left"))
-            hi = len(records) if end_ms is None else int(np.searchsorted(records["ts"], end_ms, side="right"))
-            pieces.append(records[lo:hi])
-        return {name: _concat([p[name] for p in pieces], TICK_DTYPE[name]) for name in fields}
+        inside = [i for i in range(len(keys)) if i not in clipped]
+        got = yield from gather(self._whole_blobs_plan([keys[i] for i in inside]),
+                                *(_listed(self._clipped_chunk_plan(keys[i], start_ms, end_ms)) for i in clipped))
+        chunks: dict[int, TickChunk] = dict(zip(inside, got[0], strict=True))
+        chunks.update(zip(clipped, (chunk for (chunk,) in got[1:]), strict=True))
+        # Chunks in time order, each sorted: the ticks in range are one run of their concatenation,
+        # decoded straight into one array per field (no per-chunk records to gather and concatenate).
+        return unpack_range([chunks[i] for i in range(len(keys))], fields, start_ms, end_ms)
+
+    def _whole_blobs_plan(self, keys: list[str]) -> Plan[list[TickChunk]]:
+        """Plan: each of ``keys`` fetched whole in one MGET, raw or sealed, not yet decoded."""
+        if not keys:
+            return []
+        (blobs,) = yield Batch([("MGET", *keys)])
+        return [blob or b"" for blob in blobs]
+
+    def _whole_chunks_read_plan(self, keys: list[str]) -> Plan[list[Records]]:
+        """Plan: the records of each of ``keys``, fetched whole in one MGET and decoded (raw or sealed)."""
+        if not keys:
+            return []
+        (blobs,) = yield Batch([("MGET", *keys)])
+        return [unpack_ticks(blob or b"") for blob in blobs]
+
+    def _clipped_chunk_plan(self, key: str, start_ms: int | None, end_ms: int | None) -> Plan[TickChunk]:
+        """Plan: records of a chunk the range ``[start, end]`` clips: at least those in range, sorted.
+
+        A raw chunk of more than :data:`SEARCH_ABOVE` records is searched and only its part in range
+        fetched; a smaller or a sealed one comes whole.
+        """
+        length, prefix = yield Batch([("STRLEN", key), ("GETRANGE", key, 0, 7)])
+        count = int(length) // TICK_SIZE
+        if is_sealed(prefix or b"") or count <= SEARCH_ABOVE:
+            (blob,) = yield Batch([("GET", key)])
+            return blob or b""
+        found = yield from gather(
+            self._bracket_plan(key, count, start_ms, "left") if start_ms is not None else _fixed((0, 0)),
+            self._bracket_plan(key, count, end_ms, "right") if end_ms is not None else _fixed((count, count)))
+        # One record past the end bracket: it proves no tick of the range was pushed past the fetch by
+        # a write that landed between the search and the fetch.
+        return (yield from self._part_plan(key, found[0][0], found[1][1] + 1, end_ms))
+
+    def _part_plan(self, key: str, first: int, end: int, bound: int | None) -> Plan[Records]:
+        """Plan: records ``first`` to ``end`` (exclusive) of a chunk found raw (GETRANGE), on to its end if
+        they all lie at or before ``bound`` (a concurrent insert may have pushed later ones past the
+        fetch); the whole chunk, decoded, if it is sealed by then.
+
+        The chunk's first bytes are read after its part: a chunk only turns from raw to sealed while
+        a read runs (a write sealed it when the head moved on, between the search and the fetch),
+        so one found raw then was raw when its part was read.
+        """
+        stop = end * TICK_SIZE - 1
+        while True:
+            blob, prefix = yield Batch([("GETRANGE", key, first * TICK_SIZE, stop), ("GETRANGE", key, 0, 7)])
+            if is_sealed(prefix or b""):
+                (blob,) = yield Batch([("GET", key)])
+                return unpack_ticks(blob or b"")
+            if stop == -1 or bound is None or not _short_of(blob, end - first, bound):
+                return np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+            stop = -1  # rare: fetch from the same start to the chunk's end instead
+
+    def boundary_plan(self, key: str, ts: int, side: Literal["left", "right"]) -> Plan[Records]:
+        """Plan: records of the chunk ``key`` around its first record with time ``>= ts`` (``side="left"``)
+        or ``> ts`` (``"right"``): from the record before it through it (or on to the chunk's end), sorted.
+
+        A raw chunk is searched (:meth:`_bracket_plan`) rather than fetched; a sealed one comes whole.
+        What the caller wants, the last record at or before ``ts`` or the first at or after it, is
+        then in the records returned if the chunk has it.
+        """
+        length, prefix = yield Batch([("STRLEN", key), ("GETRANGE", key, 0, 7)])
+        if is_sealed(prefix or b""):
+            (blob,) = yield Batch([("GET", key)])
+            return unpack_ticks(blob or b"")
+        lo, hi = yield from self._bracket_plan(key, int(length) // TICK_SIZE, ts, side)
+        # From the record before the boundary's bracket to one past it: that last one shows whether a
+        # write meanwhile pushed the boundary past the fetch (then the fetch goes on to the end).
+        return (yield from self._part_plan(key, max(lo - 1, 0), hi + 1, ts if side == "right" else ts - 1))
 
     def _bracket_plan(self, key: str, count: int, ts: int, side: Literal["left", "right"]) -> Plan[tuple[int, int]]:
-        """Plan: (lo, hi) with lo <= i <= hi, where i is the first record of the chunk whose time is
+        """Plan: (lo, hi) with lo <= i <= hi, where i is the first record of the raw chunk whose time is
         ``>= ts`` (``side="left"``) or ``> ts`` (``"right"``), found with pipelined 8-byte probes.
 
         Each round trip reads the times of ``PROBES`` evenly spaced records and narrows the span
         ``PROBES``-fold, so a 400,000-record chunk takes two. Records only ever move later (ticks
         are inserted, never removed), so a concurrent write can make the bracket fetch a little
-        more than needed, which the caller's final filter on time drops, never less.
+        more than needed, which the caller's final filter on time drops, never less. A chunk sealed
+        meanwhile gives a meaningless bracket, which :meth:`_part_plan` finds out.
         """
         lo, hi = 0, count
         while hi - lo > PROBES:
@@ -792,9 +922,10 @@ class SeriesLayout:
     def recent_ticks_plan(self, symbol: str, limit: int, start_ms: int | None, end_ms: int | None) -> Plan[Records]:
         """Plan: the newest ``limit`` records with ``start <= ts <= end``, oldest first.
 
-        Records in a chunk are sorted and fixed-width, so a chunk that ends by ``end`` gives its
+        Records in a raw chunk are sorted and fixed-width, so a chunk that ends by ``end`` gives its
         newest ``n`` records as its last ``n * 33`` bytes (GETRANGE): a busy hour's chunk is not
-        fetched whole for a hundred ticks. Chunks are visited newest first, one per round trip.
+        fetched whole for a hundred ticks. A sealed chunk comes whole. Chunks are visited newest
+        first, one per round trip.
         """
         index = self.keys.tick_index(symbol)
         low = "-inf" if start_ms is None else start_ms // self.chunk_ms * self.chunk_ms
@@ -806,8 +937,9 @@ class SeriesLayout:
             need = limit - have
             key = self.keys.tick_chunk(symbol, int(member))
             straddles_end = end_ms is not None and int(member) + self.chunk_ms - 1 > end_ms
-            (blob,) = yield Batch([("GET", key) if straddles_end else ("GETRANGE", key, -need * TICK_SIZE, -1)])
-            records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+            # A chunk that runs past ``end`` has its newest records in range somewhere inside: it comes whole.
+            (records,) = yield from (self._whole_chunks_read_plan([key]) if straddles_end
+                                     else _listed(self._tail_plan(key, need)))
             kept = _between(records, records["ts"], start_ms, end_ms)[-need:]
             found.append(kept)
             have += len(kept)
@@ -818,29 +950,30 @@ class SeriesLayout:
             return np.zeros(0, dtype=TICK_DTYPE)
         return np.concatenate(found[::-1])
 
+    def _tail_plan(self, key: str, count: int) -> Plan[Records]:
+        """Plan: at least the last ``count`` records of a chunk: its last ``count * 33`` bytes if it is raw,
+        else the whole chunk decoded (its first bytes are read after the tail, as in :meth:`_part_plan`)."""
+        blob, prefix = yield Batch([("GETRANGE", key, -count * TICK_SIZE, -1), ("GETRANGE", key, 0, 7)])
+        if is_sealed(prefix or b""):
+            (blob,) = yield Batch([("GET", key)])
+            return unpack_ticks(blob or b"")
+        return np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+
     def price_at_plan(self, symbol: str, at_ms: int) -> Plan[np.void | None]:
         """Plan: the last record at or before ``at_ms``, or None.
 
-        The chunk holding ``at_ms`` is searched (:meth:`_bracket_plan`) rather than fetched; when
-        it has no tick before ``at_ms`` the answer is the last record of the chunk before it.
+        The chunk holding ``at_ms`` is searched (:meth:`boundary_plan`) rather than fetched; when
+        it has no tick before ``at_ms`` the answer is the last record of the chunk before it (its
+        last 33 bytes, raw at the end of a sealed chunk too).
         """
         (members,) = yield Batch([("ZREVRANGEBYSCORE", self.keys.tick_index(symbol), at_ms, "-inf", "LIMIT", 0, 2)])
         keys = [self.keys.tick_chunk(symbol, int(m)) for m in members]
         for position, key in enumerate(keys):
             if position == 0:
-                (length,) = yield Batch([("STRLEN", key)])
-                lo, hi = yield from self._bracket_plan(key, length // TICK_SIZE, at_ms, "right")
-                if hi == 0:  # every tick of this chunk is after at_ms
-                    continue
-                # The last record at or before at_ms sits just before the first one after it; one
-                # record more shows whether a write meanwhile pushed the answer past the fetch.
-                first = max(lo - 1, 0)
-                (blob,) = yield Batch([("GETRANGE", key, first * TICK_SIZE, (hi + 1) * TICK_SIZE - 1)])
-                if _short_of(blob, hi + 1 - first, at_ms):
-                    (blob,) = yield Batch([("GETRANGE", key, first * TICK_SIZE, -1)])
+                records = yield from self.boundary_plan(key, at_ms, "right")
             else:
                 (blob,) = yield Batch([("GETRANGE", key, -TICK_SIZE, -1)])
-            records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
+                records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
             records = records[records["ts"] <= at_ms]
             if len(records):
                 last: np.void = records[-1]
@@ -935,6 +1068,11 @@ def _short_of(blob: bytes | None, wanted: int, ts: int) -> bool:
     before ``ts`` may lie beyond it (a concurrent insert moved them later)."""
     records = np.frombuffer(blob or b"", dtype=TICK_DTYPE)
     return len(records) == wanted and len(records) > 0 and int(records["ts"][-1]) <= ts
+
+
+def _listed(plan: Plan[T]) -> Plan[list[T]]:
+    """``plan``, its result in a one-item list: so plans of one result and of many run in one :func:`gather`."""
+    return [(yield from plan)]
 
 
 def _fixed(value: T) -> Plan[T]:

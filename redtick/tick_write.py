@@ -1,4 +1,9 @@
-"""The pure pieces of a tick write: where it lands, how each chunk is written, its duplicates, its commands."""
+"""The pure pieces of a tick write: where it lands, how each chunk is written, its duplicates, its commands.
+
+A chunk is stored raw (packed records: the head, which grows in place) or sealed
+(:func:`redtick.codec.seal_ticks`: every other chunk when compression is on). Only a raw chunk is
+appended to or spliced; a sealed one is read whole, decoded, merged and written whole.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,13 @@ import numpy as np
 import numpy.typing as npt
 
 from redtick.candles import candles_from_ticks, merge_candles
-from redtick.codec import CANDLE_DTYPE, TICK_DTYPE
+from redtick.codec import CANDLE_DTYPE, SEALED_HEADER_SIZE, TICK_DTYPE, is_sealed, seal_ticks, tick_count, unpack_ticks
 from redtick.steps import Command
 
 __all__ = [
     "HEAD_TAIL",
     "Blob",
+    "ChunkFormats",
     "ChunkGroups",
     "ChunkKind",
     "ChunkWrite",
@@ -25,6 +31,7 @@ __all__ = [
     "StoredEnds",
     "StoredEndsReply",
     "TickCommands",
+    "TickCounts",
     "TouchedSlots",
     "WholeChunks",
     "WholeChunksReply",
@@ -35,9 +42,11 @@ __all__ = [
     "existing_mask",
     "fresh_mask",
     "group_ticks",
+    "seal_command",
     "slot_runs",
     "tick_commands",
     "touched_slots",
+    "whole_chunk",
 ]
 
 TICK_SIZE = TICK_DTYPE.itemsize
@@ -218,7 +227,11 @@ class WholeChunksReply:
 
 @dataclasses.dataclass(frozen=True)
 class WholeChunks:
-    """Step 2 of a write: the chunks rewritten whole, the old head chunk sealed, and the size of those trimmed."""
+    """Step 2 of a write: the chunks rewritten whole, the old head chunk sealed, and the size of those trimmed.
+
+    ``trimmed_keys`` are counted from their lengths, right for raw chunks only: the write path passes none
+    and counts the trimmed chunks with :class:`TickCounts` in the same round trip, sealed ones included.
+    """
 
     rewrite_keys: list[str]
     seal_key: str | None
@@ -236,6 +249,47 @@ class WholeChunks:
         return WholeChunksReply([blob or b"" for blob in replies[:at]], self.seal_key, sealed, trimmed_bytes // TICK_SIZE)
 
 
+@dataclasses.dataclass(frozen=True)
+class ChunkFormats:
+    """Whether each of these chunks is stored sealed, from its first 8 bytes (read under WATCH with step 1)."""
+
+    keys: list[str]
+
+    def commands(self) -> list[Command]:
+        return [("GETRANGE", key, 0, 7) for key in self.keys]
+
+    def parse(self, replies: Sequence[Any]) -> list[bool]:
+        return [is_sealed(reply or b"") for reply in replies]
+
+
+@dataclasses.dataclass(frozen=True)
+class TickCounts:
+    """How many ticks these chunks hold, raw or sealed (a sealed chunk's count is in its header), and their bytes.
+
+    Examples
+    --------
+    >>> counts = TickCounts(["a"])
+    >>> counts.commands()
+    [('GETRANGE', 'a', 0, 19), ('STRLEN', 'a')]
+    >>> counts.parse([bytes(20), 66]), counts.parse([None, 0])
+    ([2], [0])
+    """
+
+    keys: list[str]
+
+    def commands(self) -> list[Command]:
+        return [cmd for key in self.keys for cmd in (("GETRANGE", key, 0, SEALED_HEADER_SIZE - 1), ("STRLEN", key))]
+
+    def parse(self, replies: Sequence[Any]) -> list[int]:
+        """The tick count of each chunk (0 for one that is gone)."""
+        return [tick_count(prefix or b"", int(length)) for prefix, length in zip(replies[0::2], replies[1::2], strict=True)]
+
+    @staticmethod
+    def stored_bytes(replies: Sequence[Any]) -> list[int]:
+        """The stored length of each chunk, from the same replies."""
+        return [int(length) for length in replies[1::2]]
+
+
 # -- how each chunk is written -------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class ChunkWrite:
@@ -243,37 +297,48 @@ class ChunkWrite:
     ``offset``, ``rewrite`` the whole stored chunk, or write a ``new`` one.
 
     ``stored`` holds the stored records the chunk's ticks are checked and merged against: the head's tail
-    for a splice; for a rewrite, the whole chunk once it is read (step 2).
+    for a splice; for a rewrite, the whole chunk once it is read (step 2). ``seal``: a chunk written whole
+    is written sealed (:func:`whole_chunk`); never the head.
     """
 
     kind: ChunkKind
     offset: int = 0
     stored: Records | None = None
+    seal: bool = False
 
 
 def _key(records: Records, at: int) -> tuple[int, int]:
     return int(records["ts"][at]), int(records["id"][at])
 
 
-def classify_chunk(first: tuple[int, int], tail: bytes, is_head: bool, head_length: int) -> ChunkWrite:
+def classify_chunk(first: tuple[int, int], tail: bytes, is_head: bool, head_length: int, *,
+                   sealed: bool = False, seal: bool = False) -> ChunkWrite:
     """How a chunk whose new ticks start at (ts, id) ``first`` is written, given its stored ``tail``.
 
     Only the head chunk grows in place (APPEND, or SETRANGE over its tail for ticks that arrive a little
     late): Redis over-allocates a string that grows, so every other chunk is written whole with SET
-    (exact size). ``tail`` is the head's last :data:`HEAD_TAIL` records, or another chunk's last record.
+    (exact size), sealed when ``seal`` (compression on). ``tail`` is the head's last :data:`HEAD_TAIL`
+    records, or another chunk's last record. A chunk stored ``sealed`` is never appended to or spliced
+    (its bytes are not records): it is rewritten whole, and raw if it is the head.
     """
+    if sealed:
+        return ChunkWrite("rewrite", seal=seal and not is_head)
     recent = np.frombuffer(tail, dtype=TICK_DTYPE)
     if is_head and (not len(recent) or first > _key(recent, -1)):
         return ChunkWrite("append")
     if is_head and (first >= _key(recent, 0) or len(tail) == head_length):
         # Every stored tick the batch could repeat is in the fetched tail (the chunk is sorted).
         return ChunkWrite("splice", head_length - len(tail), recent)
-    return ChunkWrite("rewrite") if len(recent) else ChunkWrite("new")
+    return ChunkWrite("rewrite" if len(recent) else "new", seal=seal and not is_head)
 
 
 def classify_chunks(records: Records, groups: ChunkGroups, tails: Sequence[bytes], head_length: int,
-                    head: int) -> list[ChunkWrite]:
+                    head: int, *, last_sealed: bool = False, seal: bool = False) -> list[ChunkWrite]:
     """:func:`classify_chunk` of every group of ``records``; ``head`` is the series' head chunk after the write.
+
+    ``last_sealed``: the last group's chunk is stored sealed (:class:`ChunkFormats`); then its tail is
+    only its last record, which a sealed chunk keeps raw at its end. The other groups' tails are their
+    last record, right whatever their format. ``seal``: chunks written whole are sealed.
 
     Examples
     --------
@@ -282,8 +347,10 @@ def classify_chunks(records: Records, groups: ChunkGroups, tails: Sequence[bytes
     >>> [w.kind for w in classify_chunks(ticks, group_ticks(ticks["ts"], 10), [stored.tobytes(), b""], 0, 10)]
     ['rewrite', 'append']
     """
-    return [classify_chunk(_key(records, int(groups.first[i])), tails[i], groups.starts[i] == head, head_length)
-            for i in range(len(groups))]
+    last = len(groups) - 1
+    return [classify_chunk(_key(records, int(groups.first[i])), tails[i][-TICK_SIZE:] if i == last and last_sealed
+                           else tails[i], groups.starts[i] == head, head_length, sealed=last_sealed and i == last,
+                           seal=seal) for i in range(len(groups))]
 
 
 # -- duplicates ----------------------------------------------------------------------------------------
@@ -341,7 +408,8 @@ def tick_commands(records: Records, fresh: npt.NDArray[np.bool_], groups: ChunkG
                   chunk_keys: Sequence[str], kept_from: int | None = None) -> TickCommands:
     """APPEND, SETRANGE or SET of each chunk's new records (``fresh``), merged with what it stores, in (ts, id) order.
 
-    Chunks starting before ``kept_from`` are not written: their new ticks count as trimmed.
+    Chunks starting before ``kept_from`` are not written: their new ticks count as trimmed. A chunk
+    written whole is sealed when its :attr:`ChunkWrite.seal` says so (:func:`whole_chunk`).
     """
     commands: list[Command] = []
     starts: list[int] = []
@@ -363,8 +431,37 @@ def tick_commands(records: Records, fresh: npt.NDArray[np.bool_], groups: ChunkG
         if write.kind == "splice":
             commands.append(("SETRANGE", chunk_keys[i], write.offset, merged.tobytes()))
         else:
-            commands.append(("SET", chunk_keys[i], merged.tobytes()))
+            commands.append(("SET", chunk_keys[i], whole_chunk(merged, write.seal)))
     return TickCommands(commands, starts, trimmed)
+
+
+def whole_chunk(records: Records, seal: bool) -> bytes:
+    """The bytes of a chunk written whole: sealed when ``seal`` and that is smaller, else raw.
+
+    A chunk of a few ticks is smaller raw (a sealed one carries a 20-byte header, the codec's frame
+    and its last record raw), so it stays raw: both formats are read everywhere.
+
+    Examples
+    --------
+    >>> ticks = np.zeros(1000, TICK_DTYPE); ticks["ts"] = np.arange(1000) * 100
+    >>> len(whole_chunk(ticks, False)), len(whole_chunk(ticks, True)) < 33_000 // 5, len(whole_chunk(ticks[:1], True))
+    (33000, True, 33)
+    """
+    raw = records.tobytes()
+    if not seal or len(records) == 0:
+        return raw
+    sealed = seal_ticks(records)
+    return sealed if len(sealed) < len(raw) else raw
+
+
+def seal_command(key: str | None, blob: Blob, seal: bool) -> Command | None:
+    """The SET that rewrites a chunk that stopped being the head, whose stored bytes are ``blob``: sealed when
+    ``seal`` (and that is smaller), else raw at its exact size, which gives back the slack Redis allocated
+    while it grew. None when there is nothing to do (no such chunk, gone, or sealed already).
+    """
+    if key is None or not blob or is_sealed(blob):
+        return None
+    return ("SET", key, whole_chunk(unpack_ticks(blob), seal) if seal else blob)
 
 
 def candle_merges(touched: TouchedSlots, keys: Sequence[str], stored: Sequence[Blob], new: Records,

@@ -140,13 +140,19 @@ def backend(request) -> str:
     return request.param
 
 
+def _tick_compression() -> bool:
+    """``REDTICK_TICK_COMPRESSION`` as the suite runs (on unless set): the suite runs once with it off too."""
+    return Settings.from_env({"REDTICK_TICK_COMPRESSION": os.environ.get("REDTICK_TICK_COMPRESSION", "")}).tick_compression
+
+
 @pytest.fixture
 def settings(backend, request) -> Settings:
     """Settings for the backend under test, in a namespace of the test's own."""
     if backend == "memory":
-        return Settings(url="memory://", namespace=_namespace())
+        return Settings(url="memory://", namespace=_namespace(), tick_compression=_tick_compression())
     url = request.getfixturevalue("cluster_redis_url" if backend == "cluster" else "real_redis_url")
-    return Settings(url=url, namespace=_namespace(), socket_timeout=5.0, connect_timeout=2.0)
+    return Settings(url=url, namespace=_namespace(), socket_timeout=5.0, connect_timeout=2.0,
+                    tick_compression=_tick_compression())
 
 
 @pytest.fixture

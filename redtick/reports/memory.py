@@ -17,6 +17,7 @@ from redtick.errors import RedisError
 from redtick.keys import KEY_FAMILIES
 from redtick.series import TICK_SIZE
 from redtick.server_info import merge_node_info
+from redtick.tick_write import TickCounts
 
 __all__ = ["MemoryReport", "memory_figure", "memory_report"]
 
@@ -43,6 +44,15 @@ class MemoryReport:
     ticks: int
     used_memory: int | None
     maxmemory: int | None
+    tick_raw_bytes: int = 0
+    """Bytes the stored ticks take decoded (33 a tick)."""
+    tick_stored_bytes: int = 0
+    """Bytes the tick chunks store, raw or sealed: their string lengths, measured on every server."""
+
+    @property
+    def tick_ratio(self) -> float:
+        """Raw over stored bytes of the tick chunks (NaN without ticks): what sealing saves."""
+        return self.tick_raw_bytes / self.tick_stored_bytes if self.tick_stored_bytes else math.nan
 
     @property
     def estimated(self) -> bool:
@@ -77,6 +87,9 @@ class MemoryReport:
             (f"bytes in namespace ({self.method})", size(self.total_bytes)),
             ("ticks stored", f"{self.ticks:,}"),
             (f"bytes per tick ({self.method})", "n/a" if not self.ticks else f"{self.bytes_per_tick:,.1f}"),
+            ("tick chunks, raw (decoded) bytes", size(self.tick_raw_bytes)),
+            ("tick chunks, stored bytes (string lengths, measured)", size(self.tick_stored_bytes)),
+            ("tick chunks, raw / stored", "n/a" if not self.tick_stored_bytes else f"{self.tick_ratio:,.2f}x"),
             ("used_memory (INFO)", "n/a (no INFO on this server)" if self.used_memory is None else size(self.used_memory)),
             ("maxmemory (INFO)", limit),
             ("share of maxmemory in use", "n/a" if share is None else f"{share:.2%}"),
@@ -145,13 +158,15 @@ def _server_memory(conn: Connection) -> tuple[int | None, int | None]:
     return sum(int(n.get("used_memory", 0)) for n in nodes), sum(int(n.get("maxmemory", 0)) for n in nodes)
 
 
-def _tick_counts(conn: Connection, symbols: Iterable[str]) -> dict[str, int]:
-    """Ticks stored per symbol: the bytes of its tick chunks over the record size."""
+def _tick_counts(conn: Connection, symbols: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """(ticks, stored bytes) per symbol: each chunk's count from its header and length, raw or sealed
+    (:class:`~redtick.tick_write.TickCounts`), and the sum of their lengths."""
     counts = {}
     for symbol in symbols:
         starts = cast("list[bytes]", conn.sync.zrange(conn.keys.tick_index(symbol), 0, -1))
-        chunks = [conn.keys.tick_chunk(symbol, int(s)) for s in starts]
-        counts[symbol] = sum(_pipelined(conn, chunks, lambda pipe, key: pipe.strlen(key))) // TICK_SIZE
+        reads = TickCounts([conn.keys.tick_chunk(symbol, int(s)) for s in starts])
+        replies = _pipelined(conn, reads.commands(), lambda pipe, command: pipe.execute_command(*command))
+        counts[symbol] = sum(reads.parse(replies)), sum(TickCounts.stored_bytes(replies))
     return counts
 
 
@@ -207,8 +222,8 @@ def _families_table(counts: pd.Series, per_family: pd.Series, weighted: pd.Serie
     return families
 
 
-def _symbols_table(conn: Connection, frame: pd.DataFrame, weighted: pd.Series) -> tuple[pd.DataFrame, int]:
-    """Bytes per symbol and family, with ticks and bytes per tick; and the ticks stored in all."""
+def _symbols_table(conn: Connection, frame: pd.DataFrame, weighted: pd.Series) -> pd.DataFrame:
+    """Bytes per symbol and family, with ticks, bytes per tick and the tick chunks' raw and stored bytes."""
     with_symbol = frame.dropna(subset=["symbol"])
     symbols = (weighted.loc[with_symbol.index].groupby([with_symbol["symbol"], with_symbol["family"]]).sum()
                .unstack("family", fill_value=0).round().astype(np.int64))
@@ -216,11 +231,15 @@ def _symbols_table(conn: Connection, frame: pd.DataFrame, weighted: pd.Series) -
     symbols.index.name = "symbol"
     symbols["total"] = symbols.sum(axis=1)
     series_symbols = sorted(with_symbol.loc[with_symbol["family"] == "series ticks", "symbol"].unique())
-    ticks = _tick_counts(conn, series_symbols)
-    symbols["ticks"] = pd.Series(ticks, dtype=np.int64).reindex(symbols.index, fill_value=0)
+    counts = _tick_counts(conn, series_symbols)
+    symbols["ticks"] = pd.Series({s: n for s, (n, _) in counts.items()}, dtype=np.int64).reindex(symbols.index, fill_value=0)
     series_bytes = symbols["series ticks"] if "series ticks" in symbols else pd.Series(0, index=symbols.index)
     symbols["bytes_per_tick"] = (series_bytes / symbols["ticks"].replace(0, np.nan)).astype(np.float64)
-    return symbols.sort_values("total", ascending=False), sum(ticks.values())
+    symbols["tick_raw_bytes"] = symbols["ticks"] * TICK_SIZE
+    symbols["tick_stored_bytes"] = (pd.Series({s: b for s, (_, b) in counts.items()}, dtype=np.int64)
+                                    .reindex(symbols.index, fill_value=0))
+    symbols["tick_ratio"] = (symbols["tick_raw_bytes"] / symbols["tick_stored_bytes"].replace(0, np.nan)).astype(np.float64)
+    return symbols.sort_values("total", ascending=False)
 
 
 def memory_report(
@@ -260,11 +279,13 @@ def memory_report(
     weighted = frame["bytes"] * frame["family"].map(counts / per_family)
     method, note = _method_note(measured, sampled, seed, len(frame), len(every))
     families = _families_table(counts, per_family, weighted, frame["family"])
-    symbols, ticks = _symbols_table(conn, frame, weighted)
+    symbols = _symbols_table(conn, frame, weighted)
     biggest = frame.nlargest(top, "bytes")[["key", "family", "symbol", "bytes"]].reset_index(drop=True)
     used, limit = _server_memory(conn) if measured else (None, None)
-    return MemoryReport(method, note, families, symbols, biggest, len(every), int(families["bytes"].sum()), ticks,
-                        used, limit)
+    return MemoryReport(method, note, families, symbols, biggest, len(every), int(families["bytes"].sum()),
+                        int(symbols["ticks"].sum()) if len(symbols) else 0, used, limit,
+                        int(symbols["tick_raw_bytes"].sum()) if len(symbols) else 0,
+                        int(symbols["tick_stored_bytes"].sum()) if len(symbols) else 0)
 
 
 def memory_figure(report: MemoryReport) -> go.Figure:
