@@ -190,9 +190,10 @@ class Bench:
             self.facts[f"ES bytes/tick {name}"] = redis_bytes(conn, f"ES{name}") / len(es)
 
     # -- one round -------------------------------------------------------------------------------------
-    def reads(self) -> None:
+    def reads(self, round_: int) -> None:
         lo, hi = self.window
-        for name, conn in self.conns.items():
+        order = list(self.conns.items())
+        for name, conn in order[::-1] if round_ % 2 else order:  # neither store always reads first
             got = None
 
             def read_all(conn: Connection = conn, name: str = name) -> None:
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             bench = Bench(url, arctic_dir, records)
             bench.load()
             for round_ in range(args.rounds):
-                bench.reads()
+                bench.reads(round_)
                 bench.streaming(round_)
                 if round_ < 3:
                     bench.ingest(round_)
