@@ -24,10 +24,13 @@ lint: setup
 	$(BIN)/ruff check redtick tests bench
 	$(BIN)/mypy
 
+# The series' tests run a second time with tick chunks stored raw (REDTICK_TICK_COMPRESSION=off).
 # The docstring examples and notebooks run on the local store as users meet it, in a throwaway
 # REDTICK_HOME (never the user's own), stopped and removed afterwards.
 test: lint
 	$(BIN)/python -m pytest
+	REDTICK_TICK_COMPRESSION=off $(BIN)/python -m pytest tests/test_series.py tests/test_windows.py tests/test_retention.py \
+		tests/test_sealed_chunks.py tests/test_asof.py tests/test_fuzz.py -q -p no:randomly
 	home=$$(mktemp -d -t redtick-test-XXXXXX); export REDTICK_HOME=$$home; \
 	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --doctest-modules redtick docs/research.md --doctest-glob='*.md' -q && \
 	env -u REDIS_URL -u REDIS_HOST $(BIN)/python -m pytest --nbval-lax notebooks -p no:randomly -q; \
