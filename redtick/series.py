@@ -39,7 +39,16 @@ import numpy as np
 import numpy.typing as npt
 
 from redtick.candles import merge_candles, rollup_candles, tick_candles
-from redtick.codec import CANDLE_DTYPE, TICK_DTYPE, TickChunk, is_sealed, unpack_range, unpack_ticks, widen_v1_candles
+from redtick.codec import (
+    CANDLE_DTYPE,
+    TICK_COLUMNS,
+    TICK_DTYPE,
+    TickChunk,
+    is_sealed,
+    unpack_range,
+    unpack_ticks,
+    widen_v1_candles,
+)
 from redtick.config import Settings
 from redtick.errors import ConflictError, InvalidData, UpgradeNeeded
 from redtick.keys import KeySchema, validate_interval, validate_symbol
@@ -90,7 +99,7 @@ PROBES = 64  # record times read per round trip when searching a chunk
 SEARCH_ABOVE = 4096  # records (135 kB): a clipped chunk larger than this is searched, not fetched whole
 _LATEST = (2**63 - 1).to_bytes(8, "little", signed=True)
 REBUILD_CHUNKS = 16  # tick chunks read per round trip by a rebuild: its memory is that many chunks' ticks
-TICK_FIELDS: tuple[str, ...] = tuple(TICK_DTYPE.fields or ())  # every field of a tick record
+TICK_FIELDS = TICK_COLUMNS  # every field of a tick record
 CANDLE_FIELDS: tuple[str, ...] = tuple(CANDLE_DTYPE.fields or ())  # every field of a candle slot
 _TICK_FIELDS = ("ts", "id", "price", "volume")
 
@@ -823,7 +832,7 @@ class SeriesLayout:
         clipped = [i for i, c in enumerate(starts)
                    if (start_ms is not None and start_ms > c) or (end_ms is not None and end_ms < c + self.chunk_ms - 1)]
         inside = [i for i in range(len(keys)) if i not in clipped]
-        got = yield from gather(self._whole_blobs_plan([keys[i] for i in inside]),
+        got: list[Any] = yield from gather(self._whole_blobs_plan([keys[i] for i in inside]),
                                 *(_listed(self._clipped_chunk_plan(keys[i], start_ms, end_ms)) for i in clipped))
         chunks: dict[int, TickChunk] = dict(zip(inside, got[0], strict=True))
         chunks.update(zip(clipped, (chunk for (chunk,) in got[1:]), strict=True))
@@ -831,7 +840,7 @@ class SeriesLayout:
         # decoded straight into one array per field (no per-chunk records to gather and concatenate).
         return unpack_range([chunks[i] for i in range(len(keys))], fields, start_ms, end_ms)
 
-    def _whole_blobs_plan(self, keys: list[str]) -> Plan[list[TickChunk]]:
+    def _whole_blobs_plan(self, keys: list[str]) -> Plan[list[bytes]]:
         """Plan: each of ``keys`` fetched whole in one MGET, raw or sealed, not yet decoded."""
         if not keys:
             return []
@@ -840,10 +849,19 @@ class SeriesLayout:
 
     def _whole_chunks_read_plan(self, keys: list[str]) -> Plan[list[Records]]:
         """Plan: the records of each of ``keys``, fetched whole in one MGET and decoded (raw or sealed)."""
-        if not keys:
-            return []
-        (blobs,) = yield Batch([("MGET", *keys)])
-        return [unpack_ticks(blob or b"") for blob in blobs]
+        return [unpack_ticks(blob) for blob in (yield from self._whole_blobs_plan(keys))]
+
+    def _raw_count_plan(self, key: str) -> Plan[tuple[int, bytes | None]]:
+        """Plan: ``(its record count, None)`` for a raw chunk ``key``, ``(0, its whole bytes)`` for a sealed one.
+
+        A raw chunk can be searched by record offset; a sealed one cannot, and is a fraction of its
+        raw size, so it is fetched whole.
+        """
+        length, prefix = yield Batch([("STRLEN", key), ("GETRANGE", key, 0, 7)])
+        if not is_sealed(prefix or b""):
+            return int(length) // TICK_SIZE, None
+        (blob,) = yield Batch([("GET", key)])
+        return 0, blob or b""
 
     def _clipped_chunk_plan(self, key: str, start_ms: int | None, end_ms: int | None) -> Plan[TickChunk]:
         """Plan: records of a chunk the range ``[start, end]`` clips: at least those in range, sorted.
@@ -851,11 +869,9 @@ class SeriesLayout:
         A raw chunk of more than :data:`SEARCH_ABOVE` records is searched and only its part in range
         fetched; a smaller or a sealed one comes whole.
         """
-        length, prefix = yield Batch([("STRLEN", key), ("GETRANGE", key, 0, 7)])
-        count = int(length) // TICK_SIZE
-        if is_sealed(prefix or b"") or count <= SEARCH_ABOVE:
-            (blob,) = yield Batch([("GET", key)])
-            return blob or b""
+        count, sealed = yield from self._raw_count_plan(key)
+        if sealed is not None or count <= SEARCH_ABOVE:
+            return sealed if sealed is not None else (yield from self._whole_blobs_plan([key]))[0]
         found = yield from gather(
             self._bracket_plan(key, count, start_ms, "left") if start_ms is not None else _fixed((0, 0)),
             self._bracket_plan(key, count, end_ms, "right") if end_ms is not None else _fixed((count, count)))
@@ -890,11 +906,10 @@ class SeriesLayout:
         What the caller wants, the last record at or before ``ts`` or the first at or after it, is
         then in the records returned if the chunk has it.
         """
-        length, prefix = yield Batch([("STRLEN", key), ("GETRANGE", key, 0, 7)])
-        if is_sealed(prefix or b""):
-            (blob,) = yield Batch([("GET", key)])
-            return unpack_ticks(blob or b"")
-        lo, hi = yield from self._bracket_plan(key, int(length) // TICK_SIZE, ts, side)
+        count, sealed = yield from self._raw_count_plan(key)
+        if sealed is not None:
+            return unpack_ticks(sealed)
+        lo, hi = yield from self._bracket_plan(key, count, ts, side)
         # From the record before the boundary's bracket to one past it: that last one shows whether a
         # write meanwhile pushed the boundary past the fetch (then the fetch goes on to the end).
         return (yield from self._part_plan(key, max(lo - 1, 0), hi + 1, ts if side == "right" else ts - 1))
