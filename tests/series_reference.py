@@ -115,3 +115,22 @@ def assert_frames_match(got: pd.DataFrame, expected: pd.DataFrame, columns=("ope
     for column in columns:
         np.testing.assert_array_equal(got[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
     assert_sums_close(got, expected)
+
+
+def run_with_write_at_first_fetch(connection, plan, write):
+    """Run a read ``plan`` step by step on ``connection``'s sync client, calling ``write()`` once just
+    before the first step that fetches records (a GETRANGE of more than 8 bytes): a writer landing
+    between a read's search and its fetch. Returns (the plan's result, whether ``write`` ran)."""
+    reply, wrote = None, False
+    try:
+        while True:
+            step = plan.send(reply)
+            if not wrote and any(c[0] == "GETRANGE" and c[3] - c[2] > 7 for c in step.commands):
+                write()
+                wrote = True
+            pipe = connection.sync.pipeline(transaction=False)
+            for command in step.commands:
+                pipe.execute_command(*command)
+            reply = pipe.execute()
+    except StopIteration as stop:
+        return stop.value, wrote

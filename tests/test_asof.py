@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from redtick import frames
 from redtick.errors import InvalidData, NotFound, SymbolNotFound
 from redtick.lookups import _first_at_or_after_plan, asof
+from tests.series_reference import run_with_write_at_first_fetch
 
 MINUTE = 60_000
 ES_FILE = "data/es_ticks_20130901.parquet"
@@ -162,20 +163,7 @@ def test_a_search_racing_an_insert_still_finds_the_first_tick_after(conn):
     early = pd.DataFrame({"ts": base + 100 + np.arange(500) * 50, "trade_id": n + np.arange(500), "price": 2.0,
                           "volume": 1.0})
     plan = _first_at_or_after_plan(frames.layout_of(connection), "RACER", at)
-    reply, inserted = None, False
-    try:
-        while True:
-            step = plan.send(reply)
-            fetches = any(c[0] == "GETRANGE" and c[3] - c[2] > 7 for c in step.commands)
-            if fetches and not inserted:
-                frames.write_ticks(early, "RACER", conn=connection)
-                inserted = True
-            pipe = connection.sync.pipeline(transaction=False)
-            for command in step.commands:
-                pipe.execute_command(*command)
-            reply = pipe.execute()
-    except StopIteration as stop:
-        got = stop.value
+    got, inserted = run_with_write_at_first_fetch(connection, plan, lambda: frames.write_ticks(early, "RACER", conn=connection))
     assert inserted
     assert got["ts"].tolist() == [base + 1_000_100] and got["id"].tolist() == [10_001]
     connection.close()

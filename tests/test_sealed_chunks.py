@@ -12,7 +12,7 @@ from redtick.codec import TICK_DTYPE, is_sealed, seal_ticks, unpack_ticks
 from redtick.reports import memory_report
 from redtick.steps import run
 from redtick.tick_write import TickCounts, classify_chunk, seal_command, whole_chunk
-from tests.series_reference import assert_candles_equal, reference_candles, reference_ticks
+from tests.series_reference import assert_candles_equal, reference_candles, reference_ticks, run_with_write_at_first_fetch
 from tests.test_asof import assert_equals_merge_asof
 
 MINUTE = 60_000
@@ -264,20 +264,8 @@ def test_a_read_racing_the_seal_of_the_chunk_it_searches_is_right(conn):
     start, end = hour + 500_000, hour + 1_000_000
     later = _synthetic(10, start=hour + 60 * MINUTE + 5).assign(trade_id=lambda f: f["trade_id"] + 10**6)
     plan = frames.layout_of(connection).read_ticks_plan("RACE", start, end, ("ts", "id"))
-    reply, sealed = None, False
-    try:
-        while True:
-            step = plan.send(reply)
-            fetches = any(c[0] == "GETRANGE" and c[3] - c[2] > 7 for c in step.commands)
-            if fetches and not sealed:
-                frames.write_ticks(later, "RACE", conn=connection)  # the head moves on: the chunk read is sealed
-                sealed = True
-            pipe = connection.sync.pipeline(transaction=False)
-            for command in step.commands:
-                pipe.execute_command(*command)
-            reply = pipe.execute()
-    except StopIteration as stop:
-        got = stop.value
+    # The head moves on between the search and the fetch: the chunk being read is sealed.
+    got, sealed = run_with_write_at_first_fetch(connection, plan, lambda: frames.write_ticks(later, "RACE", conn=connection))
     assert sealed and _formats(connection, "RACE") == [True, False]
     ordered = reference_ticks(sent)
     keep = (ordered["ts"] >= start) & (ordered["ts"] <= end)

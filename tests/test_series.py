@@ -13,7 +13,7 @@ from redtick import frames
 from redtick.errors import InvalidData, InvalidKey
 from redtick.series import WriteResult
 from redtick.steps import run
-from tests.series_reference import assert_candles_equal, reference_candles, reference_ticks
+from tests.series_reference import assert_candles_equal, reference_candles, reference_ticks, run_with_write_at_first_fetch
 
 MINUTE = 60_000
 INTERVALS = {"1m": MINUTE, "5m": 5 * MINUTE, "15m": 15 * MINUTE, "1h": 60 * MINUTE, "4h": 240 * MINUTE, "1d": 1440 * MINUTE}
@@ -353,20 +353,7 @@ def test_a_clipped_read_racing_an_insert_misses_no_stored_tick(conn):
                           "volume": 1.0})  # all before the window: they only push the window's ticks later
 
     plan = frames.layout_of(connection).read_ticks_plan("RACER", start, end, ("ts", "id"))
-    reply, inserted = None, False
-    try:
-        while True:
-            step = plan.send(reply)
-            fetches = any(c[0] == "GETRANGE" and c[3] - c[2] > 7 for c in step.commands)
-            if fetches and not inserted:
-                frames.write_ticks(early, "RACER", conn=connection)
-                inserted = True
-            pipe = connection.sync.pipeline(transaction=False)
-            for command in step.commands:
-                pipe.execute_command(*command)
-            reply = pipe.execute()
-    except StopIteration as stop:
-        got = stop.value
+    got, inserted = run_with_write_at_first_fetch(connection, plan, lambda: frames.write_ticks(early, "RACER", conn=connection))
     assert inserted
     inside = ticks[(ticks["ts"] >= start) & (ticks["ts"] <= end)]
     assert got["id"].tolist() == inside["trade_id"].tolist()
