@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import redis
 
-from redtick.codec import CANDLE_DTYPE, TICK_DTYPE, is_sealed, unpack_ticks
+from redtick.codec import TICK_DTYPE, candles_sealed, is_sealed, unpack_candles, unpack_ticks
 from redtick.connection import Connection, connect
 from redtick.errors import InvalidData, RedtickError, SymbolNotFound
 from redtick.keys import KeySchema, validate_symbol
@@ -73,11 +73,23 @@ class SeriesInfo:
     """Bytes the tick chunks store (their string lengths, measured on every server)."""
     tick_memory: int | None = None
     """MEMORY USAGE of the tick chunks (measured, with Redis's per-key overhead), None without MEMORY."""
+    candle_chunks: int = 0
+    sealed_candle_chunks: int = 0
+    """Candle chunks of every interval, and those stored sealed (``redtick compact``)."""
+    candle_raw_bytes: int = 0
+    """Bytes the candle chunks take decoded: 88 a slot, empty slots included, what a raw chunk stores."""
+    candle_stored_bytes: int = 0
+    """Bytes the candle chunks store (their string lengths, measured on every server)."""
 
     @property
     def tick_ratio(self) -> float:
         """Raw over stored bytes of the ticks (``nan`` without ticks): how many times smaller sealing made them."""
-        return self.tick_raw_bytes / self.tick_stored_bytes if self.tick_stored_bytes else float("nan")
+        return _ratio(self.tick_raw_bytes, self.tick_stored_bytes)
+
+    @property
+    def candle_ratio(self) -> float:
+        """Raw over stored bytes of the candle chunks (``nan`` without candles)."""
+        return _ratio(self.candle_raw_bytes, self.candle_stored_bytes)
 
     def frame(self) -> pd.DataFrame:
         """The stored intervals as a table: candles, first and last bucket."""
@@ -93,10 +105,17 @@ class SeriesInfo:
             f"tick bytes      {self.tick_stored_bytes:,} stored for {self.tick_raw_bytes:,} raw ({self.tick_ratio:.1f}x; "
             f"string lengths, measured), {self.sealed_chunks:,} of {self.tick_chunks:,} chunks sealed"
             + ("" if self.tick_memory is None else f", {self.tick_memory:,} in memory (MEMORY USAGE, measured)"),
+            f"candle bytes    {self.candle_stored_bytes:,} stored for {self.candle_raw_bytes:,} raw "
+            f"({_ratio(self.candle_raw_bytes, self.candle_stored_bytes):.1f}x; string lengths, measured), "
+            f"{self.sealed_candle_chunks:,} of {self.candle_chunks:,} chunks sealed",
             f"tick retention  {kept.get(self.tick_retention, self.tick_retention)}",
             f"candle retention {kept.get(self.candle_retention, self.candle_retention)}",
         ]
         return "\n".join(lines) + "\n" + str(self.frame().to_string())
+
+
+def _ratio(raw: int, stored: int) -> float:
+    return raw / stored if stored else float("nan")
 
 
 _LAYOUTS: weakref.WeakKeyDictionary[Connection, SeriesLayout] = weakref.WeakKeyDictionary()
@@ -220,12 +239,14 @@ def describe(symbol: str, *, conn: Connection | None = None) -> SeriesInfo:
             pipe.get(key)
     replies = pipe.execute()
     intervals = []
-    candle_bytes = at = 0
+    candle_bytes = candle_raw = sealed_candles = at = 0
     for name, chunk_keys in candle_keys.items():
         starts, count = [], 0
         for blob in replies[at : at + len(chunk_keys)]:
             candle_bytes += len(blob or b"")
-            slots = np.frombuffer(blob or b"", dtype=CANDLE_DTYPE)
+            sealed_candles += candles_sealed(blob or b"")
+            slots = unpack_candles(blob)
+            candle_raw += slots.nbytes
             filled = slots[slots["count"] != 0]  # an empty slot is all zeros; an imported bar counts -1
             count += len(filled)
             starts += [int(filled["first_ts"].min()), int(filled["last_ts"].max())] if len(filled) else []
@@ -251,6 +272,10 @@ def describe(symbol: str, *, conn: Connection | None = None) -> SeriesInfo:
         tick_raw_bytes=ticks.count * TICK_DTYPE.itemsize,
         tick_stored_bytes=ticks.stored_bytes,
         tick_memory=tick_size if measured else None,
+        candle_chunks=sum(len(ks) for ks in candle_keys.values()),
+        sealed_candle_chunks=sealed_candles,
+        candle_raw_bytes=candle_raw,
+        candle_stored_bytes=candle_bytes,
     )
 
 

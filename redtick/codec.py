@@ -17,6 +17,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from redtick.errors import ConfigurationError, InvalidData
 
 __all__ = [
+    "CANDLES_SEALED_MAGIC",
+    "CANDLE_COLUMNS",
     "CANDLE_DTYPE",
     "CANDLE_DTYPE_V1",
     "SEALED_HEADER_SIZE",
@@ -25,16 +27,22 @@ __all__ = [
     "TICK_DTYPE",
     "TickChunk",
     "ValueCodec",
+    "candle_columns",
+    "candles_sealed",
     "dumps",
     "is_sealed",
     "loads",
     "make_fernet",
+    "seal_candles",
     "seal_ticks",
+    "sealed_candles_size",
     "sealed_count",
     "tick_count",
+    "unpack_candles",
     "unpack_columns",
     "unpack_range",
     "unpack_ticks",
+    "whole_candles",
     "widen_v1_candles",
 ]
 
@@ -297,11 +305,9 @@ def _encode_integers(values: np.ndarray, codec: pa.Codec) -> tuple[int, int, np.
     return mode, int(values[0]), stored, packed_deltas
 
 
-def _encode_column(name: str, column: np.ndarray, codec: pa.Codec) -> tuple[int, int, int, np.ndarray, bytes]:
-    """(decimal scale or -1, mode, base, stored, compressed) of one column of tick records."""
-    if name == "side":
-        return 0, _PLAIN, 0, column.view(np.uint8), codec.compress(column.view(np.uint8), asbytes=True)
-    if name in ("ts", "id"):
+def _encode_values(column: np.ndarray, codec: pa.Codec) -> tuple[int, int, int, np.ndarray, bytes]:
+    """(decimal scale or -1, mode, base, stored, compressed) of one int64 or float64 column."""
+    if column.dtype.kind == "i":
         return (0, *_encode_integers(column, codec))
     scale, whole = _decimal_scale(column)
     if whole is None:
@@ -309,6 +315,13 @@ def _encode_column(name: str, column: np.ndarray, codec: pa.Codec) -> tuple[int,
         stored = _narrowest((bits ^ np.r_[np.int64(0), bits[:-1]]).view(np.uint64))
         return -1, _XOR, 0, stored, codec.compress(stored, asbytes=True)
     return (scale, *_encode_integers(whole, codec))
+
+
+def _encode_column(name: str, column: np.ndarray, codec: pa.Codec) -> tuple[int, int, int, np.ndarray, bytes]:
+    """(decimal scale or -1, mode, base, stored, compressed) of one column of tick records."""
+    if name == "side":
+        return 0, _PLAIN, 0, column.view(np.uint8), codec.compress(column.view(np.uint8), asbytes=True)
+    return _encode_values(column, codec)
 
 
 def seal_ticks(records: np.ndarray) -> bytes:
@@ -408,24 +421,29 @@ class _Sealed:
         i = TICK_COLUMNS.index(name)
         mode, width, base, size = (int(v) for v in self.directory[i].tolist())
         frame = self.view[int(self.ends[i]) - size : int(self.ends[i])]
-        stored = np.frombuffer(self.codec.decompress(frame, decompressed_size=self.count * width),
-                               _WIDTHS[width.bit_length() - 1])
-        if mode == _PLAIN:
-            out[:] = stored.view(out.dtype)
-        elif mode == _XOR:
-            np.bitwise_xor.accumulate(stored.astype(np.uint64), out=out.view(np.uint64))
-        elif name in self.scales and mode == _OFFSET:
-            # Whole numbers below 2**52 (the encoder's bound), so exact in float64 and so is their sum
-            # with the base: one pass, then the division the encoder checked, bit for bit.
-            np.add(stored, float(base), out=out, dtype=np.float64)
-            if self.scales[name]:
-                out /= 10.0 ** self.scales[name]
-        elif name in self.scales:  # deltas on a decimal grid: summed as integers, divided back as encoded
-            whole = np.empty(self.count, np.int64)
-            _decode_integers(mode, base, stored, whole)
-            np.divide(whole, 10.0 ** self.scales[name], out=out)
-        else:
-            _decode_integers(mode, base, stored, out)
+        _decode_values(self.codec.decompress(frame, decompressed_size=self.count * width), mode, width, base,
+                       self.scales.get(name, 0), out)
+
+
+def _decode_values(data: Any, mode: int, width: int, base: int, scale: int, out: np.ndarray) -> None:
+    """Decode one column's decompressed ``data`` (``width`` bytes a value, stored as ``mode`` says) into ``out``."""
+    stored = np.frombuffer(data, _WIDTHS[width.bit_length() - 1])
+    if mode == _PLAIN:
+        out[:] = stored.view(out.dtype)
+    elif mode == _XOR:
+        np.bitwise_xor.accumulate(stored.astype(np.uint64), out=out.view(np.uint64))
+    elif out.dtype.kind == "f" and mode == _OFFSET:
+        # Whole numbers below 2**52 (the encoder's bound), so exact in float64 and so is their sum
+        # with the base: one pass, then the division the encoder checked, bit for bit.
+        np.add(stored, float(base), out=out, dtype=np.float64)
+        if scale:
+            out /= 10.0**scale
+    elif out.dtype.kind == "f":  # deltas on a decimal grid: summed as integers, divided back as encoded
+        whole = np.empty(len(out), np.int64)
+        _decode_integers(mode, base, stored, whole)
+        np.divide(whole, 10.0**scale, out=out)
+    else:
+        _decode_integers(mode, base, stored, out)
 
 
 def _decode_integers(mode: int, base: int, stored: np.ndarray, out: np.ndarray) -> None:
@@ -536,3 +554,164 @@ def unpack_range(chunks: Sequence[TickChunk], columns: Iterable[str] | None = No
             if name != "ts" and first < last:
                 _decode_slice(part, name, out[name][first - lo : last - lo], first - edges[i])
     return out
+
+
+# -- sealed candle chunks ----------------------------------------------------------------------------
+CANDLES_SEALED_MAGIC = b"RTC\x01\x00\x00\x00\xff"
+"""First 8 bytes of a sealed candle chunk. As a little-endian int64 it is negative, which no raw chunk's
+first slot can start with (an empty slot is zeros, a filled one starts with its first tick's time)."""
+_CANDLES_HEADER = np.dtype([("magic", "S8"), ("slots", "<u4"), ("filled", "<u4"), ("body", "<u4"),
+                            ("codec", "u1"), ("reserved", "S3")])
+# A candle column keeps its own decimal scale: open, high, low, close, volume and notional each have one.
+_CANDLE_ENTRY = np.dtype([("mode", "u1"), ("width", "u1"), ("scale", "i1"), ("base", "<i8"), ("size", "<u4")])
+CANDLE_COLUMNS: tuple[str, ...] = tuple(CANDLE_DTYPE.fields or ())
+"""The fields of a candle slot, in stored order."""
+_CANDLE_DIRECTORY_SIZE = _CANDLE_ENTRY.itemsize * len(CANDLE_COLUMNS)
+_CANDLE_SIZE = CANDLE_DTYPE.itemsize
+
+
+def seal_candles(slots: np.ndarray) -> bytes:
+    """A candle chunk's slots (:data:`CANDLE_DTYPE`, empty ones all zeros) in the sealed format.
+
+    Only the filled slots are kept (a bitmap says which), column by column as :func:`seal_ticks`
+    keeps ticks: times, ids and counts as offsets or deltas, prices, volumes and notionals on their
+    decimal grid (each column its own) or as XOR'd float bits, each column LZ4-compressed on its
+    own. Lossless to the bit; a day of 1m candles takes about a fifth of its 126,720 raw bytes.
+
+    Raises
+    ------
+    InvalidData
+        If no slot is filled: an empty candle chunk is never stored.
+
+    Examples
+    --------
+    >>> slots = np.zeros(5, CANDLE_DTYPE)
+    >>> slots["count"][[1, 3]], slots["close"][[1, 3]], slots["notional"][[1, 3]] = [2, -1], [10.25, 10.5], [20.5, np.nan]
+    >>> sealed = seal_candles(slots)
+    >>> sealed[:8] == CANDLES_SEALED_MAGIC, unpack_candles(sealed).tobytes() == slots.tobytes()
+    (True, True)
+    """
+    slots = np.ascontiguousarray(slots, dtype=CANDLE_DTYPE)
+    filled = slots["count"] != 0
+    rows = slots[filled]
+    if not len(rows):
+        raise InvalidData("cannot seal a candle chunk with no candle: an empty chunk is never stored")
+    codec = _CODECS[_WRITTEN_CODEC]
+    directory = np.zeros(len(CANDLE_COLUMNS), _CANDLE_ENTRY)
+    frames = []
+    for i, name in enumerate(CANDLE_COLUMNS):
+        scale, mode, base, stored, frame = _encode_values(np.ascontiguousarray(rows[name]), codec)
+        frames.append(frame)
+        directory[i] = (mode, stored.itemsize, scale, base, len(frame))
+    body = np.packbits(filled, bitorder="little").tobytes() + directory.tobytes() + b"".join(frames)
+    header = np.zeros(1, _CANDLES_HEADER)
+    header[0] = (CANDLES_SEALED_MAGIC, len(slots), len(rows), len(body), _WRITTEN_CODEC, b"")
+    return header.tobytes() + body
+
+
+def candles_sealed(blob: bytes | memoryview) -> bool:
+    """True if ``blob`` (a whole candle chunk, or at least its first 8 bytes) is a sealed candle chunk."""
+    return bytes(blob[:8]) == CANDLES_SEALED_MAGIC
+
+
+def sealed_candles_size(prefix: bytes | memoryview) -> int:
+    """The whole length of a sealed candle chunk, from its first 24 bytes (or more); -1 from fewer."""
+    if len(prefix) < _CANDLES_HEADER.itemsize:
+        return -1
+    header = np.frombuffer(prefix, _CANDLES_HEADER, count=1)[0]
+    return _CANDLES_HEADER.itemsize + int(header["body"])
+
+
+def whole_candles(slots: np.ndarray, seal: bool) -> bytes:
+    """The bytes of a candle chunk written whole: sealed when ``seal`` and that is smaller, else raw.
+
+    Examples
+    --------
+    >>> slots = np.zeros(1440, CANDLE_DTYPE); slots["count"][:3] = 1
+    >>> len(whole_candles(slots, False)), len(whole_candles(slots, True)) < 1000
+    (126720, True)
+    """
+    raw = np.ascontiguousarray(slots, dtype=CANDLE_DTYPE).tobytes()
+    if not seal or not (slots["count"] != 0).any():
+        return raw
+    sealed = seal_candles(slots)
+    return sealed if len(sealed) < len(raw) else raw
+
+
+class _SealedCandles:
+    """A sealed candle chunk's header, bitmap and directory, read once, its length checked against them."""
+
+    __slots__ = ("codec", "directory", "ends", "filled", "slots", "view")
+
+    def __init__(self, blob: bytes | memoryview):
+        head = _CANDLES_HEADER.itemsize
+        if len(blob) < head:
+            raise InvalidData(f"sealed candle chunk of {len(blob)} bytes is shorter than its header: truncated")
+        header = np.frombuffer(blob, _CANDLES_HEADER, count=1)[0]
+        slots, bitmap = int(header["slots"]), -(-int(header["slots"]) // 8)
+        directory = np.frombuffer(blob, _CANDLE_ENTRY, count=len(CANDLE_COLUMNS), offset=head + bitmap) \
+            if len(blob) >= head + bitmap + _CANDLE_DIRECTORY_SIZE else None
+        if (directory is None or int(header["codec"]) not in _CODECS or head + int(header["body"]) != len(blob)
+                or bitmap + _CANDLE_DIRECTORY_SIZE + int(directory["size"].sum()) != int(header["body"])):
+            raise InvalidData(f"sealed candle chunk of {len(blob)} bytes does not match its header: truncated, "
+                              "or written by a newer redtick")
+        mask = np.unpackbits(np.frombuffer(blob, np.uint8, count=bitmap, offset=head), count=slots, bitorder="little")
+        self.slots = slots
+        self.filled = np.flatnonzero(mask)
+        if len(self.filled) != int(header["filled"]):
+            raise InvalidData("sealed candle chunk's bitmap does not match its count of candles: corrupted")
+        self.codec = _CODECS[int(header["codec"])]
+        self.directory = directory
+        self.ends = head + bitmap + _CANDLE_DIRECTORY_SIZE + np.cumsum(directory["size"], dtype=np.int64)
+        self.view = memoryview(blob)
+
+    def decode(self, name: str) -> np.ndarray:
+        """Column ``name`` of the filled slots, in slot order."""
+        i = CANDLE_COLUMNS.index(name)
+        mode, width, scale, base, size = (int(v) for v in self.directory[i].tolist())
+        out = np.empty(len(self.filled), CANDLE_DTYPE[name])
+        frame = self.view[int(self.ends[i]) - size : int(self.ends[i])]
+        _decode_values(self.codec.decompress(frame, decompressed_size=len(out) * width), mode, width, base, scale, out)
+        return out
+
+
+def unpack_candles(blob: bytes | memoryview | None) -> np.ndarray:
+    """The slots of a candle chunk, raw or sealed (:func:`seal_candles`), as a :data:`CANDLE_DTYPE` array."""
+    if not blob or not candles_sealed(blob):
+        return np.frombuffer(blob or b"", dtype=CANDLE_DTYPE)
+    sealed = _SealedCandles(blob)
+    out = np.zeros(sealed.slots, CANDLE_DTYPE)
+    for name in CANDLE_COLUMNS:
+        out[name][sealed.filled] = sealed.decode(name)
+    return out
+
+
+def candle_columns(blob: bytes | memoryview | None, fields: Iterable[str], first: int = 0, last: int | None = None,
+                   offset: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(slot numbers, columns) of the filled slots ``first <= slot <= last`` of a candle chunk.
+
+    ``blob`` is a whole chunk, raw or sealed, or a raw chunk's bytes from slot ``offset`` on (a
+    GETRANGE of its slots); a sealed chunk is always whole. Only the wanted ``fields`` are decoded,
+    each into its own array.
+
+    Examples
+    --------
+    >>> slots = np.zeros(4, CANDLE_DTYPE); slots["count"][[0, 2, 3]] = 1; slots["close"] = [1.0, 0.0, 2.5, 3.0]
+    >>> at, got = candle_columns(seal_candles(slots), ["close"], first=1)
+    >>> at.tolist(), got["close"].tolist()
+    ([2, 3], [2.5, 3.0])
+    >>> at, got = candle_columns(slots[2:].tobytes(), ["close"], first=2, last=2, offset=2)
+    >>> at.tolist(), got["close"].tolist()
+    ([2], [2.5])
+    """
+    wanted = tuple(fields)
+    if blob and candles_sealed(blob):
+        sealed = _SealedCandles(blob)
+        lo = int(np.searchsorted(sealed.filled, first, side="left"))
+        hi = len(sealed.filled) if last is None else int(np.searchsorted(sealed.filled, last, side="right"))
+        return sealed.filled[lo:hi].astype(np.int64), {name: sealed.decode(name)[lo:hi] for name in wanted}
+    records = np.frombuffer(blob or b"", dtype=CANDLE_DTYPE)
+    stop = len(records) if last is None else max(0, min(len(records), last + 1 - offset))
+    records = records[max(0, first - offset) : stop]
+    rows = np.flatnonzero(records["count"] != 0)
+    return max(first, offset) + rows.astype(np.int64), {name: records[name][rows] for name in wanted}

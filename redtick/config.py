@@ -214,7 +214,8 @@ class Settings:
     intervals: tuple[str, ...] = DEFAULT_INTERVALS
     tick_chunk_ms: int = 3_600_000
     tick_compression: bool = True
-    """Store every tick chunk but a series' head sealed (compressed, :func:`redtick.codec.seal_ticks`)
+    """Store every tick chunk but a series' head sealed (compressed, :func:`redtick.codec.seal_ticks`),
+    and every candle chunk but each interval's newest (:func:`redtick.codec.seal_candles`)
     (``REDTICK_TICK_COMPRESSION``, ``on`` or ``off``).
 
     On: a chunk that stops being the head, and every chunk a write rewrites whole, is sealed, about a

@@ -44,9 +44,14 @@ from redtick.codec import (
     TICK_COLUMNS,
     TICK_DTYPE,
     TickChunk,
+    candle_columns,
+    candles_sealed,
     is_sealed,
+    sealed_candles_size,
+    unpack_candles,
     unpack_range,
     unpack_ticks,
+    whole_candles,
     widen_v1_candles,
 )
 from redtick.config import Settings
@@ -54,6 +59,8 @@ from redtick.errors import ConflictError, InvalidData, UpgradeNeeded
 from redtick.keys import KeySchema, validate_interval, validate_symbol
 from redtick.steps import Batch, Command, Commit, Plan, T, Watch, gather, riding
 from redtick.tick_write import (
+    CandleEnds,
+    CandleEndsReply,
     ChunkFormats,
     ChunkGroups,
     ChunkWrite,
@@ -65,7 +72,9 @@ from redtick.tick_write import (
     TouchedSlots,
     WholeChunks,
     WholeChunksReply,
+    behind_heads,
     candle_merges,
+    candle_seal_commands,
     classify_chunks,
     current_price_command,
     fresh_mask,
@@ -291,6 +300,10 @@ class Compaction:
         Chunks left raw: the head, which grows in place, and chunks of a few ticks, smaller raw.
     bytes_before, bytes_after : int
         Stored bytes (string lengths) of all the series' tick chunks before and after.
+    candle_chunks, candles_sealed : int
+        Candle chunks of every interval, and those this run sealed (all but each interval's newest).
+    candle_bytes_before, candle_bytes_after : int
+        Stored bytes of all the series' candle chunks before and after.
     """
 
     symbol: str
@@ -300,6 +313,21 @@ class Compaction:
     kept_raw: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+    candle_chunks: int = 0
+    candles_sealed: int = 0
+    candle_bytes_before: int = 0
+    candle_bytes_after: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sealing:
+    """What sealing the chunks of one index did (:meth:`SeriesLayout._seal_chunks_plan`)."""
+
+    chunks: int
+    sealed: int
+    already_sealed: int
+    bytes_before: int
+    bytes_after: int
 
 
 def _packed(starts: np.ndarray, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -469,40 +497,60 @@ class SeriesLayout:
 
     # -- sealing -----------------------------------------------------------------------------------
     def compact_plan(self, symbol: str) -> Plan[Compaction]:
-        """Plan: seal every raw tick chunk of ``symbol`` but its head; a :class:`Compaction`.
+        """Plan: seal every raw tick chunk of ``symbol`` but its head, and every raw candle chunk but each
+        interval's newest; a :class:`Compaction`.
 
-        For series written before sealed chunks, or with ``REDTICK_TICK_COMPRESSION=off``: it seals
-        whatever that setting says, as it is asked for. :data:`REBUILD_CHUNKS` chunks at a time, each
-        group in an optimistic transaction over its chunks (a write into one of them runs the plan
-        again, and what was sealed stays sealed); the head, read in the same round trip as the group,
-        is never sealed. Idempotent: a second run seals nothing. Reads are the same before and after.
+        For series written before sealed chunks, or with ``REDTICK_TICK_COMPRESSION=off``, and for candle
+        chunks, which writes never seal: it seals whatever that setting says, as it is asked for. Idempotent:
+        a second run seals nothing. Reads are the same before and after.
         """
         symbol = validate_symbol(symbol)
-        index = self.keys.tick_index(symbol)
+        keys = self.keys
+        ticks = yield from self._seal_chunks_plan(keys.tick_index(symbol), functools.partial(keys.tick_chunk, symbol),
+                                                  is_sealed, lambda blob: whole_chunk(unpack_ticks(blob), True))
+        candles = []
+        for name in self.intervals:
+            candles.append((yield from self._seal_chunks_plan(
+                keys.candle_index(symbol, name), functools.partial(keys.candle_chunk, symbol, name), candles_sealed,
+                lambda blob: whole_candles(unpack_candles(blob), True))))
+        return Compaction(symbol, ticks.chunks, ticks.sealed, ticks.already_sealed,
+                          ticks.chunks - ticks.already_sealed - ticks.sealed, ticks.bytes_before, ticks.bytes_after,
+                          sum(c.chunks for c in candles), sum(c.sealed for c in candles),
+                          sum(c.bytes_before for c in candles), sum(c.bytes_after for c in candles))
+
+    @staticmethod
+    def _seal_chunks_plan(index: str, key_of: Callable[[int], str], sealed_format: Callable[[bytes], bool],
+                          seal: Callable[[bytes], bytes]) -> Plan[_Sealing]:
+        """Plan: seal every raw chunk listed in ``index`` but its newest (the head); a :class:`_Sealing`.
+
+        :data:`REBUILD_CHUNKS` chunks at a time, each group in an optimistic transaction over its chunks
+        (a write into one of them runs the plan again, and what was sealed stays sealed); the head, read
+        in the same round trip as the group, is never sealed, nor is a chunk that ``seal`` does not make
+        smaller.
+        """
         (members,) = yield Batch([("ZRANGE", index, 0, -1)])
-        keys = [self.keys.tick_chunk(symbol, int(m)) for m in members]
+        keys = [key_of(int(m)) for m in members]
         replies = yield Batch([cmd for key in keys for cmd in (("GETRANGE", key, 0, 7), ("STRLEN", key))])
-        sealed = [is_sealed(prefix or b"") for prefix in replies[0::2]]
+        found = [sealed_format(prefix or b"") for prefix in replies[0::2]]
         lengths = dict(zip(keys, map(int, replies[1::2]), strict=True))
-        raw = [key for key, found in zip(keys[:-1], sealed, strict=False) if not found and lengths[key]]
+        raw = [key for key, sealed in zip(keys[:-1], found, strict=False) if not sealed and lengths[key]]
         after, done = dict(lengths), 0
         for at in range(0, len(raw), REBUILD_CHUNKS):
             group = raw[at : at + REBUILD_CHUNKS]
             yield Watch(group)
             *blobs, head = yield Batch([*(("GET", key) for key in group), ("ZRANGE", index, -1, -1)])
-            head_key = self.keys.tick_chunk(symbol, int(head[0])) if head else None
+            head_key = key_of(int(head[0])) if head else None
             commands: list[Command] = []
             for key, blob in zip(group, blobs, strict=True):
-                if blob and not is_sealed(blob) and key != head_key:
-                    encoded = whole_chunk(unpack_ticks(blob), True)
+                if blob and not sealed_format(blob) and key != head_key:
+                    encoded = seal(blob)
                     if len(encoded) < len(blob):
                         commands.append(("SET", key, encoded))
                         after[key] = len(encoded)
             if commands:  # else the group's WATCH carries on into the next group's transaction
                 yield Commit(commands)
             done += len(commands)
-        return Compaction(symbol, len(keys), done, sum(sealed), len(keys) - sum(sealed) - done,
-                          sum(lengths.values()), sum(after.values()))
+        return _Sealing(len(keys), done, sum(found), sum(lengths.values()), sum(after.values()))
 
     def newest_plan(self, symbol: str) -> Plan[int | None]:
         """Plan: the newest tick's time (ms), or None."""
@@ -567,7 +615,7 @@ class SeriesLayout:
             current = _packed(*(yield from self.read_candles_plan(symbol, name, None, None)))
             starts, candles, exact = rebuilt_candles(from_ticks[name], older, current)
             keep = window.keeps_candles(name, starts)
-            commands += self._put_candles_commands(symbol, name, starts[keep], candles[keep])
+            commands += yield from self._put_candles_commands_plan(symbol, name, starts[keep], candles[keep])
             built, kept = built + int((exact & keep).sum()), kept + int((~exact & keep).sum())
         commands.append(("UNLINK", *(k for ks in legacy_chunks.values() for k in ks), *present))
         removed = (yield Commit(commands))[-1]
@@ -653,16 +701,35 @@ class SeriesLayout:
         # The candle indexes too when they are trimmed: a concurrent writer that adds a chunk out
         # of the window must make this transaction fail rather than survive it.
         yield Watch(target.watched())
-        # The last chunk's format rides step 1: only a raw chunk may be appended to or spliced.
-        formats = ChunkFormats(target.ends.chunk_keys[-1:])
-        replies = yield Batch(target.ends.commands() + formats.commands())
-        ends = target.ends.parse(replies[: -len(formats.keys)])
-        (last_sealed,) = formats.parse(replies[-len(formats.keys) :])
+        # The formats ride step 1: only a raw tick chunk may be appended to or spliced, and only a raw
+        # candle chunk's slots merged in place; with compression on, each interval's newest candle chunk
+        # tells whether the write moves its head on (the old head is then sealed).
+        formats = ChunkFormats(target.ends.chunk_keys if target.ends.wide else target.ends.chunk_keys[-1:])
+        candle_ends = CandleEnds(list(dict.fromkeys(k for ks in target.ends.slot_keys for k in ks)),
+                                 [self.keys.candle_index(symbol, name) for name in self.intervals] if self.compress else [])
+        replies = yield Batch(target.ends.commands() + formats.commands() + candle_ends.commands())
+        at = len(replies) - len(formats.keys) - len(candle_ends.keys) - len(candle_ends.index_keys)
+        ends = target.ends.parse(replies[:at])
+        sealed = formats.parse(replies[at : at + len(formats.keys)])
+        at += len(formats.keys) - 1
         if self.retains and (None if ends.current is None else ends.current[0]) != stored_newest:
             # What was refused was judged behind a newest tick that has moved since.
             raise ConflictError("the series' newest tick moved while the write was planned")
-        writes, whole, expired = yield from self._whole_chunks_plan(target, ends, last_sealed)
+        candles = self._candle_chunks_whole(target, candle_ends.parse(replies[at + 1 :]))
+        writes, whole, expired = yield from self._whole_chunks_plan(target, ends, sealed, candles)
         return self._prepared(target, ends, writes, whole, expired, result)
+
+    def _candle_chunks_whole(self, target: _WriteTarget, found: CandleEndsReply) -> tuple[list[str], list[str]]:
+        """(touched candle chunks written whole: the sealed ones and, with compression on, those the write
+        leaves behind their interval's head; the untouched old heads it moves past, to seal): the candle
+        chunks of step 2's GETs."""
+        wholes, seals = list(found.sealed), []
+        behind = behind_heads(found.heads, list(target.touched.values())) if found.heads else []
+        for name, (chunks, passed) in zip(self.intervals, behind, strict=False):
+            wholes += [key for key in (self.keys.candle_chunk(target.symbol, name, c) for c in chunks) if key not in wholes]
+            if passed is not None and target.window.keeps_candles(name, np.array([passed], np.int64))[0]:
+                seals.append(self.keys.candle_chunk(target.symbol, name, passed))
+        return wholes, seals
 
     def _write_target(self, symbol: str, records: Records, window: RetentionWindow) -> _WriteTarget:
         """Where a write of ``records`` lands, and its first read (:class:`~redtick.tick_write.StoredEnds`)."""
@@ -672,32 +739,41 @@ class SeriesLayout:
                    for name, iv in self.intervals.items()}
         slot_keys = [[keys.candle_chunk(symbol, name, run.chunk) for run in t.runs] for name, t in touched.items()]
         expiries = self._expiries(symbol, window)
+        # Compression off: every chunk's tail and length too, so late ticks splice into a raw chunk behind
+        # the head instead of rewriting it whole (with compression on, such a chunk is sealed).
         ends = StoredEnds([keys.tick_chunk(symbol, s) for s in groups.starts], slot_keys, [t.runs for t in touched.values()],
-                          keys.current_price(symbol), keys.tick_index(symbol), [e.read() for e in expiries])
+                          keys.current_price(symbol), keys.tick_index(symbol), [e.read() for e in expiries],
+                          wide=not self.compress)
         return _WriteTarget(symbol, records, window, groups, touched, expiries, ends)
 
-    def _whole_chunks_plan(self, target: _WriteTarget, ends: StoredEndsReply, last_sealed: bool
-                           ) -> Plan[tuple[list[ChunkWrite], WholeChunksReply, _Expired]]:
+    def _whole_chunks_plan(self, target: _WriteTarget, ends: StoredEndsReply, sealed: list[bool],
+                           candles: tuple[list[str], list[str]]) -> Plan[tuple[list[ChunkWrite], WholeChunksReply, _Expired]]:
         """Plan: each chunk's kind of write, with the stored records of those rewritten whole (step 2), the
-        old head chunk to seal and the ticks of the chunks retention trims."""
+        old head chunk to seal, the ticks of the chunks retention trims, and the candle chunks written whole
+        and sealed (``candles``: those merged into, those only sealed)."""
         groups, chunk_keys = target.groups, target.ends.chunk_keys
         expired = _Expired.found(target.expiries, ends.expired)
         head = groups.starts[-1] if ends.old_head is None else max(groups.starts[-1], ends.old_head)
-        writes = classify_chunks(target.records, groups, ends.tails, ends.head_length, head,
-                                 last_sealed=last_sealed, seal=self.compress)
+        # ``sealed`` is every chunk's format when step 1 read them all (wide), else the last chunk's.
+        writes = classify_chunks(target.records, groups, ends.tails, ends.head_length, head, last_sealed=sealed[-1],
+                                 seal=self.compress, sealed=sealed if ends.lengths else None, lengths=ends.lengths or None)
         # A head that stops being the head is rewritten once (sealed) to give back the slack of its growth.
         seal = None
         if (ends.old_head is not None and ends.old_head < head and ends.old_head not in groups.starts
                 and target.window.keeps_tick_chunk(ends.old_head)):
             seal = self.keys.tick_chunk(target.symbol, ends.old_head)
-        if seal or expired.chunk_keys:
-            yield Watch(([seal] if seal else []) + expired.chunk_keys)
+        candle_wholes, candle_seals = candles
+        if seal or expired.chunk_keys or candle_seals:
+            yield Watch(([seal] if seal else []) + expired.chunk_keys + candle_seals)
         rewritten = [i for i, write in enumerate(writes) if write.kind == "rewrite"]
         # The trimmed chunks are counted from their headers too: a sealed chunk's length is not its count.
         whole, trimmed = WholeChunks([chunk_keys[i] for i in rewritten], seal, []), TickCounts(expired.tick_chunk_keys)
-        replies = yield Batch(whole.commands() + trimmed.commands())
-        at = len(replies) - len(trimmed.keys) * 2
-        got = dataclasses.replace(whole.parse(replies[:at]), trimmed_ticks=sum(trimmed.parse(replies[at:])))
+        replies = yield Batch(whole.commands() + trimmed.commands() + [("GET", key) for key in candle_wholes + candle_seals])
+        candles_at = len(replies) - len(candle_wholes) - len(candle_seals)
+        at, seals_at = candles_at - len(trimmed.keys) * 2, candles_at + len(candle_wholes)
+        got = dataclasses.replace(whole.parse(replies[:at]), trimmed_ticks=sum(trimmed.parse(replies[at:candles_at])),
+                                  candle_wholes=dict(zip(candle_wholes, replies[candles_at:seals_at], strict=True)),
+                                  candle_seals=dict(zip(candle_seals, replies[seals_at:], strict=True)))
         for i, blob in zip(rewritten, got.rewrites, strict=True):
             writes[i] = dataclasses.replace(writes[i], stored=unpack_ticks(blob))
         return writes, got, expired
@@ -723,9 +799,10 @@ class SeriesLayout:
         if ticks.chunk_starts:
             commands.append(("ZADD", target.ends.index_key, *(x for s in ticks.chunk_starts for x in (s, s))))
         for (name, touched), keys, stored in zip(target.touched.items(), target.ends.slot_keys, ends.slots, strict=True):
-            merges, updated = candle_merges(touched, keys, stored, new, self.keys.candle_index(symbol, name))
+            merges, updated = candle_merges(touched, keys, stored, new, self.keys.candle_index(symbol, name), whole.candle_wholes)
             commands += merges
             result.candles_updated += updated
+        commands += candle_seal_commands(whole.candle_seals)
         current = current_price_command(target.ends.current_key, newest, ends.current)
         if current is not None:
             commands.append(current)
@@ -790,25 +867,53 @@ class SeriesLayout:
         return len(starts)
 
     def _put_candles_plan(self, symbol: str, interval: str, starts: Ints, candles: Records) -> Plan[None]:
-        yield Commit(self._put_candles_commands(symbol, interval, starts, candles))
+        yield Commit((yield from self._put_candles_commands_plan(symbol, interval, starts, candles)))
 
-    def _put_candles_commands(self, symbol: str, interval: str, starts: Ints, candles: Records) -> list[Command]:
-        """SETRANGE of ``candles`` into their slots (runs of adjacent buckets in one command) and the index ZADD."""
+    def _put_candles_commands_plan(self, symbol: str, interval: str, starts: Ints, candles: Records) -> Plan[list[Command]]:
+        """Plan: the commands that store ``candles`` over their buckets' slots, and the index ZADD.
+
+        Under WATCH of the chunks, their first bytes tell their format: a raw chunk's slots are written in
+        place (SETRANGE, one per run of adjacent buckets); a sealed chunk is read whole, its slots
+        replaced, and written whole (SET), sealed again. With compression on, so is every chunk behind
+        the interval's newest, and the newest stored one is sealed when the import moves past it.
+        """
         if len(starts) == 0:
             return []
         iv = self.intervals[interval]
         span = iv * SLOTS
         chunk_of = starts // span * span
-        commands: list[Command] = []
-        for chunk in np.unique(chunk_of).tolist():
+        chunks = np.unique(chunk_of).tolist()
+        keys = [self.keys.candle_chunk(symbol, interval, chunk) for chunk in chunks]
+        yield Watch(keys)
+        ends = CandleEnds(keys, [self.keys.candle_index(symbol, interval)] if self.compress else [])
+        found = ends.parse((yield Batch(ends.commands())))
+        entire, passed = set(found.sealed), None
+        if found.heads:
+            newest = max(chunks + [h for h in found.heads if h is not None])
+            entire.update(key for chunk, key in zip(chunks, keys, strict=True) if chunk < newest)
+            head = found.heads[0]
+            passed = self.keys.candle_chunk(symbol, interval, head) if head is not None and head < newest \
+                and head not in chunks else None
+            if passed:
+                yield Watch([passed])
+        fetched = sorted(entire) + ([passed] if passed else [])
+        blobs = dict(zip(fetched, (yield Batch([("GET", key) for key in fetched])), strict=True)) if fetched else {}
+        wholes = {key: blobs[key] for key in entire}
+        commands: list[Command] = candle_seal_commands({passed: blobs[passed]}) if passed else []
+        for chunk, key in zip(chunks, keys, strict=True):
             positions = np.flatnonzero(chunk_of == chunk)
             slots = (starts[positions] - chunk) // iv
+            if key in wholes:
+                stored = unpack_candles(wholes[key])
+                whole = np.zeros(max(len(stored), int(slots.max()) + 1), CANDLE_DTYPE)
+                whole[: len(stored)] = stored
+                whole[slots] = candles[positions]
+                commands.append(("SET", key, whole_candles(whole, True)))
+                continue
             for a, b in slot_runs(slots):
                 block = candles[positions[a] : positions[b] + 1]
-                commands.append(("SETRANGE", self.keys.candle_chunk(symbol, interval, chunk),
-                                 int(slots[a]) * CANDLE_SIZE, block.tobytes()))
-        members = [x for c in np.unique(chunk_of).tolist() for x in (c, c)]
-        commands.append(("ZADD", self.keys.candle_index(symbol, interval), *members))
+                commands.append(("SETRANGE", key, int(slots[a]) * CANDLE_SIZE, block.tobytes()))
+        commands.append(("ZADD", self.keys.candle_index(symbol, interval), *(x for c in chunks for x in (c, c))))
         return commands
 
     # -- reading ---------------------------------------------------------------------------------
@@ -1031,17 +1136,46 @@ class SeriesLayout:
         chunks = [int(m) for m in members]
         first = [0 if start_ms is None else max(0, -((chunk - start_ms) // iv)) for chunk in chunks]
         last = [SLOTS - 1 if end_ms is None else min(SLOTS - 1, (end_ms - chunk) // iv) for chunk in chunks]
-        blobs = yield Batch([("GETRANGE", self.keys.candle_chunk(symbol, interval, c), a * CANDLE_SIZE,
-                              (b + 1) * CANDLE_SIZE - 1) for c, a, b in zip(chunks, first, last, strict=True)])
+        keys = [self.keys.candle_chunk(symbol, interval, c) for c in chunks]
+        blobs = yield from self._candle_chunks_plan(keys, first, last)
         starts_of, pieces = [], []
-        for chunk, a, blob in zip(chunks, first, blobs, strict=True):
-            records = np.frombuffer(blob or b"", dtype=CANDLE_DTYPE)
-            rows = np.flatnonzero(records["count"] != 0)
-            starts_of.append(chunk + (a + rows.astype(np.int64)) * iv)
-            pieces.append((records, rows))
+        for chunk, a, b, (offset, blob) in zip(chunks, first, last, blobs, strict=True):
+            slots, columns = candle_columns(blob, fields, a, b, offset)
+            starts_of.append(chunk + slots * iv)
+            pieces.append(columns)
         starts = _concat(starts_of, np.dtype(np.int64))
-        candles = {name: _concat([r[name][rows] for r, rows in pieces], CANDLE_DTYPE[name]) for name in fields}
+        candles = {name: _concat([p[name] for p in pieces], CANDLE_DTYPE[name]) for name in fields}
         return starts, candles
+
+    @staticmethod
+    def _candle_chunks_plan(keys: Sequence[str], first: Sequence[int], last: Sequence[int]) -> Plan[list[tuple[int, bytes]]]:
+        """Plan: (offset, bytes) of each candle chunk for its slots ``first`` to ``last``: a raw chunk's
+        slots from ``first`` on (offset ``first``), a sealed chunk whole (offset 0).
+
+        One round trip fetches the slots in range (GETRANGE), as for a raw chunk, and the first bytes
+        of the chunks whose range does not start at slot 0, whose format the slots cannot tell. A
+        sealed chunk is a fraction of its raw size, so a range from slot 0 mostly brings it whole; the
+        sealed chunks that did not come whole are fetched (GET) in a second round trip.
+        """
+        probed = [i for i, a in enumerate(first) if a > 0]
+        replies = yield Batch([("GETRANGE", key, a * CANDLE_SIZE, (b + 1) * CANDLE_SIZE - 1)
+                               for key, a, b in zip(keys, first, last, strict=True)]
+                              + [("GETRANGE", keys[i], 0, 7) for i in probed])
+        prefixes = dict(zip(probed, replies[len(keys) :], strict=True))
+        out, again = [], []
+        for i, (a, blob) in enumerate(zip(first, replies[: len(keys)], strict=True)):
+            blob = blob or b""
+            if not candles_sealed(prefixes.get(i, blob) or b""):
+                out.append((a, blob))
+            elif a == 0 and len(blob) == sealed_candles_size(blob):
+                out.append((0, blob))
+            else:
+                out.append((0, b""))
+                again.append(i)
+        if again:
+            for i, blob in zip(again, (yield Batch([("GET", keys[i]) for i in again])), strict=True):
+                out[i] = (0, blob or b"")  # whole, whichever format it has now
+        return out
 
     def span_plan(self, symbol: str) -> Plan[tuple[int, int] | None]:
         """Plan: (first, last) ms that the symbol's tick chunks and candle chunks may cover, or None.
@@ -1070,11 +1204,11 @@ class SeriesLayout:
                 return None
             chunk = int(members[0])
             slots = min(SLOTS, -((chunk - before_ms) // iv))
-            (blob,) = yield Batch([("GETRANGE", self.keys.candle_chunk(symbol, interval, chunk), 0, slots * CANDLE_SIZE - 1)])
-            records = np.frombuffer(blob or b"", dtype=CANDLE_DTYPE)
-            filled = np.flatnonzero(records["count"] != 0)
-            if len(filled):
-                return float(records["close"][filled[-1]])
+            ((offset, blob),) = yield from self._candle_chunks_plan(
+                [self.keys.candle_chunk(symbol, interval, chunk)], [0], [slots - 1])
+            _, columns = candle_columns(blob, ["close"], 0, slots - 1, offset)
+            if len(columns["close"]):
+                return float(columns["close"][-1])
             high = chunk - 1
 
 

@@ -2,25 +2,41 @@
 
 A chunk is stored raw (packed records: the head, which grows in place) or sealed
 (:func:`redtick.codec.seal_ticks`: every other chunk when compression is on). Only a raw chunk is
-appended to or spliced; a sealed one is read whole, decoded, merged and written whole.
+appended to or spliced; a sealed one is read whole, decoded, merged and written whole. Candle chunks
+the same: a raw one's slots are merged in place (SETRANGE), a sealed one
+(:func:`redtick.codec.seal_candles`, by ``redtick compact``) is decoded, merged and written whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+from redtick import scripts
 from redtick.candles import candles_from_ticks, merge_candles
-from redtick.codec import CANDLE_DTYPE, SEALED_HEADER_SIZE, TICK_DTYPE, is_sealed, seal_ticks, tick_count, unpack_ticks
+from redtick.codec import (
+    CANDLE_DTYPE,
+    SEALED_HEADER_SIZE,
+    TICK_DTYPE,
+    candles_sealed,
+    is_sealed,
+    seal_ticks,
+    tick_count,
+    unpack_candles,
+    unpack_ticks,
+    whole_candles,
+)
 from redtick.steps import Command
 
 __all__ = [
     "HEAD_TAIL",
     "Blob",
+    "CandleEnds",
+    "CandleEndsReply",
     "ChunkFormats",
     "ChunkGroups",
     "ChunkKind",
@@ -35,7 +51,9 @@ __all__ = [
     "TouchedSlots",
     "WholeChunks",
     "WholeChunksReply",
+    "behind_heads",
     "candle_merges",
+    "candle_seal_commands",
     "classify_chunk",
     "classify_chunks",
     "current_price_command",
@@ -52,6 +70,7 @@ __all__ = [
 TICK_SIZE = TICK_DTYPE.itemsize
 CANDLE_SIZE = CANDLE_DTYPE.itemsize
 HEAD_TAIL = 256  # records of the head chunk read with each write, so slightly late ticks splice in
+CHUNK_SPLICE_SCRIPT = "chunk_splice"
 
 Records: TypeAlias = npt.NDArray[np.void]
 """Packed records of :data:`~redtick.codec.TICK_DTYPE` (or :data:`~redtick.codec.CANDLE_DTYPE`)."""
@@ -164,9 +183,10 @@ def touched_slots(ts: Ints, iv: int, slots: int, kept_from: int | None = None) -
 # -- the reads, each with its reply by name ------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class StoredEndsReply:
-    """What :class:`StoredEnds` found: each chunk's last record (the head's last :data:`HEAD_TAIL`), the head's
-    length, each slot run's stored slots (per interval), the newest tick's (ts, id), the index's newest chunk,
-    and the replies of the retention reads."""
+    """What :class:`StoredEnds` found: each chunk's last record (the last chunk's last :data:`HEAD_TAIL`; every
+    chunk's, read ``wide``), the last chunk's length (every chunk's, read ``wide``), each slot run's stored
+    slots (per interval), the newest tick's (ts, id), the index's newest chunk, and the replies of the
+    retention reads."""
 
     tails: list[bytes]
     head_length: int
@@ -174,12 +194,16 @@ class StoredEndsReply:
     current: tuple[int, int] | None
     old_head: int | None
     expired: list[Any]
+    lengths: list[int] = dataclasses.field(default_factory=list)  # every chunk's, when read ``wide``
 
 
 @dataclasses.dataclass(frozen=True)
 class StoredEnds:
     """Step 1 of a write, under WATCH: the ends of the chunks and the candle slots it touches, the newest tick,
-    the index's head chunk and the chunks retention drops."""
+    the index's head chunk and the chunks retention drops.
+
+    ``wide``: every chunk's last :data:`HEAD_TAIL` records and length are read, not only the last chunk's,
+    so ticks a little late into a raw chunk behind the head splice into its tail (compression off)."""
 
     chunk_keys: list[str]
     slot_keys: list[list[str]]  # per interval, the chunk key of each of its slot runs
@@ -187,10 +211,14 @@ class StoredEnds:
     current_key: str
     index_key: str
     expiry_reads: list[Command]
+    wide: bool = False
 
     def commands(self) -> list[Command]:
-        reads: list[Command] = [("GETRANGE", key, -TICK_SIZE, -1) for key in self.chunk_keys[:-1]]
-        reads += [("GETRANGE", self.chunk_keys[-1], -HEAD_TAIL * TICK_SIZE, -1), ("STRLEN", self.chunk_keys[-1])]
+        narrow = [] if self.wide else self.chunk_keys[:-1]
+        measured = self.chunk_keys[len(narrow) :]
+        reads: list[Command] = [("GETRANGE", key, -TICK_SIZE, -1) for key in narrow]
+        reads += [("GETRANGE", key, -HEAD_TAIL * TICK_SIZE, -1) for key in measured]
+        reads += [("STRLEN", key) for key in measured]
         for keys, runs in zip(self.slot_keys, self.slot_runs, strict=True):
             reads += [("GETRANGE", key, run.slot * CANDLE_SIZE, (run.slot + len(run)) * CANDLE_SIZE - 1)
                       for key, run in zip(keys, runs, strict=True)]
@@ -200,8 +228,9 @@ class StoredEnds:
     def parse(self, replies: Sequence[Any]) -> StoredEndsReply:
         at = len(self.chunk_keys)
         tails = [reply or b"" for reply in replies[:at]]
-        head_length = int(replies[at])
-        at += 1
+        measured = len(self.chunk_keys) if self.wide else 1
+        lengths = [int(n) for n in replies[at : at + measured]]
+        at += measured
         slots = []
         for runs in self.slot_runs:
             slots.append(list(replies[at : at + len(runs)]))
@@ -209,8 +238,8 @@ class StoredEnds:
         current_ts, current_id = replies[at]
         head = replies[at + 1]
         return StoredEndsReply(
-            tails, head_length, slots, None if current_ts is None else (int(current_ts), int(current_id)),
-            int(head[0]) if head else None, list(replies[at + 2 :]),
+            tails, lengths[-1], slots, None if current_ts is None else (int(current_ts), int(current_id)),
+            int(head[0]) if head else None, list(replies[at + 2 :]), lengths if self.wide else [],
         )
 
 
@@ -223,6 +252,8 @@ class WholeChunksReply:
     seal_key: str | None
     sealed: bytes | None
     trimmed_ticks: int
+    candle_wholes: Mapping[str, Blob] = dataclasses.field(default_factory=dict)  # merged into whole, then sealed
+    candle_seals: Mapping[str, Blob] = dataclasses.field(default_factory=dict)  # old candle heads the write passed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,15 +282,87 @@ class WholeChunks:
 
 @dataclasses.dataclass(frozen=True)
 class ChunkFormats:
-    """Whether each of these chunks is stored sealed, from its first 8 bytes (read under WATCH with step 1)."""
+    """Whether each of these chunks is stored sealed, from its first 8 bytes (read under WATCH with step 1):
+    tick chunks by default, candle chunks with ``sealed=candles_sealed``."""
 
     keys: list[str]
+    sealed: Callable[[bytes], bool] = is_sealed
 
     def commands(self) -> list[Command]:
         return [("GETRANGE", key, 0, 7) for key in self.keys]
 
     def parse(self, replies: Sequence[Any]) -> list[bool]:
-        return [is_sealed(reply or b"") for reply in replies]
+        return [self.sealed(reply or b"") for reply in replies]
+
+
+@dataclasses.dataclass(frozen=True)
+class CandleEndsReply:
+    """What :class:`CandleEnds` found: the touched candle chunks stored sealed, and each interval's newest chunk."""
+
+    sealed: list[str]
+    heads: list[int | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class CandleEnds:
+    """Step 1's reads of the candle chunks a write touches: each one's format, from its first 8 bytes, and
+    each interval's newest chunk (``index_keys``, one per interval; none when no chunk is sealed on the way).
+
+    Examples
+    --------
+    >>> ends = CandleEnds(["c1", "c2"], ["i"])
+    >>> ends.commands()
+    [('GETRANGE', 'c1', 0, 7), ('GETRANGE', 'c2', 0, 7), ('ZRANGE', 'i', -1, -1)]
+    >>> from redtick.codec import CANDLES_SEALED_MAGIC
+    >>> ends.parse([CANDLES_SEALED_MAGIC, bytes(8), [b"86400000"]])
+    CandleEndsReply(sealed=['c1'], heads=[86400000])
+    """
+
+    keys: list[str]
+    index_keys: list[str]
+
+    def commands(self) -> list[Command]:
+        return [("GETRANGE", key, 0, 7) for key in self.keys] + [("ZRANGE", key, -1, -1) for key in self.index_keys]
+
+    def parse(self, replies: Sequence[Any]) -> CandleEndsReply:
+        at = len(self.keys)
+        sealed = [key for key, prefix in zip(self.keys, replies[:at], strict=True) if candles_sealed(prefix or b"")]
+        return CandleEndsReply(sealed, [int(reply[0]) if reply else None for reply in replies[at:]])
+
+
+def behind_heads(heads: Sequence[int | None], touched: Sequence[TouchedSlots]) -> list[tuple[list[int], int | None]]:
+    """Per interval, the candle chunks a write leaves behind its head, to be sealed: (the touched chunks
+    older than the interval's newest chunk after the write, written whole; the stored newest chunk if
+    the write moves past it without touching it, else None).
+
+    ``heads`` are each interval's newest stored chunk (None for none); ``touched`` the write's slots.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> day = 1440 * 60_000
+    >>> touched = [touched_slots(np.array([5, day + 5]), 60_000, 1440), touched_slots(np.array([day + 5]), 3_600_000, 1440)]
+    >>> behind_heads([None, None], touched), behind_heads([-day, 0], touched)
+    ([([0], None), ([], None)], [([0], -86400000), ([], None)])
+    """
+    out: list[tuple[list[int], int | None]] = []
+    for head, t in zip(heads, touched, strict=True):
+        chunks = sorted({run.chunk for run in t.runs})
+        newest = max(chunks + ([head] if head is not None else []), default=None)
+        passed = head if head is not None and newest is not None and head < newest and head not in chunks else None
+        out.append(([c for c in chunks if newest is not None and c < newest], passed))
+    return out
+
+
+def candle_seal_commands(blobs: Mapping[str, Blob]) -> list[Command]:
+    """The SET sealing each of these raw candle chunks (``blobs``: key to its stored bytes) that sealing makes smaller."""
+    commands: list[Command] = []
+    for key, blob in blobs.items():
+        if blob and not candles_sealed(blob):
+            sealed = whole_candles(unpack_candles(blob), True)
+            if len(sealed) < len(blob):
+                commands.append(("SET", key, sealed))
+    return commands
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,32 +396,36 @@ class TickCounts:
 # -- how each chunk is written -------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class ChunkWrite:
-    """How one tick chunk is written: ``append`` to the head, ``splice`` over the head's tail from byte
+    """How one tick chunk is written: ``append`` to the head, ``splice`` over a raw chunk's tail from byte
     ``offset``, ``rewrite`` the whole stored chunk, or write a ``new`` one.
 
-    ``stored`` holds the stored records the chunk's ticks are checked and merged against: the head's tail
+    ``stored`` holds the stored records the chunk's ticks are checked and merged against: the fetched tail
     for a splice; for a rewrite, the whole chunk once it is read (step 2). ``seal``: a chunk written whole
-    is written sealed (:func:`whole_chunk`); never the head.
+    is written sealed (:func:`whole_chunk`); never the head. ``exact``: a splice of a chunk behind the head,
+    left at its exact size (``scripts/chunk_splice.lua``), as it will not grow again.
     """
 
     kind: ChunkKind
     offset: int = 0
     stored: Records | None = None
     seal: bool = False
+    exact: bool = False
 
 
 def _key(records: Records, at: int) -> tuple[int, int]:
     return int(records["ts"][at]), int(records["id"][at])
 
 
-def classify_chunk(first: tuple[int, int], tail: bytes, is_head: bool, head_length: int, *,
+def classify_chunk(first: tuple[int, int], tail: bytes, is_head: bool, length: int, *,
                    sealed: bool = False, seal: bool = False) -> ChunkWrite:
-    """How a chunk whose new ticks start at (ts, id) ``first`` is written, given its stored ``tail``.
+    """How a chunk whose new ticks start at (ts, id) ``first`` is written, given its stored ``tail`` and ``length``.
 
     Only the head chunk grows in place (APPEND, or SETRANGE over its tail for ticks that arrive a little
-    late): Redis over-allocates a string that grows, so every other chunk is written whole with SET
-    (exact size), sealed when ``seal`` (compression on). ``tail`` is the head's last :data:`HEAD_TAIL`
-    records, or another chunk's last record. A chunk stored ``sealed`` is never appended to or spliced
+    late): Redis over-allocates a string that grows. A chunk behind the head is spliced when its fetched
+    tail holds every stored tick the batch could repeat and compression is off (``not seal``), rebuilt at
+    its exact size by a script so only the tail travels; otherwise it is written whole with SET (exact
+    size), sealed when ``seal``. ``tail`` is a chunk's last :data:`HEAD_TAIL` records (or only its last
+    record, with ``length`` -1: not spliced). A chunk stored ``sealed`` is never appended to or spliced
     (its bytes are not records): it is rewritten whole, and raw if it is the head.
     """
     if sealed:
@@ -326,19 +433,23 @@ def classify_chunk(first: tuple[int, int], tail: bytes, is_head: bool, head_leng
     recent = np.frombuffer(tail, dtype=TICK_DTYPE)
     if is_head and (not len(recent) or first > _key(recent, -1)):
         return ChunkWrite("append")
-    if is_head and (first >= _key(recent, 0) or len(tail) == head_length):
+    spliced = is_head or (not seal and length >= 0)
+    if spliced and len(recent) and (first >= _key(recent, 0) or len(tail) == length):
         # Every stored tick the batch could repeat is in the fetched tail (the chunk is sorted).
-        return ChunkWrite("splice", head_length - len(tail), recent)
+        return ChunkWrite("splice", length - len(tail), recent, exact=not is_head)
     return ChunkWrite("rewrite" if len(recent) else "new", seal=seal and not is_head)
 
 
 def classify_chunks(records: Records, groups: ChunkGroups, tails: Sequence[bytes], head_length: int,
-                    head: int, *, last_sealed: bool = False, seal: bool = False) -> list[ChunkWrite]:
+                    head: int, *, last_sealed: bool = False, seal: bool = False,
+                    sealed: Sequence[bool] | None = None, lengths: Sequence[int] | None = None) -> list[ChunkWrite]:
     """:func:`classify_chunk` of every group of ``records``; ``head`` is the series' head chunk after the write.
 
     ``last_sealed``: the last group's chunk is stored sealed (:class:`ChunkFormats`); then its tail is
-    only its last record, which a sealed chunk keeps raw at its end. The other groups' tails are their
-    last record, right whatever their format. ``seal``: chunks written whole are sealed.
+    only its last record, which a sealed chunk keeps raw at its end. ``sealed`` and ``lengths``, when
+    given (a ``wide`` :class:`StoredEnds`), are every chunk's format and length, and every raw chunk's
+    tail may be spliced into; else the other groups' tails are their last record, right whatever their
+    format. ``seal``: chunks written whole are sealed.
 
     Examples
     --------
@@ -346,11 +457,15 @@ def classify_chunks(records: Records, groups: ChunkGroups, tails: Sequence[bytes
     >>> stored = np.zeros(1, TICK_DTYPE); stored["ts"] = 6
     >>> [w.kind for w in classify_chunks(ticks, group_ticks(ticks["ts"], 10), [stored.tobytes(), b""], 0, 10)]
     ['rewrite', 'append']
+    >>> [w.kind for w in classify_chunks(ticks, group_ticks(ticks["ts"], 10), [stored.tobytes(), b""], 0, 10,
+    ...                                  sealed=[False, False], lengths=[33, 0])]
+    ['splice', 'append']
     """
     last = len(groups) - 1
-    return [classify_chunk(_key(records, int(groups.first[i])), tails[i][-TICK_SIZE:] if i == last and last_sealed
-                           else tails[i], groups.starts[i] == head, head_length, sealed=last_sealed and i == last,
-                           seal=seal) for i in range(len(groups))]
+    formats = list(sealed) if sealed is not None else [last_sealed and i == last for i in range(len(groups))]
+    sizes = list(lengths) if lengths is not None else [head_length if i == last else -1 for i in range(len(groups))]
+    return [classify_chunk(_key(records, int(groups.first[i])), tails[i][-TICK_SIZE:] if formats[i] else tails[i],
+                           groups.starts[i] == head, sizes[i], sealed=formats[i], seal=seal) for i in range(len(groups))]
 
 
 # -- duplicates ----------------------------------------------------------------------------------------
@@ -429,10 +544,21 @@ def tick_commands(records: Records, fresh: npt.NDArray[np.bool_], groups: ChunkG
         merged = added if write.stored is None else np.concatenate([write.stored, added])
         merged = merged[np.lexsort((merged["id"], merged["ts"]))]
         if write.kind == "splice":
-            commands.append(("SETRANGE", chunk_keys[i], write.offset, merged.tobytes()))
+            commands.append(_splice_command(chunk_keys[i], write, merged.tobytes()))
         else:
             commands.append(("SET", chunk_keys[i], whole_chunk(merged, write.seal)))
     return TickCommands(commands, starts, trimmed)
+
+
+def _splice_command(key: str, write: ChunkWrite, tail: bytes) -> Command:
+    """The command writing ``tail`` over a chunk from ``write.offset``: SETRANGE into the head, which grows in
+    place; into a chunk behind it, SET of the tail alone or EVAL of ``scripts/chunk_splice.lua`` (exact size).
+    EVAL, not EVALSHA: inside MULTI/EXEC a script missing from the server's cache would fail the transaction."""
+    if not write.exact:
+        return ("SETRANGE", key, write.offset, tail)
+    if write.offset == 0:
+        return ("SET", key, tail)
+    return ("EVAL", scripts.load(CHUNK_SPLICE_SCRIPT), 1, key, write.offset, tail)
 
 
 def whole_chunk(records: Records, seal: bool) -> bytes:
@@ -465,11 +591,17 @@ def seal_command(key: str | None, blob: Blob, seal: bool) -> Command | None:
 
 
 def candle_merges(touched: TouchedSlots, keys: Sequence[str], stored: Sequence[Blob], new: Records,
-                  index_key: str) -> tuple[list[Command], int]:
+                  index_key: str, wholes: Mapping[str, Blob] | None = None) -> tuple[list[Command], int]:
     """SETRANGE of each slot run merged with the candles of the ``new`` ticks, and the ZADD of its chunks; and how
-    many candles changed. ``keys`` and ``stored`` are each run's chunk key and stored slots."""
+    many candles changed. ``keys`` and ``stored`` are each run's chunk key and stored slots.
+
+    ``wholes`` holds the sealed chunks among ``keys``, whole (their slots cannot be read or written in
+    place): each is decoded, its runs merged into it, and it is written back whole with SET, sealed.
+    """
     new_starts, new_candles = candles_from_ticks(new, touched.iv)
+    wholes = wholes or {}
     commands: list[Command] = []
+    decoded: dict[str, np.ndarray] = {}
     changed: set[int] = set()
     updated = 0
     for run, key, raw in zip(touched.runs, keys, stored, strict=True):
@@ -478,17 +610,29 @@ def candle_merges(touched: TouchedSlots, keys: Sequence[str], stored: Sequence[B
         hit = (where < len(new_starts)) & (new_starts[np.minimum(where, len(new_starts) - 1)] == run_buckets)
         if not hit.any():
             continue
-        old = np.zeros(len(run), dtype=CANDLE_DTYPE)
-        if raw:
-            old[: len(raw) // CANDLE_SIZE] = np.frombuffer(raw, dtype=CANDLE_DTYPE)
         incoming = np.zeros(len(run), dtype=CANDLE_DTYPE)
         incoming[hit] = new_candles[where[hit]]
-        commands.append(("SETRANGE", key, run.slot * CANDLE_SIZE, merge_candles(old, incoming).tobytes()))
+        if key in wholes:
+            decoded[key] = _merged_into(decoded.get(key, unpack_candles(wholes[key])), run.slot, incoming)
+        else:
+            old = np.zeros(len(run), dtype=CANDLE_DTYPE)
+            if raw:
+                old[: len(raw) // CANDLE_SIZE] = np.frombuffer(raw, dtype=CANDLE_DTYPE)
+            commands.append(("SETRANGE", key, run.slot * CANDLE_SIZE, merge_candles(old, incoming).tobytes()))
         updated += int(hit.sum())
         changed.add(run.chunk)
+    commands += [("SET", key, whole_candles(slots, True)) for key, slots in decoded.items()]
     if changed:
         commands.append(("ZADD", index_key, *(x for c in sorted(changed) for x in (c, c))))
     return commands, updated
+
+
+def _merged_into(slots: np.ndarray, at: int, incoming: np.ndarray) -> np.ndarray:
+    """A copy of a whole chunk's ``slots`` (grown if need be) with ``incoming`` merged into its slots from ``at``."""
+    out = np.zeros(max(len(slots), at + len(incoming)), dtype=CANDLE_DTYPE)
+    out[: len(slots)] = slots
+    out[at : at + len(incoming)] = merge_candles(out[at : at + len(incoming)], incoming)
+    return out
 
 
 def current_price_command(key: str, newest: np.void, current: tuple[int, int] | None) -> Command | None:

@@ -12,6 +12,7 @@ from redtick.codec import TICK_DTYPE, is_sealed, seal_ticks, unpack_ticks
 from redtick.reports import memory_report
 from redtick.steps import run
 from redtick.tick_write import TickCounts, classify_chunk, seal_command, whole_chunk
+from redtick.ticks import normalise_ticks
 from tests.series_reference import assert_candles_equal, reference_candles, reference_ticks, run_with_write_at_first_fetch
 from tests.test_asof import assert_equals_merge_asof
 
@@ -326,3 +327,36 @@ def test_the_compact_command_reports_chunks_and_bytes(capsys):
     assert main(["compact", "CLICOMPACT"]) == 0
     assert "CLICOMPACT: 0 of 2 tick chunks sealed now, 1 already sealed" in capsys.readouterr().out
     assert main(["compact", "NOSUCHSYMBOL"]) == 2
+
+
+def _recorded(plan, sent):
+    """``plan``, every command of its steps appended to ``sent``."""
+    reply = None
+    try:
+        while True:
+            step = plan.send(reply)
+            sent.extend(getattr(step, "commands", []))
+            reply = yield step
+    except StopIteration as stop:
+        return stop.value
+
+
+def test_late_ticks_splice_into_a_raw_chunk_behind_the_head_at_its_exact_size(raw_conn):
+    sent = _synthetic(20_000, seed=6)  # 2,000 s: four 10-minute chunks, all raw
+    late = np.zeros(len(sent), bool)
+    late[5_950:5_990] = True  # the end of the first chunk (it spans ticks 0-5,999)
+    frames.write_ticks(sent[~late], "SPLICE", conn=raw_conn)
+    first_key = _chunk_keys(raw_conn, "SPLICE")[0]
+    commands = []
+    layout = catalog.layout_of(raw_conn)
+    result = run(raw_conn.sync, lambda: _recorded(layout.write_plan("SPLICE", normalise_ticks(sent[late])), commands))
+    assert result.written == late.sum()
+    names = {(c[0], c[1]) for c in commands if c[0] in ("GET", "SET")}
+    assert ("GET", first_key) not in names and ("SET", first_key) not in names  # never fetched nor written whole
+    (splice,) = [c for c in commands if c[0] == "EVAL" and first_key in c]
+    assert splice[4] > 0 and len(splice[5]) < 300 * 33  # only the tail travels
+    assert raw_conn.sync.strlen(first_key) == 6_000 * 33  # exact: 33 bytes a tick, no slack from a SETRANGE
+    assert not any(_formats(raw_conn, "SPLICE"))
+    _assert_matches(raw_conn, "SPLICE", sent)
+    # A re-send of the same late ticks finds them in the fetched tail: nothing written twice.
+    assert frames.write_ticks(sent[late], "SPLICE", conn=raw_conn).duplicates == late.sum()

@@ -11,7 +11,7 @@ import pytest
 from redtick import catalog, cli, frames
 from redtick.caches.prices import PriceCache
 from redtick.catalog import layout_of
-from redtick.codec import CANDLE_DTYPE, CANDLE_DTYPE_V1
+from redtick.codec import CANDLE_DTYPE_V1, unpack_candles
 from redtick.errors import UpgradeNeeded
 from redtick.steps import run
 from redtick.ticks import normalise_ticks
@@ -41,7 +41,7 @@ def to_older_layout(conn, symbol: str) -> int:
     for name in conn.settings.intervals:
         starts = [int(m) for m in sync.zrange(keys.candle_index(symbol, name), 0, -1)]
         for start in starts:
-            slots = np.frombuffer(sync.get(keys.candle_chunk(symbol, name, start)), dtype=CANDLE_DTYPE)
+            slots = unpack_candles(sync.get(keys.candle_chunk(symbol, name, start)))
             narrow = np.zeros(len(slots), dtype=CANDLE_DTYPE_V1)
             for field in CANDLE_DTYPE_V1.names:
                 narrow[field] = slots[field]

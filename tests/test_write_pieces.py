@@ -102,18 +102,19 @@ stored_tails = st.lists(st.tuples(st.integers(0, CHUNK - 1), st.integers(0, 5)),
 
 
 @given(first=st.tuples(st.integers(0, CHUNK - 1), st.integers(0, 5)), tail=stored_tails, is_head=st.booleans(),
-       more=st.integers(0, 3))
-def test_every_chunk_is_exactly_one_of_append_splice_rewrite_new(first, tail, is_head, more):
+       more=st.integers(0, 3), seal=st.booleans())
+def test_every_chunk_is_exactly_one_of_append_splice_rewrite_new(first, tail, is_head, more, seal):
     blob = tail.tobytes()
     head_length = len(blob) + more * TICK
-    write = classify_chunk(first, blob, is_head, head_length)
+    write = classify_chunk(first, blob, is_head, head_length, seal=seal)
     assert write.kind in ("append", "splice", "rewrite", "new")
     stored = keys(tail)
     if write.kind == "append":  # only the head grows, and only after its last stored tick
         assert is_head and (not stored or first > stored[-1])
-    elif write.kind == "splice":  # only the head, and the fetched tail holds every tick it could repeat
-        assert is_head and stored and (first >= stored[0] or more == 0)
+    elif write.kind == "splice":  # the fetched tail holds every tick it could repeat; behind the head, only raw
+        assert (is_head or not seal) and stored and (first >= stored[0] or more == 0)
         assert write.offset == head_length - len(blob) and keys(write.stored) == stored
+        assert write.exact == (not is_head)  # a chunk behind the head is left at its exact size
     elif write.kind == "rewrite":
         assert stored and write.stored is None  # read whole in step 2
     else:
@@ -244,3 +245,13 @@ def test_the_alert_check_rides_last_in_the_commit_and_is_read_by_name():
     commit = CheckedCommit([("SET", "a", b"1"), ("ZADD", "i", 0, 0)], check)
     assert commit.step() == Commit([("SET", "a", b"1"), ("ZADD", "i", 0, 0), ("EVAL", "script", 0)])
     assert commit.fired([True, 1, []]) == []
+
+
+def test_wide_stored_ends_read_every_chunks_tail_and_length():
+    ends = StoredEnds(["t0", "t1"], [[], []], [[], []], "cur", "idx", [], wide=True)
+    assert ends.commands() == [
+        ("GETRANGE", "t0", -HEAD_TAIL * TICK, -1), ("GETRANGE", "t1", -HEAD_TAIL * TICK, -1), ("STRLEN", "t0"),
+        ("STRLEN", "t1"), ("HMGET", "cur", "ts", "id"), ("ZRANGE", "idx", -1, -1),
+    ]
+    got = ends.parse([b"a", b"b", 99, 66, [None, None], []])
+    assert got.tails == [b"a", b"b"] and got.lengths == [99, 66] and got.head_length == 66
