@@ -1,11 +1,12 @@
 # make demo: set up .venv and run the main job (on a throwaway local store unless REDIS_URL is set).
 # make test: set up .venv and run lint plus the whole suite.
+# make docs: build the documentation site into site/ (mkdocs.yml, docs/).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench serve clean
+.PHONY: setup demo test lint bench serve docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "redtick needs Python 3.11 or newer")'
@@ -26,7 +27,8 @@ lint: setup
 
 # The series' tests run a second time with tick chunks stored raw (REDTICK_TICK_COMPRESSION=off).
 # The docstring examples and notebooks run on the local store as users meet it, in a throwaway
-# REDTICK_HOME (never the user's own), stopped and removed afterwards.
+# REDTICK_HOME (never the user's own), stopped and removed afterwards. tests/test_docs.py builds the
+# documentation site with `mkdocs build --strict` into a temporary folder, so a broken reference fails.
 test: lint
 	$(BIN)/python -m pytest
 	REDTICK_TICK_COMPRESSION=off $(BIN)/python -m pytest tests/test_series.py tests/test_windows.py tests/test_retention.py \
@@ -41,9 +43,15 @@ bench: setup
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/bench_live.py
 
 serve: setup
 	$(BIN)/redtick serve
 
+# Strict: a broken link, a missing anchor or an API reference that no longer exists fails the build.
+# `.venv/bin/mkdocs serve` serves the site on :8000 and rebuilds it on every change.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis

@@ -1,8 +1,10 @@
 """redtick: a Redis-backed market data cache for a trading backend, and a research toolkit over it."""
 
+import importlib.metadata
 from typing import Any
 
-from redtick import snapshot
+from redtick import datasets, snapshot
+from redtick.backup import backup, backup_manifest, restore
 from redtick.caches.alert_feed import FiredAlertFeed, FiredAlertFeedSync, fired_alerts
 from redtick.caches.alerts import FiredAlert, PriceAlerts
 from redtick.caches.base import BaseCache, EncryptedCache
@@ -17,21 +19,26 @@ from redtick.config import Settings, get_settings
 from redtick.connection import Connection, connect
 from redtick.errors import (
     AuthError,
+    BackupCorrupt,
     ConfigurationError,
     ConflictError,
     CredentialsRefused,
     Forbidden,
     InvalidData,
     InvalidKey,
+    MissingExtra,
     NotFound,
     RateLimited,
     RedisError,
     RedisTimeout,
     RedtickError,
+    RestoreConflict,
+    RestoreIncomplete,
     SymbolNotFound,
     Unavailable,
     UpgradeNeeded,
 )
+from redtick.feed import TickWatch, watch
 from redtick.frames import load_ohlcv, load_ticks, write_candles, write_ticks
 from redtick.keys import KeySchema
 from redtick.lookups import asof
@@ -39,10 +46,15 @@ from redtick.metrics import Metrics
 from redtick.series import WriteResult
 from redtick.service import CacheService, cache_service
 
-__version__ = "0.1.0"
+try:
+    # Written once, in pyproject.toml; the installed metadata carries it to the CLI and the HTTP API.
+    __version__ = importlib.metadata.version("redtick")
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AuthError",
+    "BackupCorrupt",
     "BaseCache",
     "CacheService",
     "ConfigurationError",
@@ -59,6 +71,7 @@ __all__ = [
     "KeySchema",
     "MarketDataCache",
     "Metrics",
+    "MissingExtra",
     "NotFound",
     "PriceAlerts",
     "PriceCache",
@@ -69,18 +82,24 @@ __all__ = [
     "RedisError",
     "RedisTimeout",
     "RedtickError",
+    "RestoreConflict",
+    "RestoreIncomplete",
     "SeriesInfo",
     "Settings",
     "SymbolNotFound",
+    "TickWatch",
     "Unavailable",
     "UpgradeNeeded",
     "UserSessionCache",
     "WriteResult",
     "asof",
+    "backup",
+    "backup_manifest",
     "cache_service",
     "cached_repository",
     "compact",
     "connect",
+    "datasets",
     "describe",
     "fired_alerts",
     "get_settings",
@@ -90,9 +109,11 @@ __all__ = [
     "market_data_cache",
     "price_cache",
     "redis_client",
+    "restore",
     "snapshot",
     "upgrade",
     "user_session_cache",
+    "watch",
     "write_candles",
     "write_ticks",
 ]

@@ -1,4 +1,4 @@
-"""The ``redtick`` command: demo, ingest, info, upgrade, compact, migrate, stop, serve."""
+"""The ``redtick`` command: demo, ingest, info, upgrade, compact, migrate, backup, restore, stop, serve."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import argparse
 import logging
 import sys
 
+from redtick import __version__, datasets
+from redtick.backup import backup, pending_restore, restore
 from redtick.catalog import compact, store_summary, upgrade
 from redtick.connection import connect
 from redtick.demo import run_demo
 from redtick.errors import RedtickError
+from redtick.extras import require
 from redtick.ingest import format_report as format_ingest_report
 from redtick.ingest import ingest_file
 from redtick.migrate import format_report as format_migrate_report
@@ -24,7 +27,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     columns = dict(pair.split("=", 1) for pair in args.column) if args.column else None
-    report = ingest_file(args.file, args.symbol, kind=args.kind, interval=args.interval,
+    source = datasets.path(args.sample) if args.sample else args.file
+    report = ingest_file(source, args.symbol, kind=args.kind, interval=args.interval,
                          chunk_rows=args.chunk_rows, progress=not args.quiet, columns=columns, unit=args.unit)
     print(format_ingest_report(report))
     return 0
@@ -32,6 +36,10 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     rows = store_summary()
+    pending = pending_restore()
+    if pending:
+        rows.append(("incomplete restore", f"{', '.join(sorted(pending))}: a restore stopped before finishing these; "
+                                           "run the same `redtick restore FILE --force` again to complete them"))
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
     return 0
@@ -53,15 +61,28 @@ def _compact(args: argparse.Namespace) -> int:
         print(f"{c.symbol}: {c.sealed:,} of {c.chunks:,} tick chunks sealed now, {c.already_sealed:,} already sealed, "
               f"{c.kept_raw:,} kept raw (the head, and chunks too small to gain); {c.bytes_before:,} -> "
               f"{c.bytes_after:,} bytes stored")
-    before, after = sum(c.bytes_before for c in done), sum(c.bytes_after for c in done)
-    print(f"compacted {len(done)} symbol(s): {sum(c.sealed for c in done):,} chunks sealed, {before:,} -> {after:,} "
-          "bytes stored (string lengths)")
+        print(f"{c.symbol}: {c.candles_sealed:,} of {c.candle_chunks:,} candle chunks sealed now (each interval's "
+              f"newest kept raw); {c.candle_bytes_before:,} -> {c.candle_bytes_after:,} bytes stored")
+    before = sum(c.bytes_before + c.candle_bytes_before for c in done)
+    after = sum(c.bytes_after + c.candle_bytes_after for c in done)
+    print(f"compacted {len(done)} symbol(s): {sum(c.sealed for c in done):,} tick chunks and "
+          f"{sum(c.candles_sealed for c in done):,} candle chunks sealed, {before:,} -> {after:,} bytes stored (string lengths)")
     return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
     report = migrate(args.source, dry_run=not args.write, kinds=args.kinds)
     print(format_migrate_report(report))
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    print(backup(args.file, include_sessions=args.include_sessions))
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    print(restore(args.file, force=args.force, include_sessions=not args.skip_sessions))
     return 0
 
 
@@ -76,8 +97,8 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    require("fastapi", "redtick serve")
+    uvicorn = require("uvicorn", "redtick serve")
     from redtick.web import create_app
 
     # proxy_headers=False: uvicorn would take X-Forwarded-For from any peer on 127.0.0.1, letting a
@@ -103,13 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(prog="redtick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=f"redtick {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the main job end to end on the configured Redis")
-    demo.add_argument("--data", default="data", help="folder with the sample data (default: data)")
+    demo.add_argument("--data", help="folder with es_ticks_20130901.parquet (default: the sample installed with redtick)")
     demo.add_argument("--out", default="reports", help="folder for the HTML report (default: reports)")
     demo.set_defaults(func=_demo)
     ingest = sub.add_parser("ingest", help="load a CSV or Parquet file of ticks or candles")
-    ingest.add_argument("file", help="a .csv or .parquet file")
+    source = ingest.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="a .csv or .parquet file")
+    source.add_argument("--sample", choices=list(datasets.SAMPLES),
+                        help="a sample installed with redtick (redtick.datasets) instead of a file")
     ingest.add_argument("--symbol", required=True, help="the symbol to store it under, such as ES or BTCUSDT")
     ingest.add_argument("--kind", choices=["auto", "ticks", "candles"], default="auto",
                         help="auto: candles when the file has open/high/low/close columns (default)")
@@ -139,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_command.add_argument("--kinds", metavar="KINDS",
                                  help="comma-separated, of prices,series,ohlcv,preferences,sessions,alerts (default: all)")
     migrate_command.set_defaults(func=_migrate)
+    backup_command = sub.add_parser("backup", help="write the whole namespace (ticks, candles, alerts) to one file "
+                                                   "that pandas/pyarrow read without Redis")
+    backup_command.add_argument("file", help="the backup file to write, such as store.redtick-backup")
+    backup_command.add_argument("--include-sessions", action="store_true",
+                                help="also the user sessions and preferences (session ids are bearer tokens)")
+    backup_command.set_defaults(func=_backup)
+    restore_command = sub.add_parser("restore", help="load a backup file into the configured store, checked against "
+                                                     "its manifest")
+    restore_command.add_argument("file", help="a file written by `redtick backup`")
+    restore_command.add_argument("--force", action="store_true",
+                                 help="replace the symbols of the backup that the store holds (only those)")
+    restore_command.add_argument("--skip-sessions", action="store_true",
+                                 help="leave out the sessions and preferences the backup holds")
+    restore_command.set_defaults(func=_restore)
     stop = sub.add_parser("stop", help="stop the local store's server now (it also stops by itself when unused)")
     stop.set_defaults(func=_stop)
     serve = sub.add_parser("serve", help="run the HTTP API (FastAPI) with uvicorn")

@@ -1,9 +1,10 @@
 """The main job, end to end on whichever Redis is configured (a throwaway local store when none).
 
-Ingest the real ES ticks, build candles, set alerts and watch them fire while the last ticks are
-replayed as a live feed, then print a summary and write a self-contained HTML report. The demo
-works in a namespace of its own (``<namespace>-demo``), emptied first, so it can run again on a
-real Redis and never touches other keys.
+Ingest the real ES ticks installed with redtick (:func:`redtick.datasets.es_ticks`), build candles,
+set alerts and watch them fire while the last ticks are replayed as a live feed, then print a
+summary and write a self-contained HTML report. The demo works in a namespace of its own
+(``<namespace>-demo``), emptied first, so it can run again on a real Redis and never touches
+other keys.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from redtick import snapshot
+from redtick import datasets, snapshot
 from redtick.caches.alerts import set_alerts
 from redtick.caches.base import BaseCache, EncryptedCache
 from redtick.catalog import layout_of
@@ -31,7 +32,7 @@ from redtick.ingest import replay_ticks
 from redtick.service import CacheService
 from redtick.store import LocalStore
 
-__all__ = ["DEMO_SYMBOL", "DEMO_USER", "REPLAY_TICKS", "demo_alerts", "demo_connection", "find_data", "run_demo"]
+__all__ = ["DEMO_SYMBOL", "DEMO_USER", "REPLAY_TICKS", "demo_alerts", "demo_connection", "run_demo"]
 
 DEMO_SYMBOL = "ES"
 DEMO_USER = "quant_1"
@@ -54,25 +55,6 @@ async def _round_trip(conn: Connection) -> list[tuple[str, str]]:
         rows.append(("encrypted cache round trip", repr(await secret.get("note"))))
     await client.disconnect()
     return rows
-
-
-def find_data(name: str = ES_FILE, start: str | pathlib.Path | None = None) -> pathlib.Path:
-    """The sample file ``data/<name>``, looked for from ``start`` (default: the working folder) upward.
-
-    Notebooks run from the repository root (nbval) or from ``notebooks/`` (Jupyter); both find
-    the repository's ``data/``. Without one up the tree, the checkout holding this package is tried.
-
-    Examples
-    --------
-    >>> find_data().name
-    'es_ticks_20130901.parquet'
-    """
-    here = pathlib.Path(start or pathlib.Path.cwd()).resolve()
-    for folder in (here, *here.parents, pathlib.Path(__file__).resolve().parent.parent):
-        candidate = folder / "data" / name
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no data/{name} in {here} or above it; run from the redtick checkout")
 
 
 @contextlib.contextmanager
@@ -135,13 +117,14 @@ def _print_table(title: str, table: pd.DataFrame, *, index: bool = False) -> Non
     print(table.to_string(index=index) if not table.empty else "  (none)")
 
 
-def run_demo(data_dir: str = "data", out: str = "reports") -> int:
+def run_demo(data_dir: str | None = None, out: str = "reports") -> int:
     """Run the demo and print what happened; returns a process exit code.
 
     Parameters
     ----------
-    data_dir : str
-        Folder holding ``es_ticks_20130901.parquet``.
+    data_dir : str, optional
+        Folder holding ``es_ticks_20130901.parquet``; by default the sample installed with redtick
+        (:func:`redtick.datasets.es_ticks`), so the demo runs from any folder.
     out : str
         Folder the HTML report is written to.
     """
@@ -149,7 +132,7 @@ def run_demo(data_dir: str = "data", out: str = "reports") -> int:
         return _run_demo(settings, which, data_dir, out)
 
 
-def _run_demo(settings: Settings, which: str, data_dir: str, out: str) -> int:
+def _run_demo(settings: Settings, which: str, data_dir: str | None, out: str) -> int:
     from redtick import reports  # plotly lives at the edges: only the demo and notebooks need it
 
     started = time.perf_counter()
@@ -157,7 +140,7 @@ def _run_demo(settings: Settings, which: str, data_dir: str, out: str) -> int:
     print(f"redtick demo on {which}: {conn.settings.safe_url}, namespace {conn.keys.namespace!r} (emptied first)")
     rows = blocking(conn, lambda: _round_trip(conn))
 
-    ticks = pd.read_parquet(pathlib.Path(data_dir) / ES_FILE)
+    ticks = datasets.es_ticks() if data_dir is None else pd.read_parquet(pathlib.Path(data_dir) / ES_FILE)
     history, live = ticks.iloc[:-REPLAY_TICKS], ticks.iloc[-REPLAY_TICKS:]
     ingest = write_ticks(history, DEMO_SYMBOL, conn=conn, progress=True)
     alert_ids = set_alerts(demo_alerts(ingest.last, live["price"]), conn=conn)

@@ -440,6 +440,19 @@ class KeySchema:
         validate_interval(interval)
         return self._symbol("candles", symbol, interval, "chunk", str(int(start_ms)))
 
+    def tick_channel(self, symbol: str) -> str:
+        """Pub/sub channel on which every tick write of a symbol publishes its notice (a channel, not a key).
+
+        It carries the symbol's hash tag, so on Redis Cluster the writer publishes from the symbol's
+        slot and a subscriber listens on the node that holds it.
+
+        Examples
+        --------
+        >>> KeySchema("redtick").tick_channel("ES")
+        'redtick:ticks:{ES}:written'
+        """
+        return self._symbol("ticks", symbol, "written")
+
     def current_price(self, symbol: str) -> str:
         """Hash with the newest price, volume and time of a symbol."""
         return self._symbol("price", symbol, "current")
@@ -573,6 +586,12 @@ class KeySchema:
         A websocket layer subscribes once and routes each message to its user's sockets.
         """
         return self.prefix + "alerts:fired"
+
+    # -- backups ---------------------------------------------------------------------------------
+    def restore_pending(self) -> str:
+        """Hash: field = what a restore began and has not finished (``symbol:<S>``, ``alerts``, ``sessions``),
+        value = the backup file's id; gone once every part is written and verified."""
+        return self.prefix + "restore:pending"
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self, name: str, part: int | None = None) -> str:

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from redtick.candles import vwap
-from redtick.errors import InvalidData
+from redtick.extras import require
 from redtick.read_options import TICK_FIELDS, read_columns
 from redtick.reads import Columns
 
@@ -120,12 +120,7 @@ def arrow_table(results: list[Columns], symbols: list[str] | None, wanted: Seque
 
 
 def _polars(table: pa.Table) -> Any:
-    try:
-        import polars  # optional: only output="polars" needs it
-    except ImportError:
-        raise InvalidData("output='polars' needs Polars, which is not installed: pip install polars "
-                          "(or use output='arrow')") from None
-    return polars.from_arrow(table)
+    return require("polars", "output='polars'").from_arrow(table)  # optional: only output="polars" needs it
 
 
 def finish(results: list[Columns], symbols: list[str], many: bool, wanted: list[str], *,

@@ -481,6 +481,8 @@ def normalise_ticks(
         whose magnitude is a 1990-2200 time in seconds, microseconds or nanoseconds are refused
         with a reason naming that unit (the whole call raises when every time is such a number).
 
+    Notes
+    -----
     Prices may be zero or negative (spreads, power, oil in April 2020); a price or volume that is
     NaN or infinite, and a negative volume, is refused per row.
 

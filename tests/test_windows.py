@@ -14,7 +14,7 @@ from pandas.tseries.offsets import Day, Tick
 
 from redtick import frames, outputs
 from redtick.caches.prices import PriceCache
-from redtick.errors import InvalidData, InvalidKey
+from redtick.errors import InvalidData, InvalidKey, MissingExtra
 from tests.series_reference import assert_frames_match, reference_resample
 
 MINUTE = 60_000
@@ -394,7 +394,7 @@ def test_polars_output_or_how_to_get_it(day_conn):
     try:
         import polars
     except ImportError:
-        with pytest.raises(InvalidData, match="pip install polars"):
+        with pytest.raises(MissingExtra, match=r"pip install 'redtick\[polars\]'"):
             frames.load_ticks("DAY", output="polars", conn=day_conn)
     else:
         got = frames.load_ticks("DAY", output="polars", conn=day_conn)

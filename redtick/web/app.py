@@ -19,7 +19,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from redtick import errors
+from redtick import __version__, errors
 from redtick.caches.alerts import FIRED_LOG_MAX
 from redtick.caches.sessions import session_handle
 from redtick.connection import Connection
@@ -661,7 +661,7 @@ def create_app(
 
     app = FastAPI(
         title="redtick cache API",
-        version="0.1.0",
+        version=__version__,  # the installed package's version, as redtick --version prints it
         description="Market data, prices, sessions and price alerts cached in Redis.",
         lifespan=lifespan,
         redirect_slashes=False,  # a redirect would be built from the Host header: an API answers 404 instead
