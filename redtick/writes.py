@@ -14,6 +14,7 @@ from redtick.clock import now_ms
 from redtick.config import parse_duration
 from redtick.errors import InvalidData
 from redtick.keys import validate_symbol
+from redtick.notices import TickNotice
 from redtick.series import SeriesLayout, WriteResult
 from redtick.steps import Command, Commit, Plan
 from redtick.tick_write import Records
@@ -80,7 +81,9 @@ def _write_and_check_alerts(layout: SeriesLayout, symbol: str, batch: Normalised
     prepared = yield from layout.prepare_write_plan(symbol, batch)
     if not prepared.ready:
         return prepared.result
-    commit = CheckedCommit(prepared.commands, AlertCheck.of(layout, symbol, prepared.new))
+    # The notice rides in the commit: published if and only if the ticks it names were committed.
+    notice = [TickNotice.of(symbol, prepared.new).command(layout.keys)] if len(prepared.new) else []
+    commit = CheckedCommit([*prepared.commands, *notice], AlertCheck.of(layout, symbol, prepared.new))
     replies = yield commit.step()
     prepared.result.fired_alerts = commit.fired(replies)
     yield from prepared.finish_plan()
