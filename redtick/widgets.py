@@ -1,56 +1,81 @@
 """ipywidgets panels over :mod:`redtick.reports`: alerts (create, delete, replay and watch them fire), price change, memory.
 
 Each panel is a plain object holding its widgets, the frames and figures it shows, and one method
-per button (``on_create``, ``on_replay``, ``refresh``...). Displaying it in Jupyter shows
-``panel.widget``; tests set widget values and call the methods directly, no browser needed.
-Charts go into an ``Output`` as plotly's own mime type, which JupyterLab renders.
+per button (``on_create``, ``on_replay``, ``refresh``...); tests set widget values and click the
+buttons (``button.click()``), no browser needed. Every panel has a Refresh button that rereads
+the store (symbols written since, alerts fired by another process) and a status line that says
+what the last action did and is cleared when the user or symbol it spoke of changes.
+
+Displaying a panel shows ``panel.widget`` in JupyterLab and carries, in the same output, a static
+copy of what it shows (tables, and charts with a PNG): HTML exported with ``jupyter nbconvert`` and
+GitHub's viewer show that copy instead of a widget they cannot run.
 """
 
 from __future__ import annotations
 
-import json
+import html
 from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as w
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 
 from redtick import reports
 from redtick.caches.alerts import FiredAlert, delete_alert, set_alerts
 from redtick.catalog import layout_of, list_symbols
 from redtick.connection import Connection, connect
+from redtick.errors import RedtickError
 from redtick.ingest import replay_ticks
 from redtick.keys import ALERT_CONDITIONS
+from redtick.live import LivePanel
 from redtick.reports.prices import PRICE_CHANGE_COLUMNS
+from redtick.reports.tables import ID_LENGTH
 
-__all__ = ["AlertsPanel", "MemoryPanel", "PriceChangePanel", "show_figure"]
+__all__ = ["AlertsPanel", "LivePanel", "MemoryPanel", "PriceChangePanel", "show_figure"]
 
 PERIOD_CHOICES = ("1m", "5m", "15m", "1h", "4h", "1d", "1w")
 
 
 def show_figure(output: w.Output, figure: go.Figure) -> None:
-    """Replace what ``output`` shows with ``figure`` (plotly's mime type; works without a kernel).
+    """Replace what ``output`` shows with ``figure``: plotly's mime type for JupyterLab, and its HTML.
 
     Examples
     --------
     >>> out = w.Output()
     >>> show_figure(out, go.Figure(go.Bar(y=[1, 2])))
-    >>> list(out.outputs[0]["data"])
-    ['application/vnd.plotly.v1+json', 'text/plain']
+    >>> sorted(out.outputs[0]["data"])
+    ['application/vnd.plotly.v1+json', 'text/html', 'text/plain']
     """
-    title = figure.layout.title.text or "plotly figure"
     output.outputs = ({"output_type": "display_data", "metadata": {},
-                       "data": {"application/vnd.plotly.v1+json": json.loads(pio.to_json(figure)),
-                                "text/plain": f"<{title}>"}},)
+                       "data": reports.figure_bundle(figure, image=False)},)
+
+
+def _chart_html(figure: go.Figure | None) -> str:
+    """A figure for the static copy: drawn by plotly.js where it runs, a PNG where it does not."""
+    return "" if figure is None else reports.figure_html(figure, image=reports.figure_image(figure))
+
+
+def _status(text: str, *, error: bool = False) -> str:
+    colour = "#c0392b" if error else "#2c3e50"
+    return f'<span style="color:{colour}">{html.escape(text)}</span>'
 
 
 class _Panel:
     widget: w.Widget
+    title = "redtick panel"
+
+    def static_html(self) -> str:
+        """What the panel shows now as plain HTML: its status line, tables and charts."""
+        raise NotImplementedError
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        bundle["text/html"] = (f"<div class='redtick-panel'><p><b>{html.escape(self.title)}</b> <i>(a static copy "
+                               "of the panel as it was displayed; run the notebook for the live panel)</i></p>"
+                               f"{self.static_html()}</div>")
+        bundle["text/plain"] = f"{self.title} (an interactive panel: run the notebook in Jupyter to use it)"
+        return bundle
 
 
 class AlertsPanel(_Panel):
@@ -63,26 +88,36 @@ class AlertsPanel(_Panel):
         batches of ``batch_size`` through :func:`redtick.ingest.replay_ticks`.
     symbol, user_id : str
         Starting values of the pickers.
+    interval : str
+        Candles of the chart of the symbol's price and its alerts.
     conn : Connection, optional
 
     Examples
     --------
     >>> panel = AlertsPanel(symbol="DOCPANEL", user_id="docs")
     >>> panel.target.value = 10.0
-    >>> panel.on_create()
+    >>> panel.create.click()
     >>> panel.live[["symbol", "condition", "target_price"]].values.tolist()
     [['DOCPANEL', 'above', 10.0]]
     """
 
+    title = "Alerts panel"
+
     def __init__(self, ticks: pd.DataFrame | None = None, *, symbol: str = "ES", user_id: str = "quant_1",
-                 batch_size: int = 250, replay_size: int = 2_000, conn: Connection | None = None):
+                 batch_size: int = 250, replay_size: int = 2_000, interval: str = "1m", conn: Connection | None = None):
         self.conn = conn or connect()
         self.ticks = ticks if ticks is not None else pd.DataFrame(columns=["ts", "price", "volume"])
         self.cursor = 0
         self.batch_size = batch_size
+        self.interval = interval
         self.fired_during_replay: list[FiredAlert] = []
-        self.symbol = w.Text(value=symbol, description="symbol")
-        self.user = w.Text(value=user_id, description="user")
+        self.set_at: dict[str, pd.Timestamp] = {}
+        """When each alert this panel created was set, on the ticks' clock (the symbol's newest tick then)."""
+        self.figure: go.Figure | None = None
+        self.symbol = w.Combobox(value=symbol, options=list_symbols(conn=self.conn), description="symbol",
+                                 ensure_option=False, continuous_update=False)
+        self.user = w.Text(value=user_id, description="user", continuous_update=False)
+        self.refresh_button = w.Button(description="Refresh", icon="refresh", tooltip="reread symbols and alerts")
         self.condition = w.Dropdown(options=list(ALERT_CONDITIONS), value="above", description="condition")
         self.target = w.FloatText(value=0.0, description="target")
         self.ttl = w.IntText(value=86_400, description="ttl (s)")
@@ -95,32 +130,52 @@ class AlertsPanel(_Panel):
         self.status = w.HTML()
         self.live_table = w.HTML()
         self.fired_table = w.HTML()
+        self.chart = w.Output()
         self.create.on_click(self.on_create)
         self.delete.on_click(self.on_delete)
         self.replay.on_click(self.on_replay)
-        self.user.observe(lambda _: self.refresh(), names="value")
+        self.refresh_button.on_click(self.refresh)
+        self.user.observe(self._context_changed, names="value")
+        self.symbol.observe(self._context_changed, names="value")
         self.widget = w.VBox([
-            w.HBox([self.symbol, self.user]),
+            w.HBox([self.symbol, self.user, self.refresh_button]),
             w.HBox([self.condition, self.target, self.ttl, self.create]),
             w.HBox([self.choice, self.delete]),
             w.HBox([self.replay_size, self.replay, self.progress]),
             self.status,
+            self.chart,
             w.HTML("<b>Live alerts</b>"), self.live_table,
-            w.HTML("<b>Fired alerts</b>"), self.fired_table,
+            w.HTML("<b>Fired alerts</b> (fired at: the tick's own time; recorded at: the wall clock)"), self.fired_table,
         ])
         self.refresh()
 
-    def _say(self, text: str) -> None:
-        self.status.value = f"<span>{text}</span>"
+    def _say(self, text: str, *, error: bool = False) -> None:
+        self.status.value = _status(text, error=error)
 
-    def refresh(self) -> None:
-        """Reload the user's live and fired alerts into the tables and the delete picker."""
+    def _context_changed(self, _: Any = None) -> None:
+        self.status.value = ""  # what it said was about the previous user or symbol
+        self.refresh()
+
+    def refresh(self, _: Any = None) -> None:
+        """Reread the symbols and the user's live and fired alerts; redraw the tables, the picker and the chart."""
+        self.symbol.options = tuple(list_symbols(conn=self.conn))
         self.live = reports.alert_status(self.user.value, conn=self.conn)
         self.fired = reports.fired_alert_history(self.user.value, conn=self.conn)
-        self.live_table.value = reports.table_html(self.live)
-        self.fired_table.value = reports.table_html(self.fired)
-        self.choice.options = [(f"{r.symbol} {r.condition} {r.target_price:,.2f} ({r.alert_id[:6]})", r.alert_id)
-                               for r in self.live.itertuples()]
+        self.live_table.value = reports.alerts_table_html(self.live)
+        self.fired_table.value = reports.fired_table_html(self.fired)
+        self.choice.options = [(f"{r.symbol} {r.condition} {r.target_price:,.2f} ({r.alert_id[:ID_LENGTH]})",
+                                r.alert_id) for r in self.live.itertuples()]
+        self._draw()
+
+    def _draw(self) -> None:
+        symbol = self.symbol.value
+        if symbol not in self.symbol.options:  # no ticks or candles yet: nothing to draw the targets over
+            self.figure = None
+            self.chart.outputs = ()
+            return
+        self.figure = reports.alerts_figure(symbol, self.live, self.fired, interval=self.interval, set_at=self.set_at,
+                                            conn=self.conn)
+        show_figure(self.chart, self.figure)
 
     def on_create(self, _: Any = None) -> None:
         """Create the alert the pickers describe."""
@@ -128,16 +183,20 @@ class AlertsPanel(_Panel):
             (alert_id,) = set_alerts([{"user_id": self.user.value, "symbol": self.symbol.value,
                                        "target_price": self.target.value, "condition": self.condition.value,
                                        "ttl": self.ttl.value}], conn=self.conn)
-        except Exception as exc:  # shown in the panel: a typo must not kill the widget
-            self._say(f"not created: {exc}")
+        except RedtickError as exc:  # shown in the panel: a typo must not kill the widget
+            self._say(f"not created: {exc}", error=True)
             return
-        self._say(f"created {self.condition.value} {self.target.value:,.2f} on {self.symbol.value} ({alert_id[:6]})")
+        newest = reports.latest_tick_time(self.symbol.value, conn=self.conn)
+        if newest is not pd.NaT:
+            self.set_at[alert_id] = newest
+        self._say(f"created {self.condition.value} {self.target.value:,.2f} on {self.symbol.value} "
+                  f"(id {alert_id[:ID_LENGTH]})")
         self.refresh()
 
     def on_delete(self, _: Any = None) -> None:
         """Delete the alert chosen in the picker."""
         if self.choice.value is None:
-            self._say("no alert chosen")
+            self._say("no alert chosen", error=True)
             return
         deleted = delete_alert(self.user.value, self.choice.value, conn=self.conn)
         self._say("deleted" if deleted else "already gone (fired, expired or deleted)")
@@ -162,6 +221,11 @@ class AlertsPanel(_Panel):
         self.replay.disabled = self.cursor >= len(self.ticks)
         self.refresh()
 
+    def static_html(self) -> str:
+        return (f"<p>{html.escape(self.user.value)}'s alerts on {html.escape(str(self.symbol.value))}: {self.status.value}</p>"
+                f"{_chart_html(self.figure)}<h4>Live alerts</h4>{self.live_table.value}"
+                f"<h4>Fired alerts</h4>{self.fired_table.value}")
+
 
 class PriceChangePanel(_Panel):
     """Symbol, interval and period pickers driving a candlestick, a price-change chart and a table.
@@ -176,46 +240,82 @@ class PriceChangePanel(_Panel):
     [1.0]
     """
 
+    title = "Price-change panel"
+
     def __init__(self, *, symbol: str | None = None, interval: str = "1h", periods: Sequence[str] = ("15m", "1h", "4h", "1d"),
                  conn: Connection | None = None):
         self.conn = conn or connect()
-        symbols = list_symbols(conn=self.conn)
-        if symbol is not None and symbol not in symbols:
-            symbols = sorted([*symbols, symbol])
+        self._wanted = symbol
+        self._updating = False
+        self.figure: go.Figure | None = None
+        self.change_figure: go.Figure | None = None
         intervals = list(layout_of(self.conn).intervals)
-        self.symbol = w.Dropdown(options=symbols, value=symbol or (symbols[0] if symbols else None), description="symbol")
+        choices = sorted({*PERIOD_CHOICES, *periods}, key=reports.period_minutes)
+        self.symbol = w.Dropdown(options=[], description="symbol")
         self.interval = w.Dropdown(options=intervals, value=interval if interval in intervals else intervals[0],
                                    description="interval")
-        self.periods = w.SelectMultiple(options=sorted({*PERIOD_CHOICES, *periods}, key=reports.period_minutes),
-                                        value=tuple(periods), description="periods")
-        self.refresh_button = w.Button(description="Refresh")
+        # Every period in view: a list box shorter than its options hides the longest periods behind a scrollbar.
+        self.periods = w.SelectMultiple(options=choices, value=tuple(periods), rows=len(choices), description="periods")
+        self.refresh_button = w.Button(description="Refresh", icon="refresh", tooltip="reread symbols and prices")
+        self.status = w.HTML()
         self.table_html = w.HTML()
         self.candles_chart = w.Output()
         self.change_chart = w.Output()
-        self.refresh_button.on_click(lambda _: self.refresh())
+        self.refresh_button.on_click(self.refresh)
         for picker in (self.symbol, self.interval, self.periods):
-            picker.observe(lambda _: self.refresh(), names="value")
-        self.widget = w.VBox([w.HBox([self.symbol, self.interval, self.periods, self.refresh_button]),
+            picker.observe(self._picked, names="value")
+        self.widget = w.VBox([w.HBox([self.symbol, self.interval, self.periods, self.refresh_button]), self.status,
                               self.table_html, self.change_chart, self.candles_chart])
         self.refresh()
 
-    def refresh(self) -> None:
-        """Recompute the table and both charts for the picked symbol, interval and periods."""
+    def _picked(self, _: Any = None) -> None:
+        if not self._updating:
+            self.refresh()
+
+    def _reload_symbols(self) -> None:
+        """The symbols stored now, keeping the picked one (or the one asked for) picked."""
+        symbols = list_symbols(conn=self.conn)
+        keep = self.symbol.value or self._wanted
+        if keep is not None and keep not in symbols:
+            symbols = sorted([*symbols, keep])
+        self._updating = True
+        try:
+            self.symbol.options = symbols
+            self.symbol.value = keep if keep is not None else (symbols[0] if symbols else None)
+        finally:
+            self._updating = False
+
+    def refresh(self, _: Any = None) -> None:
+        """Reread the symbols, then recompute the table and both charts for the picked symbol, interval and periods."""
+        self._reload_symbols()
         if self.symbol.value is None:
             self.table = pd.DataFrame(columns=list(PRICE_CHANGE_COLUMNS))
             self.table_html.value = "<p>no symbols with a price series yet</p>"
+            self.status.value = ""
             return
         periods = sorted(self.periods.value, key=reports.period_minutes)
-        self.table = reports.price_changes(self.symbol.value, periods, conn=self.conn)
-        self.figure = reports.candlestick_figure(self.symbol.value, self.interval.value, conn=self.conn)
+        try:
+            self.table = reports.price_changes(self.symbol.value, periods, conn=self.conn)
+            self.figure = reports.candlestick_figure(self.symbol.value, self.interval.value, conn=self.conn)
+        except RedtickError as exc:
+            self.status.value = _status(f"{self.symbol.value}: {exc}", error=True)
+            return
         self.change_figure = reports.price_change_figure(self.table)
-        self.table_html.value = reports.table_html(self.table)
+        newest = self.table["to_time"].max() if len(self.table) else pd.NaT
+        self.status.value = _status(f"{self.symbol.value}: changes up to its newest tick, "
+                                    f"{newest:%Y-%m-%d %H:%M:%S} UTC (tick time)" if newest is not pd.NaT else
+                                    f"{self.symbol.value}: no ticks")
+        self.table_html.value = reports.price_change_table_html(self.table)
         show_figure(self.change_chart, self.change_figure)
         show_figure(self.candles_chart, self.figure)
 
+    def static_html(self) -> str:
+        return (f"<p>{self.status.value}</p>{self.table_html.value}{_chart_html(self.change_figure)}"
+                f"{_chart_html(self.figure)}")
+
 
 class MemoryPanel(_Panel):
-    """The memory report: headline figures, a family breakdown chart and table, refreshed on demand.
+    """The memory report: headline figures, a family breakdown chart and tables, refreshed on demand.
 
     Examples
     --------
@@ -224,22 +324,34 @@ class MemoryPanel(_Panel):
     'measured'
     """
 
+    title = "Memory panel"
+
     def __init__(self, *, conn: Connection | None = None, sample_limit: int = 10_000):
         self.conn = conn or connect()
         self.sample_limit = sample_limit
-        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.refresh_button = w.Button(description="Refresh", icon="refresh", tooltip="measure again")
+        self.status = w.HTML()
         self.summary_html = w.HTML()
         self.families_html = w.HTML()
+        self.symbols_html = w.HTML()
         self.chart = w.Output()
-        self.refresh_button.on_click(lambda _: self.refresh())
-        self.widget = w.VBox([self.refresh_button, self.summary_html, self.chart, self.families_html])
+        self.refresh_button.on_click(self.refresh)
+        self.widget = w.VBox([self.refresh_button, self.status, self.summary_html, self.chart,
+                              w.HTML("<b>By key family</b>"), self.families_html,
+                              w.HTML("<b>By symbol</b>"), self.symbols_html])
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, _: Any = None) -> None:
         """Measure (or estimate) again and redraw."""
         self.report = reports.memory_report(self.conn, sample_limit=self.sample_limit)
         self.figure = reports.memory_figure(self.report)
+        self.status.value = _status(f"{self.report.total_keys:,} keys, {reports.format_bytes(self.report.total_bytes)} "
+                                    f"({self.report.method})")
         self.summary_html.value = reports.table_html(self.report.summary())
-        families = self.report.families
-        self.families_html.value = reports.table_html(families[families["keys"] > 0], index=True)
+        self.families_html.value = reports.families_table_html(self.report.families)
+        self.symbols_html.value = reports.symbols_table_html(self.report.symbols)
         show_figure(self.chart, self.figure)
+
+    def static_html(self) -> str:
+        return (f"<p>{self.status.value}</p>{self.summary_html.value}{_chart_html(self.figure)}"
+                f"<h4>By key family</h4>{self.families_html.value}<h4>By symbol</h4>{self.symbols_html.value}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import pathlib
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import redtick
 from redtick import reports
@@ -114,7 +117,10 @@ def test_replay_fires_each_alert_in_the_batch_that_meets_it(conn):
     assert delete_alert("quant", ids[2], conn=conn) is True
     assert reports.alert_status("quant", conn=conn).empty
     figure = reports.alerts_figure("ES", live, history, conn=conn)
-    assert len(figure.layout.shapes) == 3
+    targets = {t.name: sorted({y for y in t.y if y is not None}) for t in figure.data if t.name.startswith("target")}
+    assert targets == {"target, fired": sorted([above, below]), "target, live": [never]}
+    (crosses,) = [t for t in figure.data if t.name == "fired (tick price)"]
+    assert sorted(crosses.y) == sorted(history["price"]) and set(crosses.x) == set(history["fired_at"])
 
 
 def test_sync_alert_calls_work_inside_a_running_event_loop(conn):
@@ -258,3 +264,24 @@ def test_html_report_is_self_contained(conn, tmp_path):
     assert page.count("<script src=") == 0  # plotly inlined, nothing fetched
     assert "ticks written" in page and "Fired" in page
     assert f"Memory ({'estimated' if conn.in_memory else 'measured'})" in page
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["above", "below", "crosses"]),
+                          st.integers(min_value=0, max_value=40).map(lambda q: 1_630.0 + q / 4)), min_size=1, max_size=12))
+def test_alert_labels_never_overlap_and_name_every_alert(alerts):
+    """One label per target price, each naming all its alerts, spread at least 4% of the price range apart."""
+    candles = pd.DataFrame({"close": [1_632.0, 1_638.0]},
+                           index=pd.DatetimeIndex(["2013-09-03 18:00", "2013-09-03 18:01"], tz="UTC"))
+    live = pd.DataFrame({"alert_id": [f"a{i}" for i in range(len(alerts))], "symbol": "ES",
+                         "condition": [c for c, _ in alerts], "target_price": [p for _, p in alerts]})
+    fired = pd.DataFrame(columns=["alert_id", "symbol", "condition", "target_price", "price", "fired_at"])
+    labels = reports.alerts_figure("ES", live, fired, candles=candles).layout.annotations
+    prices = sorted({p for _, p in alerts})
+    assert [a.text.rsplit(" ", 1)[1] for a in labels] == [f"{p:,.2f}" for p in prices]
+    for label, price in zip(labels, prices, strict=True):
+        assert label.text.count("(live)") == sum(p == price for _, p in alerts)
+    span = max(1_638.0, prices[-1]) - min(1_632.0, prices[0])
+    positions = [a.y for a in labels]
+    assert all(b - a >= 0.04 * span - 1e-9 for a, b in itertools.pairwise(positions))
+    assert all(y >= p for y, p in zip(positions, prices, strict=True))  # moved up, never below its line

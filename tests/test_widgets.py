@@ -1,22 +1,44 @@
-"""redtick.widgets: panels are built and their callbacks driven directly, without a browser."""
+"""redtick.widgets: every panel action driven through its widgets (values set, buttons clicked), its output checked.
+
+No browser: the panels are plain objects over ipywidgets, so a test sets a picker's value or calls
+``button.click()`` (which runs the same callbacks a click in JupyterLab does) and reads the status
+line, the tables' HTML, the charts' outputs and the panel's static copy.
+"""
 
 from __future__ import annotations
 
 import functools
-import pathlib
+import json
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
+import plotly.io as pio
+import pytest
 
 import redtick
-from redtick import reports, widgets
-
-DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
+from redtick import datasets, reports, widgets
+from redtick.caches.alerts import set_alerts
+from redtick.reports.display import PLOTLY_MIME
+from tests.conftest import IN_CI
 
 
 @functools.cache
 def es_ticks() -> pd.DataFrame:
-    return pd.read_parquet(DATA / "es_ticks_20130901.parquet").iloc[:40_000]
+    return datasets.es_ticks().iloc[:40_000]
+
+
+def chart(output, figure):
+    """``figure``, after checking it is what the ``Output`` widget shows (plotly's JSON encodes arrays as bytes)."""
+    (shown,) = output.outputs
+    assert shown["data"][PLOTLY_MIME] == json.loads(pio.to_json(figure))
+    return figure
+
+
+def trace(figure, name: str):
+    (found,) = [t for t in figure.data if t.name == name]
+    return found
 
 
 def test_alerts_panel_creates_lists_deletes_and_fires(conn):
@@ -28,39 +50,93 @@ def test_alerts_panel_creates_lists_deletes_and_fires(conn):
 
     high = live["price"].iloc[:4_000].max()
     panel.condition.value, panel.target.value = "above", float(high)
-    panel.on_create()
-    panel.condition.value, panel.target.value = "below", 1.0
-    panel.on_create()
+    panel.create.click()
+    panel.condition.value, panel.target.value, panel.ttl.value = "below", 1.0, 600
+    panel.create.click()
     assert panel.live["target_price"].tolist() == [high, 1.0]
-    assert len(panel.choice.options) == 2 and "created below" in panel.status.value
+    lives = panel.live["expires_at"] - panel.live["created_at"]
+    assert lives.tolist() == [pd.Timedelta(seconds=86_400), pd.Timedelta(seconds=600)]
+    assert len(panel.choice.options) == 2 and "created below 1.00 on ES" in panel.status.value
+    # Ids are cut to 8 characters, with the whole id on hover.
+    first_id = panel.live["alert_id"].iloc[0]
+    assert f'title="{first_id}"' in panel.live_table.value and f">{first_id[:8]}…<" in panel.live_table.value
+    assert "set at (wall clock, UTC)" in panel.live_table.value
 
     panel.choice.value = panel.live["alert_id"].iloc[1]
-    panel.on_delete()
+    panel.delete.click()
     assert panel.live["target_price"].tolist() == [high]
     assert "deleted" in panel.status.value
 
-    panel.on_replay()
+    panel.replay.click()
     assert panel.cursor == 4_000 and panel.progress.value == 4_000
     assert [f.target_price for f in panel.fired_during_replay] == [high]
     assert panel.fired["alert_id"].tolist() == [f.alert_id for f in panel.fired_during_replay]
     assert panel.live.empty and "1 alert(s) fired" in panel.status.value
     assert f"{high:,.2f}" in panel.fired_table.value
+    # fired_at is the tick's own time (2013), which the table's header says; recorded_at the wall clock.
+    fired_at = panel.fired["fired_at"].iloc[0]
+    assert live["ts"].iloc[0] <= fired_at <= live["ts"].iloc[3_999]
+    assert "fired at (tick time, UTC)" in panel.fired_table.value
+    assert fired_at.strftime("%Y-%m-%d %H:%M:%S") in panel.fired_table.value
 
     panel.replay_size.value = 100_000
-    panel.on_replay()
+    panel.replay.click()
     assert panel.cursor == len(live) and panel.replay.disabled
-    panel.on_replay()
-    assert panel.status.value.endswith("nothing left to replay</span>")
+    panel.replay.click()
+    assert "nothing left to replay" in panel.status.value
 
 
-def test_alerts_panel_reports_bad_input_in_the_panel(conn):
+def test_alerts_panel_chart_marks_set_and_fire_times(conn):
+    ticks = es_ticks()
+    history, live = ticks.iloc[:30_000], ticks.iloc[30_000:34_000]
+    redtick.write_ticks(history, "ES", conn=conn)
+    panel = widgets.AlertsPanel(live, symbol="ES", user_id="marks", batch_size=500, replay_size=4_000, conn=conn)
+    crossing = float(live["price"].max())
+    panel.condition.value, panel.target.value = "above", crossing
+    panel.create.click()
+    panel.condition.value, panel.target.value = "crosses", 1.0
+    panel.create.click()
+    panel.condition.value = "below"
+    panel.create.click()  # same price as the crosses alert: one label names both
+    panel.replay.click()
+
+    figure = chart(panel.chart, panel.figure)
+    set_marks = trace(figure, "set")
+    # Set on the ticks' clock: the newest tick written when the alerts were created, not the wall clock.
+    assert set(pd.to_datetime(set_marks.x, utc=True)) == {history["ts"].max()}
+    fired = trace(figure, "fired (tick price)")
+    row = panel.fired.iloc[0]
+    assert pd.to_datetime(fired.x, utc=True).tolist() == [row["fired_at"]] and list(fired.y) == [row["price"]]
+    labels = [a.text for a in figure.layout.annotations]
+    assert labels == ["crosses (live), below (live) 1.00", f"above (fired) {crossing:,.2f}"]
+    assert figure.layout.xaxis.title.text == "time (tick time, UTC)"
+
+
+def test_alerts_panel_status_clears_when_the_user_or_symbol_changes(conn):
     panel = widgets.AlertsPanel(symbol="bad symbol", user_id="trader", conn=conn)
     panel.target.value = 10.0
-    panel.on_create()
+    panel.create.click()
     assert "not created" in panel.status.value and panel.live.empty
-    panel.on_delete()
+    panel.user.value = "someone_else"
+    assert panel.status.value == ""
+    panel.delete.click()
     assert "no alert chosen" in panel.status.value
+    panel.symbol.value = "ES"
+    assert panel.status.value == ""
     assert panel.replay.disabled
+
+
+def test_alerts_panel_refresh_rereads_symbols_and_alerts(conn):
+    panel = widgets.AlertsPanel(symbol="ES", user_id="elsewhere", conn=conn)
+    assert panel.symbol.options == () and panel.figure is None
+    redtick.write_ticks(es_ticks().iloc[:2_000], "ES", conn=conn)
+    (alert_id,) = set_alerts([{"user_id": "elsewhere", "symbol": "ES", "target_price": 1.0, "condition": "below"}],
+                             conn=conn)
+    assert panel.live.empty
+    panel.refresh_button.click()
+    assert panel.symbol.options == ("ES",)
+    assert panel.live["alert_id"].tolist() == [alert_id] and [v for _, v in panel.choice.options] == [alert_id]
+    assert panel.figure is not None and trace(chart(panel.chart, panel.figure), "target, live").y[0] == 1.0
 
 
 def test_price_change_panel_follows_its_pickers(conn):
@@ -71,16 +147,49 @@ def test_price_change_panel_follows_its_pickers(conn):
     assert panel.symbol.options == ("ES", "ES2") and panel.symbol.value == "ES"
     assert panel.table["period"].tolist() == ["15m", "1h"]  # sorted by length
     pd.testing.assert_frame_equal(panel.table, reports.price_changes("ES", ["15m", "1h"], conn=conn))
+    # Every period is in view: the list is as tall as its options.
+    assert panel.periods.rows == len(panel.periods.options) and {"1d", "1w"} <= set(panel.periods.options)
 
     panel.symbol.value = "ES2"  # the observer refreshes
     assert panel.table["symbol"].unique().tolist() == ["ES2"]
     panel.interval.value = "5m"
     candles = redtick.load_ohlcv("ES2", "5m", conn=conn)
     assert list(panel.figure.data[0].close) == candles["close"].tolist()
+    assert panel.figure.layout.yaxis2.title.text == "volume (units per 5m)"
     panel.periods.value = ("4h",)
     assert panel.table["period"].tolist() == ["4h"] and np.isnan(panel.table["change"].iloc[0])
-    data = panel.change_chart.outputs[0]["data"]["application/vnd.plotly.v1+json"]
-    assert data["data"][0]["x"] == ["4h"]
+    bars = chart(panel.change_chart, panel.change_figure).data[0]
+    assert list(bars.x) == ["4h"]
+
+
+def test_price_change_bars_are_labelled_in_percent(conn):
+    ticks = es_ticks()
+    redtick.write_ticks(ticks, "ES", conn=conn)
+    panel = widgets.PriceChangePanel(symbol="ES", periods=["15m", "1h"], conn=conn)
+    bars = chart(panel.change_chart, panel.change_figure)
+    (series,) = bars.data
+    expected = [f"{p:+,.2f}%" for p in panel.table["change_percent"]]
+    assert list(series.text) == expected and all(re.fullmatch(r"[+-]\d+\.\d\d%", t) for t in series.text)
+    # The absolute change, in price units, is on hover, beside the percent.
+    for hover, change in zip(series.hovertext, panel.table["change"], strict=True):
+        assert f"({change:+,.2f} in price)" in hover
+    assert bars.layout.yaxis.title.text == "change (%)" and bars.layout.yaxis.ticksuffix == "%"
+    assert f">{expected[0]}<" in panel.table_html.value and "change (%)" in panel.table_html.value
+
+
+def test_price_change_panel_refresh_finds_new_symbols_and_clears_errors(conn):
+    redtick.write_ticks(es_ticks().iloc[:5_000], "ES", conn=conn)
+    panel = widgets.PriceChangePanel(symbol="NQ", periods=["1h"], conn=conn)  # not written yet
+    assert panel.symbol.options == ("ES", "NQ") and panel.symbol.value == "NQ"
+    assert "NQ:" in panel.status.value and "#c0392b" in panel.status.value  # the error, in the panel
+    redtick.write_ticks(es_ticks().iloc[:5_000].assign(price=lambda f: f["price"] / 10), "NQ", conn=conn)
+    redtick.write_ticks(es_ticks().iloc[:5_000], "YM", conn=conn)
+    panel.refresh_button.click()
+    assert panel.symbol.options == ("ES", "NQ", "YM") and panel.symbol.value == "NQ"
+    assert "#c0392b" not in panel.status.value and "changes up to its newest tick" in panel.status.value
+    assert panel.table["current_price"].tolist() == [es_ticks()["price"].iloc[4_999] / 10]
+    panel.symbol.value = "YM"
+    assert panel.table["symbol"].tolist() == ["YM"]
 
 
 def test_price_change_panel_without_series(conn):
@@ -97,5 +206,47 @@ def test_memory_panel_refreshes(conn):
     assert panel.report.ticks == 5_000
     assert panel.report.method == ("estimated" if conn.in_memory else "measured")
     assert panel.report.method in panel.summary_html.value
-    bars = panel.chart.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]
-    assert dict(zip(bars["y"], bars["x"], strict=True)) == panel.report.families.query("keys > 0")["bytes"].to_dict()
+    assert f"{panel.report.total_keys:,} keys, {reports.format_bytes(panel.report.total_bytes)}" in panel.status.value
+    figure = chart(panel.chart, panel.figure)
+    bars = figure.data[0]
+    unit = re.match(r"size \((\w+), ", figure.layout.xaxis.title.text).group(1)
+    scale = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit]
+    expected = panel.report.families.query("keys > 0")["bytes"]
+    assert dict(zip(bars.y, np.multiply(bars.x, scale).round().astype(int).tolist(), strict=True)) == expected.to_dict()
+    # Sizes read as sizes: "15.8 MiB", not 16535728.
+    for size in expected:
+        assert reports.format_bytes(size) in panel.families_html.value
+        assert f">{size}<" not in panel.families_html.value
+    assert "ES" in panel.symbols_html.value
+
+
+def test_format_bytes_units():
+    assert [reports.format_bytes(n) for n in (0, 1023, 1024, 16535728, 5 * 2**30)] == \
+        ["0 B", "1,023 B", "1.00 KiB", "15.8 MiB", "5.00 GiB"]
+
+
+@pytest.fixture
+def needs_chromium():
+    if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
+        if IN_CI:
+            pytest.fail("CI=true but chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed: no static image")
+
+
+@pytest.mark.parametrize("make", ["alerts", "prices", "memory"])
+def test_a_displayed_panel_carries_a_static_copy(conn, make, needs_chromium):
+    redtick.write_ticks(es_ticks().iloc[:5_000], "ES", conn=conn)
+    (alert_id,) = set_alerts([{"user_id": "copy", "symbol": "ES", "target_price": 1.0, "condition": "below"}], conn=conn)
+    panel = {"alerts": lambda: widgets.AlertsPanel(symbol="ES", user_id="copy", conn=conn),
+             "prices": lambda: widgets.PriceChangePanel(symbol="ES", periods=["1h"], conn=conn),
+             "memory": lambda: widgets.MemoryPanel(conn=conn)}[make]()
+    bundle = panel._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+    assert "VBox" not in bundle["text/plain"] and "children" not in bundle["text/html"]
+    page = bundle["text/html"]
+    charts = page.count('class="plotly-graph-div"')
+    assert charts == {"alerts": 1, "prices": 2, "memory": 1}[make]
+    assert page.count('<img class="redtick-chart-image"') == charts  # a PNG where scripts never run
+    assert page.count("data:image/png;base64,iVBORw0KGgo") == charts
+    tables = {"alerts": [alert_id[:8]], "prices": ["change (%)", "1h"], "memory": ["series ticks", "By symbol"]}[make]
+    assert all(text in page for text in tables)

@@ -12,8 +12,17 @@ from redtick.connection import Connection, connect
 from redtick.reports.alerts import alert_status, alerts_figure, fired_alert_history
 from redtick.reports.memory import MemoryReport, memory_figure, memory_report
 from redtick.reports.prices import DEFAULT_PERIODS, candlestick_figure, price_change_figure, price_changes
+from redtick.reports.tables import (
+    alerts_table_html,
+    families_table_html,
+    fired_table_html,
+    format_bytes,
+    price_change_table_html,
+    symbols_table_html,
+    table_html,
+)
 
-__all__ = ["table_html", "write_html_report"]
+__all__ = ["write_html_report"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -22,20 +31,6 @@ table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; }
 th { background: #f4f4f4; } .note { color: #555; }
 """
-
-
-def table_html(table: pd.DataFrame, index: bool = False) -> str:
-    """A frame as a plain HTML table (``none`` when empty), numbers without trailing zeros.
-
-    Examples
-    --------
-    >>> "<td>1.5</td>" in table_html(pd.DataFrame({"x": [1.5]}))
-    True
-    """
-    if table.empty:
-        return "<p class='note'>none</p>"
-    return str(table.to_html(index=index, border=0, na_rep="n/a",
-                             float_format=lambda x: f"{x:,.4f}".rstrip("0").rstrip(".")))
 
 
 def write_html_report(
@@ -91,17 +86,17 @@ def write_html_report(
                alerts_figure(symbol, live, fired, interval=interval, conn=conn), memory_figure(memory)]
     charts = [f.to_html(full_html=False, include_plotlyjs=(i == 0), default_height="520px")
               for i, f in enumerate(figures)]
-    family_table = memory.families.assign(share=memory.families["share"].map("{:.1%}".format))
     sections = [
         f"<h1>{html.escape(title)}</h1><p class='note'>{html.escape(symbol)} on {html.escape(conn.settings.safe_url)}, "
         f"namespace {html.escape(conn.keys.namespace)}</p>",
         "" if summary is None else table_html(summary),
         f"<h2>Candles</h2>{charts[0]}",
-        f"<h2>Price change</h2>{table_html(changes)}{charts[1]}",
-        f"<h2>Alerts</h2>{charts[2]}<h3>Fired</h3>{table_html(fired)}<h3>Live</h3>{table_html(live)}",
+        f"<h2>Price change</h2>{price_change_table_html(changes)}{charts[1]}",
+        f"<h2>Alerts</h2>{charts[2]}<h3>Fired</h3>{fired_table_html(fired)}<h3>Live</h3>{alerts_table_html(live)}",
         f"<h2>Memory ({html.escape(memory.method)})</h2><p class='note'>{html.escape(memory.note)}</p>"
-        f"{table_html(memory.summary())}{charts[3]}<h3>By family</h3>{table_html(family_table, index=True)}"
-        f"<h3>By symbol</h3>{table_html(memory.symbols, index=True)}<h3>Biggest keys</h3>{table_html(memory.biggest)}",
+        f"{table_html(memory.summary())}{charts[3]}<h3>By family</h3>{families_table_html(memory.families)}"
+        f"<h3>By symbol</h3>{symbols_table_html(memory.symbols)}<h3>Biggest keys</h3>"
+        f"{table_html(memory.biggest, formats={'bytes': format_bytes}, headers={'bytes': 'size'})}",
     ]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(sections)}</body></html>")

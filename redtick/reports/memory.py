@@ -15,6 +15,7 @@ from redis.cluster import RedisCluster
 from redtick.connection import Connection, connect
 from redtick.errors import RedisError
 from redtick.keys import KEY_FAMILIES
+from redtick.reports.tables import format_bytes
 from redtick.series import TICK_SIZE
 from redtick.server_info import merge_node_info
 from redtick.tick_write import TickCounts
@@ -75,7 +76,7 @@ class MemoryReport:
         """The headline figures as a two-column table (``figure``, ``value``), values as text."""
 
         def size(n: float | None) -> str:
-            return "n/a" if n is None else f"{n:,.0f} B ({n / 2**20:,.2f} MiB)"
+            return "n/a" if n is None else f"{format_bytes(n)} ({n:,.0f} B)"
 
         share = self.maxmemory_share
         limit = ("n/a (no INFO on this server)" if self.used_memory is None
@@ -86,7 +87,7 @@ class MemoryReport:
             ("keys in namespace", f"{self.total_keys:,}"),
             (f"bytes in namespace ({self.method})", size(self.total_bytes)),
             ("ticks stored", f"{self.ticks:,}"),
-            (f"bytes per tick ({self.method})", "n/a" if not self.ticks else f"{self.bytes_per_tick:,.1f}"),
+            (f"bytes per tick ({self.method})", "n/a" if not self.ticks else f"{self.bytes_per_tick:,.1f} B"),
             ("tick chunks, raw (decoded) bytes", size(self.tick_raw_bytes)),
             ("tick chunks, stored bytes (string lengths, measured)", size(self.tick_stored_bytes)),
             ("tick chunks, raw / stored", "n/a" if not self.tick_stored_bytes else f"{self.tick_ratio:,.2f}x"),
@@ -299,10 +300,23 @@ def memory_figure(report: MemoryReport) -> go.Figure:
     True
     """
     families = report.families[report.families["keys"] > 0].sort_values("bytes")
-    labels = [f"{b / 2**20:,.2f} MiB · {k:,} keys" for b, k in zip(families["bytes"], families["keys"], strict=True)]
-    figure = go.Figure(go.Bar(x=families["bytes"].tolist(), y=families.index.tolist(), orientation="h", text=labels,
-                              textposition="auto"))
-    figure.update_layout(title=f"Memory by key family ({report.method}): {report.total_bytes / 2**20:,.2f} MiB in "
-                               f"{report.total_keys:,} keys", xaxis_title=f"bytes ({report.method})",
-                         template="plotly_white")
+    unit, scale = _unit_for(int(families["bytes"].max()) if len(families) else 0)
+    labels = [f"{format_bytes(b)} · {k:,} keys" for b, k in zip(families["bytes"], families["keys"], strict=True)]
+    hover = [f"{name}: {b:,} bytes ({report.method}), {k:,} keys, {share:.1%} of the namespace"
+             for name, b, k, share in zip(families.index, families["bytes"], families["keys"], families["share"], strict=True)]
+    figure = go.Figure(go.Bar(x=(families["bytes"] / scale).tolist(), y=families.index.tolist(), orientation="h",
+                              text=labels, textposition="auto", hovertext=hover, hoverinfo="text"))
+    figure.update_layout(title=f"Memory by key family ({report.method}): {format_bytes(report.total_bytes)} in "
+                               f"{report.total_keys:,} keys", xaxis_title=f"size ({unit}, {report.method})",
+                         yaxis_title="key family", template="plotly_white")
     return figure
+
+
+def _unit_for(largest: int) -> tuple[str, int]:
+    """The binary unit (and its size in bytes) that shows ``largest`` bytes as a number from 1 to 1024."""
+    unit, scale = "B", 1
+    for name in ("KiB", "MiB", "GiB", "TiB"):
+        if largest < scale * 1024:
+            break
+        unit, scale = name, scale * 1024
+    return unit, scale

@@ -111,19 +111,49 @@ def price_changes(
 def price_change_figure(table: pd.DataFrame) -> go.Figure:
     """Bars of percent change per period, one colour per symbol, from :func:`price_changes`.
 
+    Bars are labelled in percent (``-0.91%``), the unit of their height; hovering shows the change
+    in price units and the two ticks' prices and times. A period the series does not reach back
+    to has no bar and says ``n/a``.
+
     Examples
     --------
     >>> table = pd.DataFrame({"symbol": ["ES"], "period": ["1h"], "change_percent": [0.25], "change": [4.0]})
-    >>> list(price_change_figure(table).data[0].y)
-    [0.25]
+    >>> bars = price_change_figure(table).data[0]
+    >>> list(bars.y), list(bars.text)
+    ([0.25], ['+0.25%'])
     """
     figure = go.Figure()
-    for symbol, rows in table.groupby("symbol", sort=False):
-        figure.add_bar(name=symbol, x=rows["period"].tolist(), y=rows["change_percent"].tolist(),
-                       text=[f"{c:+,.2f}" if c == c else "n/a" for c in rows["change"]], textposition="outside")
-    figure.update_layout(title="Price change by period", barmode="group", yaxis_title="change %",
-                         xaxis_title="period", template="plotly_white")
+    for symbol, rows in table.reindex(columns=list(PRICE_CHANGE_COLUMNS)).groupby("symbol", sort=False):
+        hover = [f"{symbol} over {r.period}: {_signed(r.change_percent, '%')} ({_signed(r.change, '')} in price)<br>"
+                 f"{_price(r.previous_price)} at {_when(r.from_time)} → {_price(r.current_price)} at {_when(r.to_time)}"
+                 " (tick times, UTC)" for r in rows.itertuples()]
+        figure.add_bar(name=str(symbol), x=rows["period"].tolist(), y=rows["change_percent"].tolist(),
+                       text=[_signed(p, "%") for p in rows["change_percent"]], textposition="outside",
+                       cliponaxis=False, hovertext=hover, hoverinfo="text")
+        for period in rows.loc[rows["change_percent"].isna(), "period"]:
+            figure.add_annotation(x=period, y=0, text=f"{symbol}: n/a (no tick {period} back)", showarrow=False,
+                                  yshift=12, font_color="#7f8c8d")
+    ends = table["to_time"].dropna().unique() if "to_time" in table else []
+    symbols = table["symbol"].unique()
+    title = f"{symbols[0]} price change by period (%)" if len(symbols) == 1 else "Price change by period (%)"
+    if len(ends) == 1:
+        title += f", up to {_when(ends[0])} UTC (tick time)"
+    figure.update_layout(title=title, barmode="group", template="plotly_white",
+                         xaxis_title="period", yaxis_title="change (%)",
+                         yaxis_ticksuffix="%", legend_title_text="symbol")
     return figure
+
+
+def _signed(value: float, unit: str) -> str:
+    return "n/a" if value != value else f"{value:+,.2f}{unit}"
+
+
+def _price(value: float) -> str:
+    return "n/a" if value != value else f"{value:,.2f}"
+
+
+def _when(value: Any) -> str:
+    return "n/a" if value is None or value is pd.NaT or value != value else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def candlestick_figure(
@@ -150,6 +180,8 @@ def candlestick_figure(
     figure.add_trace(go.Candlestick(x=candles.index, open=candles["open"], high=candles["high"], low=candles["low"],
                                     close=candles["close"], name=symbol), row=1, col=1)
     figure.add_trace(go.Bar(x=candles.index, y=candles["volume"], name="volume", marker_color="#7f8c8d"), row=2, col=1)
-    figure.update_layout(title=f"{symbol} {interval} candles ({len(candles):,})", xaxis_rangeslider_visible=False,
-                         showlegend=False, template="plotly_white", yaxis_title="price", yaxis2_title="volume")
+    zone = candles.index.tz if isinstance(candles.index, pd.DatetimeIndex) and candles.index.tz is not None else "UTC"
+    figure.update_layout(title=f"{symbol} {interval} candles ({len(candles):,}), bar start times in {zone}",
+                         xaxis_rangeslider_visible=False, showlegend=False, template="plotly_white",
+                         yaxis_title="price", yaxis2_title=f"volume (units per {interval})", xaxis2_title=f"time ({zone})")
     return figure
