@@ -28,6 +28,7 @@ __all__ = [
     "TickChunk",
     "ValueCodec",
     "candle_columns",
+    "candle_raw_size",
     "candles_sealed",
     "dumps",
     "is_sealed",
@@ -620,6 +621,21 @@ def sealed_candles_size(prefix: bytes | memoryview) -> int:
         return -1
     header = np.frombuffer(prefix, _CANDLES_HEADER, count=1)[0]
     return _CANDLES_HEADER.itemsize + int(header["body"])
+
+
+def candle_raw_size(prefix: bytes | memoryview, length: int) -> int:
+    """Bytes a candle chunk of ``length`` bytes, whose first 24 (or more) bytes are ``prefix``, takes decoded.
+
+    Examples
+    --------
+    >>> slots = np.zeros(1440, CANDLE_DTYPE); slots["count"][7] = 1
+    >>> sealed = seal_candles(slots)
+    >>> candle_raw_size(sealed[:24], len(sealed)), candle_raw_size(b"", 880)
+    (126720, 880)
+    """
+    if not candles_sealed(prefix):
+        return length
+    return int(np.frombuffer(prefix, _CANDLES_HEADER, count=1)[0]["slots"]) * _CANDLE_SIZE
 
 
 def whole_candles(slots: np.ndarray, seal: bool) -> bytes:

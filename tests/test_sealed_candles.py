@@ -20,6 +20,7 @@ from redtick.codec import (
     whole_candles,
 )
 from redtick.errors import InvalidData
+from redtick.reports import memory_report
 from redtick.steps import Commit, run
 from redtick.tick_write import TICK_DTYPE, candle_merges, touched_slots
 from redtick.ticks import normalise_ticks
@@ -190,6 +191,9 @@ def test_writes_seal_a_candle_chunk_once_a_newer_one_is_written(store):
         assert_candles_equal(frames.load_ohlcv("AUTO", name, conn=store, columns=COLUMNS), reference_candles(sent, iv))
     (done,) = catalog.compact(["AUTO"], conn=store)
     assert done.candles_sealed == 0  # nothing left to seal
+    info, report = catalog.describe("AUTO", conn=store), memory_report(store)
+    assert (report.candle_raw_bytes, report.candle_stored_bytes) == (info.candle_raw_bytes, info.candle_stored_bytes)
+    assert report.candle_ratio == info.candle_ratio > 1 and "candle chunks, raw / stored" in report.summary()["figure"].tolist()
 
 
 def test_compact_seals_candle_chunks_and_every_read_stays_the_same(raw_store):

@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from redis.cluster import RedisCluster
 
+from redtick.codec import candle_raw_size
 from redtick.connection import Connection, connect
 from redtick.errors import RedisError
 from redtick.keys import KEY_FAMILIES
@@ -49,11 +50,20 @@ class MemoryReport:
     """Bytes the stored ticks take decoded (33 a tick)."""
     tick_stored_bytes: int = 0
     """Bytes the tick chunks store, raw or sealed: their string lengths, measured on every server."""
+    candle_raw_bytes: int = 0
+    """Bytes the candle chunks take decoded (88 a slot, empty slots included)."""
+    candle_stored_bytes: int = 0
+    """Bytes the candle chunks store, raw or sealed: their string lengths, measured on every server."""
 
     @property
     def tick_ratio(self) -> float:
         """Raw over stored bytes of the tick chunks (NaN without ticks): what sealing saves."""
         return self.tick_raw_bytes / self.tick_stored_bytes if self.tick_stored_bytes else math.nan
+
+    @property
+    def candle_ratio(self) -> float:
+        """Raw over stored bytes of the candle chunks (NaN without candles): what sealing saves."""
+        return self.candle_raw_bytes / self.candle_stored_bytes if self.candle_stored_bytes else math.nan
 
     @property
     def estimated(self) -> bool:
@@ -91,6 +101,9 @@ class MemoryReport:
             ("tick chunks, raw (decoded) bytes", size(self.tick_raw_bytes)),
             ("tick chunks, stored bytes (string lengths, measured)", size(self.tick_stored_bytes)),
             ("tick chunks, raw / stored", "n/a" if not self.tick_stored_bytes else f"{self.tick_ratio:,.2f}x"),
+            ("candle chunks, raw (decoded) bytes", size(self.candle_raw_bytes)),
+            ("candle chunks, stored bytes (string lengths, measured)", size(self.candle_stored_bytes)),
+            ("candle chunks, raw / stored", "n/a" if not self.candle_stored_bytes else f"{self.candle_ratio:,.2f}x"),
             ("used_memory (INFO)", "n/a (no INFO on this server)" if self.used_memory is None else size(self.used_memory)),
             ("maxmemory (INFO)", limit),
             ("share of maxmemory in use", "n/a" if share is None else f"{share:.2%}"),
@@ -169,6 +182,18 @@ def _tick_counts(conn: Connection, symbols: Iterable[str]) -> dict[str, tuple[in
         replies = _pipelined(conn, reads.commands(), lambda pipe, command: pipe.execute_command(*command))
         counts[symbol] = sum(reads.parse(replies)), sum(TickCounts.stored_bytes(replies))
     return counts
+
+
+def _candle_sizes(conn: Connection, symbols: Iterable[str], intervals: Iterable[str]) -> tuple[int, int]:
+    """(raw, stored) bytes of every candle chunk of ``symbols``: each chunk's header (a sealed one's slot
+    count) and its length (:func:`~redtick.codec.candle_raw_size`)."""
+    keys = [conn.keys.candle_chunk(symbol, name, int(start)) for symbol in symbols for name in intervals
+            for start in cast("list[bytes]", conn.sync.zrange(conn.keys.candle_index(symbol, name), 0, -1))]
+    commands = [cmd for key in keys for cmd in (("GETRANGE", key, 0, 23), ("STRLEN", key))]
+    replies = _pipelined(conn, commands, lambda pipe, command: pipe.execute_command(*command))
+    lengths = [int(n) for n in replies[1::2]]
+    raw = sum(candle_raw_size(prefix or b"", n) for prefix, n in zip(replies[0::2], lengths, strict=True))
+    return raw, sum(lengths)
 
 
 # -- the report's steps ----------------------------------------------------------------------------------
@@ -283,10 +308,12 @@ def memory_report(
     symbols = _symbols_table(conn, frame, weighted)
     biggest = frame.nlargest(top, "bytes")[["key", "family", "symbol", "bytes"]].reset_index(drop=True)
     used, limit = _server_memory(conn) if measured else (None, None)
+    series = every.loc[every["family"].isin(["series ticks", "candles"]), "symbol"].dropna().unique()
+    candle_raw, candle_stored = _candle_sizes(conn, sorted(series), conn.settings.intervals)
     return MemoryReport(method, note, families, symbols, biggest, len(every), int(families["bytes"].sum()),
                         int(symbols["ticks"].sum()) if len(symbols) else 0, used, limit,
                         int(symbols["tick_raw_bytes"].sum()) if len(symbols) else 0,
-                        int(symbols["tick_stored_bytes"].sum()) if len(symbols) else 0)
+                        int(symbols["tick_stored_bytes"].sum()) if len(symbols) else 0, candle_raw, candle_stored)
 
 
 def memory_figure(report: MemoryReport) -> go.Figure:
