@@ -26,6 +26,8 @@ lint: setup
 	$(BIN)/mypy
 
 # The series' tests run a second time with tick chunks stored raw (REDTICK_TICK_COMPRESSION=off).
+# The suite opens every notebook in JupyterLab in headless Chromium (tests/test_jupyterlab.py;
+# screenshots in reports/jupyterlab/).
 # The docstring examples and notebooks run on the local store as users meet it, in a throwaway
 # REDTICK_HOME (never the user's own), stopped and removed afterwards. tests/test_docs.py builds the
 # documentation site with `mkdocs build --strict` into a temporary folder, so a broken reference fails.
