@@ -1,4 +1,4 @@
-"""The ``redtick`` command: demo, ingest, info, upgrade, compact, migrate, backup, restore, stop, serve."""
+"""The ``redtick`` command: demo, ingest, info, upgrade, compact, migrate, export, backup, restore, stop, serve."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from redtick.ingest import format_report as format_ingest_report
 from redtick.ingest import ingest_file
 from redtick.migrate import format_report as format_migrate_report
 from redtick.migrate import migrate
+from redtick.notebook_export import export_notebook
 
 __all__ = ["build_parser", "main"]
 
@@ -73,6 +74,11 @@ def _compact(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     report = migrate(args.source, dry_run=not args.write, kinds=args.kinds)
     print(format_migrate_report(report))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    print(f"wrote {export_notebook(args.notebook, args.output)} (opens offline: nothing fetched from a CDN)")
     return 0
 
 
@@ -164,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_command.add_argument("--kinds", metavar="KINDS",
                                  help="comma-separated, of prices,series,ohlcv,preferences,sessions,alerts (default: all)")
     migrate_command.set_defaults(func=_migrate)
+    export_command = sub.add_parser("export", help="run a notebook and write it as one HTML file that opens offline")
+    export_command.add_argument("notebook", help="an .ipynb file, run in its own folder")
+    export_command.add_argument("-o", "--output", help="the HTML file (default: beside the notebook, .html)")
+    export_command.set_defaults(func=_export)
     backup_command = sub.add_parser("backup", help="write the whole namespace (ticks, candles, alerts) to one file "
                                                    "that pandas/pyarrow read without Redis")
     backup_command.add_argument("file", help="the backup file to write, such as store.redtick-backup")
@@ -196,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args) or 0
-    except RedtickError as exc:
+    except (RedtickError, FileNotFoundError) as exc:  # a missing input file is one line too, not a traceback
         print(f"redtick: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "fastapi": ("FastAPI", "api"),
     "uvicorn": ("uvicorn", "api"),
     "polars": ("Polars", "polars"),
+    "nbformat": ("nbformat", "jupyter"),
+    "nbconvert": ("nbconvert", "jupyter"),
+    "traitlets.config": ("traitlets", "jupyter"),
 }
 """Optional module redtick imports -> (what it is called, the extra of pyproject.toml that installs it)."""
 
