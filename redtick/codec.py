@@ -568,6 +568,8 @@ _CANDLE_ENTRY = np.dtype([("mode", "u1"), ("width", "u1"), ("scale", "i1"), ("ba
 CANDLE_COLUMNS: tuple[str, ...] = tuple(CANDLE_DTYPE.fields or ())
 """The fields of a candle slot, in stored order."""
 _CANDLE_DIRECTORY_SIZE = _CANDLE_ENTRY.itemsize * len(CANDLE_COLUMNS)
+_CANDLE_COLUMN_AT = {name: i for i, name in enumerate(CANDLE_COLUMNS)}
+_CANDLE_COLUMN_DTYPES = [CANDLE_DTYPE[name] for name in CANDLE_COLUMNS]
 _CANDLE_SIZE = CANDLE_DTYPE.itemsize
 
 
@@ -677,17 +679,19 @@ class _SealedCandles:
         if len(self.filled) != int(header["filled"]):
             raise InvalidData("sealed candle chunk's bitmap does not match its count of candles: corrupted")
         self.codec = _CODECS[int(header["codec"])]
-        self.directory = directory
-        self.ends = head + bitmap + _CANDLE_DIRECTORY_SIZE + np.cumsum(directory["size"], dtype=np.int64)
+        # As Python numbers once: a chunk's columns are decoded one call each, and a read decodes many chunks.
+        self.directory = directory.tolist()
+        self.ends = (head + bitmap + _CANDLE_DIRECTORY_SIZE + np.cumsum(directory["size"], dtype=np.int64)).tolist()
         self.view = memoryview(blob)
 
     def decode(self, name: str) -> np.ndarray:
         """Column ``name`` of the filled slots, in slot order."""
-        i = CANDLE_COLUMNS.index(name)
-        mode, width, scale, base, size = (int(v) for v in self.directory[i].tolist())
-        out = np.empty(len(self.filled), CANDLE_DTYPE[name])
-        frame = self.view[int(self.ends[i]) - size : int(self.ends[i])]
-        _decode_values(self.codec.decompress(frame, decompressed_size=len(out) * width), mode, width, base, scale, out)
+        i = _CANDLE_COLUMN_AT[name]
+        mode, width, scale, base, size = self.directory[i]
+        out = np.empty(len(self.filled), _CANDLE_COLUMN_DTYPES[i])
+        end = self.ends[i]
+        _decode_values(self.codec.decompress(self.view[end - size : end], decompressed_size=len(out) * width), mode, width,
+                       base, scale, out)
         return out
 
 
