@@ -153,6 +153,8 @@ def rollup_columns(keys: np.ndarray, candles: Mapping[str, np.ndarray]) -> tuple
     first = _group_starts(keys)
     if len(first) == 0:
         return np.asarray(keys, dtype=np.int64)[:0], {name: np.asarray(c)[:0] for name, c in _fields(candles)}
+    if len(first) == len(keys):  # one candle a bucket (a stored interval read as itself): each merge is the candle
+        return keys, dict(_fields(candles))
     last = np.r_[first[1:], len(keys)] - 1
     out = {}
     for name, column in _fields(candles):

@@ -34,7 +34,7 @@ from redtick.candles import UNKNOWN_COUNT, rollup_columns, tick_candles, vwap
 from redtick.catalog import listing
 from redtick.codec import CANDLE_DTYPE
 from redtick.errors import InvalidData
-from redtick.intervals import Bins, parse_interval
+from redtick.intervals import Bins, FixedBins, parse_interval
 from redtick.read_options import TICK_FIELDS, read_columns, time_bound
 from redtick.series import SeriesLayout
 from redtick.steps import Plan, gather
@@ -165,13 +165,14 @@ def check_coverage(coarse: list[Coarser], kept_from: int | None, source_starts: 
             )
 
 
-def _source_plan(layout: SeriesLayout, symbol: str, source: str | None, lo: int, hi: int
-                 ) -> Plan[tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[Any]]]]:
-    """Plan: (times, columns) of the source over ``[lo, hi]``: stored candles, or ticks as candle columns."""
+def _source_plan(layout: SeriesLayout, symbol: str, source: str | None, lo: int, hi: int,
+                 fields: tuple[str, ...] = _CANDLE_FIELDS) -> Plan[tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[Any]]]]:
+    """Plan: (times, columns) of the source over ``[lo, hi]``: stored candles (their ``fields``), or ticks as
+    candle columns."""
     if source is None:
         got = yield from layout.read_ticks_plan(symbol, lo, hi, ("ts", "id", "price", "volume"))
         return got["ts"], got
-    starts, got = yield from layout.read_candles_plan(symbol, source, lo, hi, _CANDLE_FIELDS)
+    starts, got = yield from layout.read_candles_plan(symbol, source, lo, hi, fields)
     return starts, got
 
 
@@ -239,7 +240,11 @@ def _whole_buckets_plan(layout: SeriesLayout, symbol: str, bins: Bins, lo: int, 
     # Coarser candles first, then the source: a write landing between the two only adds to the
     # source, so it never looks as if the source lacked data.
     coarse, kept_from = yield from _coverage_reads(layout, symbol, source, lo, hi)
-    times, got = yield from _source_plan(layout, symbol, source, lo, hi)
+    # A stored interval read as itself is one candle a bucket: its first/last times and ids, there only to
+    # merge candles, are not decoded.
+    one_to_one = source is not None and isinstance(bins, FixedBins) and bins.width == layout.intervals[source] \
+        and bins.aligned(bins.width, lo, hi)
+    times, got = yield from _source_plan(layout, symbol, source, lo, hi, CANDLE_VALUES if one_to_one else _CANDLE_FIELDS)
     step = _TICK_SOURCE if source is None else layout.intervals[source]
     check_coverage(coarse, kept_from, times, step, lo, hi, symbol, interval, source)
     labels, columns = _buckets(bins, source, times, got)
