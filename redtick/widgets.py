@@ -163,9 +163,18 @@ class AlertsPanel(_Panel):
         self.fired = reports.fired_alert_history(self.user.value, conn=self.conn)
         self.live_table.value = reports.alerts_table_html(self.live)
         self.fired_table.value = reports.fired_table_html(self.fired)
-        self.choice.options = [(f"{r.symbol} {r.condition} {r.target_price:,.2f} ({r.alert_id[:ID_LENGTH]})",
-                                r.alert_id) for r in self.live.itertuples()]
+        self._fill_choice()
         self._draw()
+
+    def _fill_choice(self) -> None:
+        """List the live alerts in the picker (short id, symbol, condition, target; the full id as value) and keep
+        the alert picked before if still live, else pick the first: a picker left on nothing, as ipywidgets
+        leaves one whose options change, makes Delete answer "no alert chosen"."""
+        before = self.choice.value
+        self.choice.options = [(f"{r.alert_id[:ID_LENGTH]}: {r.symbol} {r.condition} {r.target_price:,.2f}", r.alert_id)
+                               for r in self.live.itertuples()]
+        ids = list(self.live["alert_id"])
+        self.choice.value = before if before in ids else (ids[0] if ids else None)
 
     def _draw(self) -> None:
         symbol = self.symbol.value
@@ -192,14 +201,17 @@ class AlertsPanel(_Panel):
         self._say(f"created {self.condition.value} {self.target.value:,.2f} on {self.symbol.value} "
                   f"(id {alert_id[:ID_LENGTH]})")
         self.refresh()
+        if alert_id in self.live["alert_id"].to_numpy():  # the alert just made is the one a Delete after it means
+            self.choice.value = alert_id
 
     def on_delete(self, _: Any = None) -> None:
         """Delete the alert chosen in the picker."""
         if self.choice.value is None:
             self._say("no alert chosen", error=True)
             return
+        chosen = self.choice.label
         deleted = delete_alert(self.user.value, self.choice.value, conn=self.conn)
-        self._say("deleted" if deleted else "already gone (fired, expired or deleted)")
+        self._say(f"deleted {chosen}" if deleted else f"{chosen}: already gone (fired, expired or deleted)")
         self.refresh()
 
     def on_replay(self, _: Any = None) -> None:
@@ -329,6 +341,10 @@ class MemoryPanel(_Panel):
     def __init__(self, *, conn: Connection | None = None, sample_limit: int = 10_000):
         self.conn = conn or connect()
         self.sample_limit = sample_limit
+        self.reads = 0
+        """How many times the panel read the report (its Refresh clicks and the first read)."""
+        self.refreshed_at = pd.Timestamp.now(tz="UTC")
+        """When the last read ran, on the wall clock."""
         self.refresh_button = w.Button(description="Refresh", icon="refresh", tooltip="measure again")
         self.status = w.HTML()
         self.summary_html = w.HTML()
@@ -345,10 +361,14 @@ class MemoryPanel(_Panel):
         """Measure (or estimate) again and redraw."""
         self.report = reports.memory_report(self.conn, sample_limit=self.sample_limit)
         self.figure = reports.memory_figure(self.report)
+        # The read's number and time say the Refresh ran even when nothing changed and every figure reads the same.
+        self.reads += 1
+        self.refreshed_at = pd.Timestamp.now(tz="UTC")
         self.status.value = _status(f"{self.report.total_keys:,} keys, {reports.format_bytes(self.report.total_bytes)} "
-                                    f"({self.report.method})")
+                                    f"({self.report.method}); read #{self.reads} at {self.refreshed_at:%H:%M:%S} UTC "
+                                    "(wall clock)")
         self.summary_html.value = reports.table_html(self.report.summary())
-        self.families_html.value = reports.families_table_html(self.report.families)
+        self.families_html.value = reports.families_table_html(self.report.families, self.report.method)
         self.symbols_html.value = reports.symbols_table_html(self.report.symbols)
         show_figure(self.chart, self.figure)
 

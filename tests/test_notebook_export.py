@@ -82,6 +82,8 @@ def check_executed(notebook: dict) -> int:
     for data in figures:
         # No image/png entry: JupyterLab's plotly renderer would show it instead of the chart.
         assert sorted(data) == [PLOTLY_MIME, "text/html", "text/plain"]
+        # nor an image inside plotly's part: only the figure, which the renderer draws at once
+        assert set(data[PLOTLY_MIME]) == {"data", "layout"} and "base64," not in json.dumps(data[PLOTLY_MIME])
         page = "".join(data["text/html"])  # a notebook file keeps text as a list of lines
         assert 'class="redtick-chart-image"' in page and "data:image/png;base64," in page
         assert "<script src" not in page

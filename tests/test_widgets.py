@@ -137,6 +137,41 @@ def test_alerts_panel_refresh_rereads_symbols_and_alerts(conn):
     assert panel.symbol.options == ("ES",)
     assert panel.live["alert_id"].tolist() == [alert_id] and [v for _, v in panel.choice.options] == [alert_id]
     assert panel.figure is not None and trace(chart(panel.chart, panel.figure), "target, live").y[0] == 1.0
+    assert panel.choice.value == alert_id  # picked on refresh, not left on nothing
+
+
+def test_alerts_panel_picker_lists_live_alerts_and_deletes_the_chosen_one(conn):
+    redtick.write_ticks(es_ticks().iloc[:2_000], "ES", conn=conn)
+    panel = widgets.AlertsPanel(symbol="ES", user_id="picker", conn=conn)
+    assert panel.choice.options == () and panel.choice.value is None
+    for condition, target in (("below", 1.0), ("above", 9_999.0), ("crosses", 1_500.5)):
+        panel.condition.value, panel.target.value = condition, target
+        panel.create.click()
+        # the alert just created is listed and picked: Delete now means it
+        newest = panel.live["alert_id"].iloc[-1]
+        assert panel.choice.value == newest
+        assert panel.choice.label == f"{newest[:8]}: ES {condition} {target:,.2f}"
+    ids = panel.live["alert_id"].tolist()
+    assert [value for _, value in panel.choice.options] == ids and len(ids) == 3
+
+    panel.choice.value = ids[1]  # the user picks the middle one in the dropdown
+    panel.delete.click()
+    assert "deleted" in panel.status.value and "ES above 9,999.00" in panel.status.value
+    assert panel.live["alert_id"].tolist() == [ids[0], ids[2]]
+    assert reports.alert_status("picker", conn=conn)["alert_id"].tolist() == [ids[0], ids[2]]
+    assert [value for _, value in panel.choice.options] == [ids[0], ids[2]] and panel.choice.value in (ids[0], ids[2])
+
+    panel.delete.click()  # whatever is picked now goes too, then the last one
+    panel.delete.click()
+    assert panel.live.empty and reports.alert_status("picker", conn=conn).empty
+    assert panel.choice.options == () and panel.choice.value is None
+    panel.delete.click()
+    assert "no alert chosen" in panel.status.value
+
+    # a user change relists the picker for that user
+    set_alerts([{"user_id": "other", "symbol": "ES", "target_price": 2.0, "condition": "below"}], conn=conn)
+    panel.user.value = "other"
+    assert panel.choice.value == panel.live["alert_id"].iloc[0] and "ES below 2.00" in panel.choice.label
 
 
 def test_price_change_panel_follows_its_pickers(conn):
@@ -155,7 +190,7 @@ def test_price_change_panel_follows_its_pickers(conn):
     panel.interval.value = "5m"
     candles = redtick.load_ohlcv("ES2", "5m", conn=conn)
     assert list(panel.figure.data[0].close) == candles["close"].tolist()
-    assert panel.figure.layout.yaxis2.title.text == "volume (units per 5m)"
+    assert panel.figure.layout.yaxis2.title.text == "volume<br>(per 5m)"
     panel.periods.value = ("4h",)
     assert panel.table["period"].tolist() == ["4h"] and np.isnan(panel.table["change"].iloc[0])
     bars = chart(panel.change_chart, panel.change_figure).data[0]
@@ -218,6 +253,19 @@ def test_memory_panel_refreshes(conn):
         assert reports.format_bytes(size) in panel.families_html.value
         assert f">{size}<" not in panel.families_html.value
     assert "ES" in panel.symbols_html.value
+    # Headers apart, with units; numbers right-aligned (keys, sizes, share: columns 2 to 5 after the family).
+    for header in ("<th>key family</th>", "<th>keys (count)</th>", "<th>keys sized (count)</th>",
+                   f"<th>size ({panel.report.method})</th>", "<th>share of size (%)</th>"):
+        assert header in panel.families_html.value
+    for column in (2, 3, 4, 5):
+        assert f"> :nth-child({column}) {{text-align: right}}" in panel.families_html.value
+    assert "<th>ticks<br>(count)</th>" in panel.symbols_html.value
+
+    # A Refresh with nothing new still shows it ran: the read's number and wall-clock time change.
+    before = panel.status.value
+    panel.refresh_button.click()
+    assert panel.reads == 3 and panel.status.value != before
+    assert f"read #3 at {panel.refreshed_at:%H:%M:%S} UTC (wall clock)" in panel.status.value
 
 
 def test_format_bytes_units():

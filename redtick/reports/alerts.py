@@ -136,8 +136,12 @@ def _when(value: Any) -> str:
 
 def _alert_hover(row: Any) -> str:
     text = f"<b>{row.condition} {row.target_price:,.2f}</b> ({row.state}, id {row.alert_id})<br>set: {_when(row.set_time)}"
-    if row.set_time is pd.NaT and row.created_at == row.created_at:
-        text += f" on the ticks' clock; set at {_when(row.created_at)} UTC on the wall clock"
+    if row.set_time is pd.NaT:
+        # No set time given and the wall-clock one is off the chart (a replay of old ticks): it is not made up.
+        text += (" on the ticks' clock (no tick of the symbol was stored when it was set, or it was set elsewhere;"
+                 " its line starts at the chart's left edge)")
+        if row.created_at == row.created_at:
+            text += f"<br>set at {_when(row.created_at)} UTC on the wall clock"
     if row.state == "fired":
         text += (f"<br>fired: {_when(row.fired_at)} (tick time, UTC) at {row.price:,.2f}"
                  f"<br>recorded: {_when(row.recorded_at)} (wall clock, UTC)")
@@ -167,6 +171,10 @@ def _add_targets(figure: go.Figure, rows: pd.DataFrame, first: pd.Timestamp, las
         figure.add_scatter(x=known["set_time"], y=known["target_price"], mode="markers", name="set",
                            marker={"symbol": "triangle-right", "size": 11, "color": "#7f8c8d"},
                            hovertext=[_alert_hover(r) for r in known.itertuples()], hoverinfo="text")
+    unknown = len(rows) - len(known)
+    if unknown:  # a legend entry only: there is no time to put a marker at
+        figure.add_scatter(x=[None], y=[None], mode="markers", name=f"set time unknown ({unknown}): no marker",
+                           marker={"symbol": "triangle-right-open", "size": 11, "color": "#7f8c8d"}, hoverinfo="skip")
     shot = rows[rows["state"] == "fired"]
     if len(shot):
         figure.add_scatter(x=shot["fired_at"], y=shot["price"], mode="markers", name="fired (tick price)",
@@ -219,7 +227,7 @@ def alerts_figure(
         When each alert was set on the ticks' clock. Without it an alert's ``created_at`` (the wall
         clock) is used when it falls on the chart, as with a live feed; for a replay of old ticks pass
         the time of the last tick written before the alerts were set, or the set time stays unknown
-        (the segment then starts at the chart's left edge and its hover says so).
+        (the segment then starts at the chart's left edge, its hover says so and a legend entry counts such alerts).
 
     Examples
     --------
@@ -242,8 +250,10 @@ def alerts_figure(
     _add_targets(figure, rows, first, last)
     _add_labels(figure, rows, float(candles["close"].min()) if len(candles) else 0.0,
                 float(candles["close"].max()) if len(candles) else 0.0)
-    figure.update_layout(title=f"{symbol} alerts: {int((rows['state'] == 'fired').sum())} fired, "
-                               f"{int((rows['state'] == 'live').sum())} live",
+    # The legend goes in a row between the title and the plot: below the plot it ran over the x axis' title.
+    figure.update_layout(title={"text": f"{symbol} alerts: {int((rows['state'] == 'fired').sum())} fired, "
+                                        f"{int((rows['state'] == 'live').sum())} live", "y": 0.98, "yanchor": "top"},
                          xaxis_title="time (tick time, UTC)", yaxis_title="price", template="plotly_white",
-                         margin={"r": 190}, legend={"orientation": "h", "y": -0.2})
+                         margin={"r": 190, "t": 100},
+                         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"})
     return figure

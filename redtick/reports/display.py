@@ -9,8 +9,12 @@ A figure's output bundle carries two views of it, and each reader picks the one 
   so the exported page draws offline; GitHub's and nbviewer's static views drop the script and show
   the PNG.
 
-The PNG is not a bundle entry of its own (``image/png``): JupyterLab's plotly renderer shows such a
-PNG instead of the chart until the mouse passes over it.
+The PNG is not a bundle entry of its own (``image/png``), and plotly's part holds only the figure
+(``data`` and ``layout``): JupyterLab's plotly renderer (jupyterlab-plotly) shows an output's
+``image/png``, when it has one, instead of the chart until the pointer enters it; without one it
+draws the chart at once. That renderer adds an ``image/png`` of its own to an output once it drew
+it, so a notebook saved from JupyterLab with its outputs and opened again shows those images until
+pointed at: that is the renderer's doing, and clearing outputs before saving avoids it.
 
 :func:`setup_notebook` makes this the notebook's plotly renderer, so a figure left as a cell's value
 gets both views; :func:`figure_bundle` builds the bundle for other displays (the panels' copies).

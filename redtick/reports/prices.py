@@ -176,12 +176,14 @@ def candlestick_figure(
     """
     if candles is None:
         candles = load_ohlcv(symbol, interval, start, end, conn=conn)
-    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.75, 0.25], vertical_spacing=0.03)
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05)
     figure.add_trace(go.Candlestick(x=candles.index, open=candles["open"], high=candles["high"], low=candles["low"],
                                     close=candles["close"], name=symbol), row=1, col=1)
     figure.add_trace(go.Bar(x=candles.index, y=candles["volume"], name="volume", marker_color="#7f8c8d"), row=2, col=1)
     zone = candles.index.tz if isinstance(candles.index, pd.DatetimeIndex) and candles.index.tz is not None else "UTC"
     figure.update_layout(title=f"{symbol} {interval} candles ({len(candles):,}), bar start times in {zone}",
+                         height=480,  # the volume pane gets about 110 pixels, room for its two-line title
                          xaxis_rangeslider_visible=False, showlegend=False, template="plotly_white",
-                         yaxis_title="price", yaxis2_title=f"volume (units per {interval})", xaxis2_title=f"time ({zone})")
+                         # two short lines: one long line is taller than the volume pane and runs into "price"
+                         yaxis_title="price", yaxis2_title=f"volume<br>(per {interval})", xaxis2_title=f"time ({zone})")
     return figure

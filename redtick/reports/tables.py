@@ -6,6 +6,7 @@ these functions only decide how a table shows them.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
 from collections.abc import Callable, Mapping
@@ -104,28 +105,46 @@ def table_html(
     formats: Mapping[str, Callable[[Any], str]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> str:
-    """A frame as a plain HTML table (``none`` when empty).
+    """A frame as an HTML table (``none`` when empty): numbers right-aligned, headers apart, cells that don't wrap.
 
     Each column's cells go through ``formats[column]`` (which returns HTML) when given; otherwise
     times show as :func:`format_time`, floats without trailing zeros, text escaped. ``headers``
-    renames columns, for units: ``{"bytes": "size"}``.
+    renames columns, for units: ``{"bytes": "size"}``; a newline in a header breaks it there. With
+    ``index`` the index is the first column, its name the first header. The layout is a ``<style>`` scoped to the table (by an id
+    made from its content): JupyterLab's widgets and exported HTML apply it; viewers that drop
+    styles show the plain table.
 
     Examples
     --------
     >>> "<td>1.5</td>" in table_html(pd.DataFrame({"x": [1.5]}))
     True
-    >>> "<th>size</th>" in table_html(pd.DataFrame({"bytes": [2048]}), formats={"bytes": format_bytes},
-    ...                               headers={"bytes": "size"})
-    True
+    >>> page = table_html(pd.DataFrame({"name": ["a"], "bytes": [2048]}), formats={"bytes": format_bytes},
+    ...                   headers={"bytes": "size"})
+    >>> "<th>size</th>" in page, "<td>2.00 KiB</td>" in page, "> :nth-child(2) {text-align: right}" in page
+    (True, True, True)
     """
     if table.empty:
         return "<p class='note'>none</p>"
     formats = dict(formats or {})
-    shown = pd.DataFrame({column: table[column].map(formats.get(column, _cell)).to_numpy() for column in table.columns},
-                         index=table.index.map(_cell))
-    shown.index.name = table.index.name
-    shown = shown.rename(columns=dict(headers or {}))
-    return str(shown.to_html(index=index, border=0, escape=False, classes="redtick-table"))
+    names = dict(headers or {})
+    columns = [html.escape(str(names.get(c, c))).replace("\n", "<br>") for c in table.columns]
+    cells = [table[column].map(formats.get(column, _cell)).tolist() for column in table.columns]
+    labels = [_cell(v) for v in table.index] if index else None
+    head = "".join(f"<th>{c}</th>" for c in ([html.escape(str(table.index.name or ""))] if index else []) + columns)
+    rows = "".join("<tr>" + (f"<th>{labels[i]}</th>" if labels is not None else "")
+                   + "".join(f"<td>{column[i]}</td>" for column in cells) + "</tr>" for i in range(len(table)))
+    body = f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
+    table_id = "redtick-table-" + hashlib.sha1(body.encode()).hexdigest()[:12]
+    first = 2 if index else 1  # nth-child of the first data column
+    numeric = [first + k for k, column in enumerate(table.columns)
+               if pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(table[column])]
+    rules = [f"#{table_id} {{border-collapse: collapse}}",
+             f"#{table_id} th, #{table_id} td {{padding: 3px 12px; white-space: nowrap; text-align: left}}",
+             f"#{table_id} thead th {{border-bottom: 1px solid #95a5a6; vertical-align: bottom}}",
+             f"#{table_id} tbody tr:nth-child(even) {{background: rgba(127, 140, 141, 0.08)}}",
+             *(f"#{table_id} tr > :nth-child({n}) {{text-align: right}}" for n in numeric)]
+    return (f"<style>{' '.join(rules)}</style>"
+            f'<table id="{table_id}" class="redtick-table">{body}</table>')
 
 
 def _price(value: Any) -> str:
@@ -163,13 +182,25 @@ def price_change_table_html(table: pd.DataFrame) -> str:
                                "from_time": "from (tick time, UTC)", "to_time": "to (tick time, UTC)"})
 
 
-def families_table_html(families: pd.DataFrame) -> str:
-    """Memory by key family (:attr:`MemoryReport.families`, families with keys): sizes in binary units, share in %."""
-    shown = families[families["keys"] > 0]
+def families_table_html(families: pd.DataFrame, method: str = "measured") -> str:
+    """Memory by key family (:attr:`MemoryReport.families`, families with keys): sizes in binary units, share in %.
+
+    ``method`` (:attr:`MemoryReport.method`) goes in the size's header: a sampled size is an estimate.
+
+    Examples
+    --------
+    >>> families = pd.DataFrame({"keys": [3], "measured_keys": [1], "bytes": [4096], "share": [1.0]},
+    ...                         index=pd.Index(["alerts"], name="family"))
+    >>> "<th>size (sampled: estimate)</th>" in families_table_html(families, "sampled")
+    True
+    """
+    shown = families[families["keys"] > 0].rename_axis("key family")
+    size = "size (sampled: estimate)" if method == "sampled" else f"size ({method})"
     return table_html(shown, index=True,
                       formats={"keys": "{:,}".format, "measured_keys": "{:,}".format, "bytes": format_bytes,
                                "share": "{:.1%}".format},
-                      headers={"measured_keys": "keys measured", "bytes": "size", "share": "share of bytes"})
+                      headers={"keys": "keys (count)", "measured_keys": "keys sized (count)", "bytes": size,
+                               "share": "share of size (%)"})
 
 
 def symbols_table_html(symbols: pd.DataFrame) -> str:
@@ -178,6 +209,8 @@ def symbols_table_html(symbols: pd.DataFrame) -> str:
     formats: dict[str, Callable[[Any], str]] = dict.fromkeys(sizes, format_bytes)
     formats.update({"ticks": "{:,}".format, "bytes_per_tick": lambda v: "n/a" if _missing(v) else f"{v:,.1f} B",
                     "tick_ratio": lambda v: "n/a" if _missing(v) else f"{v:,.2f}x"})
-    return table_html(symbols, index=True, formats=formats,
-                      headers={"bytes_per_tick": "per tick", "tick_raw_bytes": "ticks raw",
-                               "tick_stored_bytes": "ticks stored", "tick_ratio": "raw / stored"})
+    # two-line headers: the table has ten columns and must fit a notebook's width
+    headers = {c: f"{c}\n(size)" for c in sizes}
+    headers.update({"ticks": "ticks\n(count)", "bytes_per_tick": "series bytes\nper tick", "tick_raw_bytes": "ticks raw\n(size)",
+                    "tick_stored_bytes": "ticks stored\n(size)", "tick_ratio": "raw / stored\n(x)"})
+    return table_html(symbols, index=True, formats=formats, headers=headers)
