@@ -36,6 +36,16 @@ os.environ.setdefault("REDTICK_STORE_LINGER", "2s")  # settings are read when fi
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def chromium() -> str:
+    """Debian's chromium, for the tests that render in a real browser: skipped without it, failed under CI."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if IN_CI:
+            pytest.fail("CI=true but chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed")
+    return found
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _stop_the_test_store():
     yield

@@ -21,13 +21,12 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, chromium
 
 try:
     from playwright.sync_api import sync_playwright
@@ -47,15 +46,6 @@ CHARTS_DRAWN = """() => {
   const drawn = graphs.filter(g => g.querySelector('svg.main-svg') && g.querySelectorAll('g.trace').length > 0);
   return {graphs: graphs.length, drawn: drawn.length};
 }"""
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if IN_CI:
-            pytest.fail("CI=true but chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed")
-    return found
 
 
 @pytest.fixture(scope="module")

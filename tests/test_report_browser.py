@@ -9,18 +9,16 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
 import pandas as pd
-import pytest
 
 import redtick
 from redtick import reports
 from redtick.caches.alerts import set_alerts
 from redtick.ingest import replay_ticks
-from tests.conftest import IN_CI
+from tests.conftest import chromium
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -44,15 +42,6 @@ window.addEventListener('load', function () {
   document.body.appendChild(d);
 });
 </script>"""
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if IN_CI:
-            pytest.fail("CI=true but chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed")
-    return found
 
 
 def render(page: pathlib.Path, tmp_path: pathlib.Path) -> tuple[str, str]:

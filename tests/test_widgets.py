@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ import redtick
 from redtick import datasets, reports, widgets
 from redtick.caches.alerts import set_alerts
 from redtick.reports.display import PLOTLY_MIME
-from tests.conftest import IN_CI
+from tests.conftest import chromium
 
 
 @functools.cache
@@ -275,10 +274,7 @@ def test_format_bytes_units():
 
 @pytest.fixture
 def needs_chromium():
-    if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
-        if IN_CI:
-            pytest.fail("CI=true but chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed: no static image")
+    chromium()  # the static image is drawn by kaleido in Chromium
 
 
 @pytest.mark.parametrize("make", ["alerts", "prices", "memory"])
