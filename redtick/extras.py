@@ -22,7 +22,6 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "polars": ("Polars", "polars"),
     "nbformat": ("nbformat", "jupyter"),
     "nbconvert": ("nbconvert", "jupyter"),
-    "traitlets.config": ("traitlets", "jupyter"),
 }
 """Optional module redtick imports -> (what it is called, the extra of pyproject.toml that installs it)."""
 

@@ -65,10 +65,11 @@ def export_notebook(notebook: str | pathlib.Path, output: str | pathlib.Path | N
     nbformat = require("nbformat", "redtick export")
     nbconvert = require("nbconvert", "redtick export")
     target = pathlib.Path(output) if output is not None else source.with_suffix(".html")
-    config = require("traitlets.config", "redtick export").Config(
-        {section: dict(values) for section, values in OFFLINE_SETTINGS.items()})
     executed = _executed(nbformat, nbconvert, source, timeout)
-    body, _ = nbconvert.HTMLExporter(config=config).from_notebook_node(executed)
+    exporter = nbconvert.HTMLExporter()
+    for name, value in OFFLINE_SETTINGS["HTMLExporter"].items():
+        setattr(exporter, name, value)
+    body, _ = exporter.from_notebook_node(executed)
     target.write_text(body, encoding="utf-8")
     return target
 
