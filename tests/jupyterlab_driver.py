@@ -298,6 +298,19 @@ class LabPage:
         self.page.evaluate(RUN_ALL)
         self.wait(RUN_DONE, timeout, "running all cells did not finish")
 
+    def save(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Save the notebook as a user would (``docmanager:save``) and return the file the server wrote."""
+        path = self.server.root / self.name
+        before = path.stat().st_mtime_ns
+        self.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        deadline = time.monotonic() + timeout
+        while path.stat().st_mtime_ns == before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: saving did not write the file within {timeout:.0f}s")
+            self.page.wait_for_timeout(100)  # the server writes the file; the page has nothing to wait on
+        saved: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return saved
+
     def cells(self) -> list[dict[str, Any]]:
         return list(self.page.evaluate(CELLS))
 

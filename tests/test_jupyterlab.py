@@ -112,6 +112,12 @@ def test_notebook_in_jupyterlab(name, open_page, shots):
     after_clicks = lab.click_buttons()
     lab.screenshot(f"{lab.stem}-after-clicks")
     assert after_clicks + lab.problems() == [], f"{name} after clicking {[c.label for c in lab.clicks]}"
+
+    # Saved from JupyterLab, as a user shares it: every chart carries plotly's own PNG, which static viewers
+    # (GitHub, nbviewer) show where they cannot run plotly.js.
+    figures = [o["data"] for cell in lab.save()["cells"] for o in cell.get("outputs", [])
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert figures and all(figure.get("image/png") for figure in figures), f"{name}: a saved chart without its PNG"
     print(f"{name}: ran, checked and clicked ({len(lab.clicks)} buttons, disabled: {lab.disabled}) "
           f"in {time.monotonic() - started:.1f}s")
 
