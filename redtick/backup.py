@@ -664,7 +664,7 @@ def pending_restore(*, conn: Connection | None = None) -> dict[str, str]:
 
 
 def _pending_field(kind: str, symbol: str | None = None) -> str:
-    return f"symbol:{symbol}" if symbol is not None else kind
+    return KeySchema.restore_part(symbol) if symbol is not None else kind
 
 
 def _conflicts(conn: Connection, manifest: Mapping[str, Any], force: bool, path: str) -> list[str]:

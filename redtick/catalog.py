@@ -15,7 +15,7 @@ import redis
 
 from redtick.codec import TICK_DTYPE, candles_sealed, is_sealed, unpack_candles, unpack_ticks
 from redtick.connection import Connection, connect
-from redtick.errors import InvalidData, RedtickError, SymbolNotFound
+from redtick.errors import InvalidData, RedtickError, RestoreIncomplete, SymbolNotFound
 from redtick.keys import KeySchema, validate_symbol
 from redtick.series import CandleRebuild, Compaction, SeriesLayout
 from redtick.steps import Batch, Plan, T, riding, run
@@ -186,9 +186,21 @@ def require_symbols(conn: Connection, symbols: list[str], missing: str = "raise"
 
 def listing(keys: KeySchema, symbol: str, plan: Plan[T], listed: dict[str, bool]) -> Plan[T]:
     """``plan`` with a SISMEMBER of ``symbol`` in the symbols set riding its first round trip; the
-    answer lands in ``listed`` (a plan that sends nothing leaves it out: :func:`require_symbols` asks)."""
-    return riding(plan, ("SISMEMBER", keys.series_symbols(), symbol),
-                  lambda here: listed.__setitem__(symbol, bool(here)))
+    answer lands in ``listed`` (a plan that sends nothing leaves it out: :func:`require_symbols` asks).
+
+    Whether a restore left ``symbol`` unverified rides along too: such a read raises
+    :class:`~redtick.errors.RestoreIncomplete` rather than return what may be part of the symbol.
+    """
+    listed_plan = riding(plan, ("SISMEMBER", keys.series_symbols(), symbol),
+                         lambda here: listed.__setitem__(symbol, bool(here)))
+    part = keys.restore_part(symbol)
+    return riding(listed_plan, ("HEXISTS", keys.restore_pending(), part), functools.partial(_refuse_partial, symbol, part))
+
+
+def _refuse_partial(symbol: str, part: str, pending: Any) -> None:
+    if pending:
+        raise RestoreIncomplete(f"symbol {symbol!r} is only partly restored: a restore stopped before it wrote and "
+                                "verified it; run the same `redtick restore FILE --force` to complete it", parts=[part])
 
 
 def _starts(members: Iterable[Any]) -> list[int]:

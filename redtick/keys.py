@@ -593,6 +593,11 @@ class KeySchema:
         value = the backup file's id; gone once every part is written and verified."""
         return self.prefix + "restore:pending"
 
+    @staticmethod
+    def restore_part(symbol: str) -> str:
+        """The field of :meth:`restore_pending` that lists ``symbol`` while a restore has not verified it."""
+        return f"symbol:{symbol}"
+
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self, name: str, part: int | None = None) -> str:
         """Hash describing an Arrow snapshot, or the key of one of its byte parts.

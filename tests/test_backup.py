@@ -33,7 +33,7 @@ from redtick.caches.sessions import UserSessionCache
 from redtick.catalog import layout_of
 from redtick.config import Settings
 from redtick.connection import Connection, blocking
-from redtick.errors import BackupCorrupt, RestoreConflict
+from redtick.errors import BackupCorrupt, RestoreConflict, RestoreIncomplete
 from redtick.store import LocalStore
 
 backup_module = importlib.import_module("redtick.backup")  # the module: redtick.backup is the function
@@ -256,7 +256,13 @@ def test_a_restore_that_fails_halfway_is_not_done_and_a_rerun_with_force_complet
     with pytest.raises(ConnectionResetError):
         restore(path, conn=target)
     assert set(pending_restore(conn=target)) == {"symbol:ES", "alerts"}
-    assert redtick.load_ticks("ES", conn=target).shape[0] == 100_001  # written, yet not reported done
+    # Written in part, and never read as if whole: readers refuse the symbol until a rerun verifies it.
+    assert target.sync.zcard(target.keys.tick_index("ES")) > 0
+    for read in (lambda: redtick.load_ticks("ES", conn=target), lambda: redtick.load_ohlcv("ES", "1h", conn=target),
+                 lambda: redtick.load_ohlcv(["AAPL", "ES"], "1d", conn=target)):
+        with pytest.raises(RestoreIncomplete, match=r"'ES' is only partly restored.*redtick restore FILE --force"):
+            read()
+    assert len(redtick.load_ohlcv("AAPL", "1m", conn=target)) > 0  # restored and verified: read as usual
     with pytest.raises(RestoreConflict, match=r"a restore of ES was interrupted .*: rerun it with --force"):
         restore(path, conn=target)
     monkeypatch.setattr(backup_module, "_candle_records", real)
