@@ -194,11 +194,12 @@ def listing(keys: KeySchema, symbol: str, plan: Plan[T], listed: dict[str, bool]
     listed_plan = riding(plan, ("SISMEMBER", keys.series_symbols(), symbol),
                          lambda here: listed.__setitem__(symbol, bool(here)))
     part = keys.restore_part(symbol)
-    return riding(listed_plan, ("HEXISTS", keys.restore_pending(), part), functools.partial(_refuse_partial, symbol, part))
+    # HGET, not HEXISTS: the least-privilege ACL user of the README already may run it.
+    return riding(listed_plan, ("HGET", keys.restore_pending(), part), functools.partial(_refuse_partial, symbol, part))
 
 
 def _refuse_partial(symbol: str, part: str, pending: Any) -> None:
-    if pending:
+    if pending is not None:
         raise RestoreIncomplete(f"symbol {symbol!r} is only partly restored: a restore stopped before it wrote and "
                                 "verified it; run the same `redtick restore FILE --force` to complete it", parts=[part])
 
