@@ -13,6 +13,7 @@ GitHub's viewer show that copy instead of a widget they cannot run.
 
 from __future__ import annotations
 
+import abc
 import html
 from collections.abc import Sequence
 from typing import Any
@@ -61,13 +62,13 @@ def _status(text: str, *, error: bool = False) -> str:
     return f'<span style="color:{colour}">{html.escape(text)}</span>'
 
 
-class _Panel:
+class _Panel(abc.ABC):
     widget: w.Widget
     title = "redtick panel"
 
+    @abc.abstractmethod
     def static_html(self) -> str:
         """What the panel shows now as plain HTML: its status line, tables and charts."""
-        raise NotImplementedError
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})

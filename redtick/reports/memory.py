@@ -187,8 +187,10 @@ def _tick_counts(conn: Connection, symbols: Iterable[str]) -> dict[str, tuple[in
 def _candle_sizes(conn: Connection, symbols: Iterable[str], intervals: Iterable[str]) -> tuple[int, int]:
     """(raw, stored) bytes of every candle chunk of ``symbols``: each chunk's header (a sealed one's slot
     count) and its length (:func:`~redtick.codec.candle_raw_size`)."""
-    keys = [conn.keys.candle_chunk(symbol, name, int(start)) for symbol in symbols for name in intervals
-            for start in cast("list[bytes]", conn.sync.zrange(conn.keys.candle_index(symbol, name), 0, -1))]
+    series = [(symbol, name) for symbol in symbols for name in intervals]
+    indexes = _pipelined(conn, series, lambda pipe, s: pipe.zrange(conn.keys.candle_index(*s), 0, -1))  # one trip
+    keys = [conn.keys.candle_chunk(symbol, name, int(start))
+            for (symbol, name), starts in zip(series, indexes, strict=True) for start in starts]
     commands = [cmd for key in keys for cmd in (("GETRANGE", key, 0, 23), ("STRLEN", key))]
     replies = _pipelined(conn, commands, lambda pipe, command: pipe.execute_command(*command))
     lengths = [int(n) for n in replies[1::2]]
