@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Callable
 
 __all__ = ["iso_ms", "now_ms"]
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
-def now_ms() -> int:
-    """The wall clock as whole epoch milliseconds."""
+def now_ms(clock: Callable[[], float] | None = None) -> int:
+    """The wall clock as whole epoch milliseconds, or ``clock()`` (epoch seconds) when a cache was given one.
+
+    Examples
+    --------
+    >>> now_ms(lambda: 1378000000.5)
+    1378000000500
+    """
+    if clock is not None:
+        return int(clock() * 1000)
     return time.time_ns() // 1_000_000
 
 

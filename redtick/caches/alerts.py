@@ -315,9 +315,6 @@ class PriceAlerts(CacheFront):
     def __repr__(self) -> str:
         return f"PriceAlerts(default_ttl={self.default_ttl})"
 
-    def _now_ms(self) -> int:
-        return now_ms() if self.clock is None else int(self.clock() * 1000)
-
     async def set_price_alert(
         self, user_id: str, symbol: str, target_price: float, condition: str, ttl: int | None = None
     ) -> str:
@@ -335,7 +332,7 @@ class PriceAlerts(CacheFront):
         >>> len(alert_id)
         22
         """
-        alert = self._new_alert(user_id, symbol, target_price, condition, ttl, self._now_ms())
+        alert = self._new_alert(user_id, symbol, target_price, condition, ttl, now_ms(self.clock))
         await self._write([alert])
         return str(alert["alert_id"])
 
@@ -354,7 +351,7 @@ class PriceAlerts(CacheFront):
         >>> len(asyncio.run(PriceAlerts().set_price_alerts(specs)))
         2
         """
-        now = self._now_ms()
+        now = now_ms(self.clock)
         new = [
             self._new_alert(a["user_id"], a["symbol"], a["target_price"], a["condition"], a.get("ttl"), now)
             for a in alerts
@@ -459,7 +456,7 @@ class PriceAlerts(CacheFront):
             for alert_id, symbol in records.items():
                 pipe.hget(keys.alert_data(symbol), alert_id)
             raws = await pipe.execute()
-        now = self._now_ms()
+        now = now_ms(self.clock)
         live, stale = [], []
         for alert_id, raw in zip(records, raws, strict=True):
             alert = codec.loads(raw)
@@ -517,7 +514,7 @@ class PriceAlerts(CacheFront):
         >>> asyncio.run(demo())
         [('crosses', 150.0, 152.0)]
         """
-        now = self._now_ms()
+        now = now_ms(self.clock)
         return await self._check(symbol, PricePath.of_range(low, high, last, now), now, "file")
 
     async def _check(self, symbol: str, path: PricePath, now_ms: int, handoff: str) -> list[FiredAlert]:
@@ -550,7 +547,7 @@ class PriceAlerts(CacheFront):
         >>> asyncio.run(demo())
         True
         """
-        now = self._now_ms()
+        now = now_ms(self.clock)
         return [fired.alert_id for fired in await self._check(symbol, PricePath.of_price(price, now), now, "take")]
 
     async def get_fired_alerts(self, user_id: str, limit: int = 100) -> list[FiredAlert]:
@@ -593,7 +590,7 @@ class PriceAlerts(CacheFront):
         symbol's stream of fired alerts to ``REDTICK_ALERT_STREAM_RETENTION``, which a quiet
         symbol's firing would otherwise do.
         """
-        now = self._now_ms()
+        now = now_ms(self.clock)
         keys = [*_script_keys(self.keys, symbol), self.keys.alert_handoff(symbol, 0.0)]
         args = ["", "", "", now, "", "", FIRED_LOG_MAX, "", now - self.conn.settings.alert_stream_retention_ms, "", 0]
         return int(await scripts.bound(self.redis, ALERT_CHECK_SCRIPT)(keys=keys, args=args))

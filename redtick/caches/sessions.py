@@ -132,9 +132,6 @@ class UserSessionCache(CacheFront):
     def _ttl(self, ttl: int | None) -> int:
         return self.default_ttl if ttl is None else check_ttl(ttl)
 
-    def _now_ms(self) -> int:
-        return now_ms() if self.clock is None else int(self.clock() * 1000)
-
     # -- sessions --------------------------------------------------------------------------------
     async def set_user_session(self, user_id: str, data: Any, ttl: int | None = None) -> str:
         """Start a session for ``user_id`` holding ``data``; returns its new id.
@@ -153,7 +150,7 @@ class UserSessionCache(CacheFront):
         seconds = self._ttl(ttl)
         encoded = self.codec.encode(data)
         session_id = secrets.token_urlsafe(_SESSION_ID_BYTES)
-        now = self._now_ms()
+        now = now_ms(self.clock)
         expires_at = now + seconds * 1000
         session_key = keys.session(session_id)
         # The hash's own TTL is relative, so it holds whatever the clocks say; the index scores
@@ -265,7 +262,7 @@ class UserSessionCache(CacheFront):
         """
         user_id = validate_user_id(user_id)  # an int id is its decimal string, as stored
         keys = self.keys
-        now = self._now_ms()
+        now = now_ms(self.clock)
         ids = [m.decode() for m in await self.redis.zrangebyscore(keys.user_sessions(user_id), now, "+inf")]
         if not ids:
             return []
@@ -311,7 +308,7 @@ class UserSessionCache(CacheFront):
         keys = self.keys
         key = keys.session(session_id)
         encoded = self.codec.encode(activity)
-        now = self._now_ms()
+        now = now_ms(self.clock)
         owner, created_at, expires_at, ttl_ms = await self.redis.hmget(key, "user_id", "created_at", "expires_at",
                                                                         "ttl_ms")
         if owner != user_id.encode():
@@ -462,7 +459,7 @@ class UserSessionCache(CacheFront):
         expiry = keys.session_expiry()
         removed = 0
         start = 0
-        now = self._now_ms()
+        now = now_ms(self.clock)
         while True:
             members = await self.redis.zrangebyscore(expiry, "-inf", now, start=start, num=_CLEANUP_BATCH)
             if not members:
