@@ -1,10 +1,10 @@
-"""Run a notebook and write it as one HTML file that opens offline: ``redtick export NOTEBOOK``.
+"""Run a notebook and write it as one HTML file that asks for nothing: ``redtick export NOTEBOOK``.
 
-``jupyter nbconvert --execute --to html`` draws redtick's charts offline (plotly.js is in the page
-once, from :func:`redtick.reports.setup_notebook`), but its page template still loads require.js and
-MathJax from a CDN, and with the widgets' state saved it draws panels with JavaScript fetched from
-unpkg.com instead of their static copy. This is the same conversion with those three settings, so
-nothing in the page comes from the network and every panel shows its tables and charts.
+``jupyter nbconvert --execute --to html`` draws redtick's charts and each panel's static copy
+offline (plotly.js is in the page once, from :func:`redtick.reports.setup_notebook`), but its page
+template still asks cdnjs for require.js and MathJax and, with the widgets' state saved, unpkg.com
+for the widgets' renderer; offline those requests fail. This is the same conversion with those
+three settings off, so nothing in the page comes from the network.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ OFFLINE_SETTINGS: dict[str, dict[str, Any]] = {
     # An empty script in place of each: the notebooks need neither require.js nor MathJax. (The page's
     # mermaid loader imports from cdnjs only when the page holds a diagram; redtick's never do.)
     "HTMLExporter": {"require_js_url": "data:text/javascript,", "mathjax_url": "data:text/javascript,"},
-    # No widget state in the page: panels export as the static copy they display beside the widget.
+    # No widget state in the page, so no renderer to fetch: each panel shows as the static copy displayed after it.
     "ExecutePreprocessor": {"store_widget_state": False},
 }
 """The nbconvert settings of an offline export (``--HTMLExporter.require_js_url=...`` and so on)."""

@@ -6,21 +6,27 @@ buttons (``button.click()``), no browser needed. Every panel has a Refresh butto
 the store (symbols written since, alerts fired by another process) and a status line that says
 what the last action did and is cleared when the user or symbol it spoke of changes.
 
-Displaying a panel shows ``panel.widget`` in JupyterLab and carries, in the same output, a static
-copy of what it shows (tables, and charts with a PNG): HTML exported with ``jupyter nbconvert`` and
-GitHub's viewer show that copy instead of a widget they cannot run.
+Displaying a panel shows ``panel.widget`` and, as an output of its own, a static copy of what it
+shows (status, tables, and charts with a PNG), rewritten after every action so a saved notebook
+keeps the panel's last state. Where the live widget draws (JupyterLab, or an exported page that
+can fetch the widgets' JavaScript) a style rule hides the copy; where it cannot (``jupyter
+nbconvert`` opened offline, GitHub's viewer, a reopened notebook without its kernel) the copy shows.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 import html
+import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as w
 import pandas as pd
 import plotly.graph_objects as go
+from IPython.display import DisplayHandle, display
 
 from redtick import reports
 from redtick.caches.alerts import FiredAlert, delete_alert, set_alerts
@@ -54,7 +60,13 @@ def show_figure(output: w.Output, figure: go.Figure) -> None:
 
 def _chart_html(figure: go.Figure | None) -> str:
     """A figure for the static copy: drawn by plotly.js where it runs, a PNG where it does not."""
-    return "" if figure is None else reports.figure_html(figure, image=reports.figure_image(figure))
+    return "" if figure is None else reports.figure_html(figure, image=_image(figure.to_json()))
+
+
+@functools.lru_cache(maxsize=32)
+def _image(figure_json: str) -> bytes | None:
+    # A copy is rewritten after every action; a chart the action left as it was keeps its PNG (~0.2 s each).
+    return reports.figure_image(json.loads(figure_json))
 
 
 def _status(text: str, *, error: bool = False) -> str:
@@ -70,13 +82,41 @@ class _Panel(abc.ABC):
     def static_html(self) -> str:
         """What the panel shows now as plain HTML: its status line, tables and charts."""
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
-        bundle["text/html"] = (f"<div class='redtick-panel'><p><b>{html.escape(self.title)}</b> <i>(a static copy "
-                               "of the panel as it was displayed; run the notebook for the live panel)</i></p>"
-                               f"{self.static_html()}</div>")
-        bundle["text/plain"] = f"{self.title} (an interactive panel: run the notebook in Jupyter to use it)"
+    @functools.cached_property
+    def _copies(self) -> list[DisplayHandle]:
+        """The static copies displayed so far (a panel displayed twice has two), rewritten by :meth:`_update_copy`."""
+        return []
+
+    @functools.cached_property
+    def _mark(self) -> str:
+        """This panel's name in class attributes: the live widget's and its copies' (a style rule pairs them)."""
+        return f"redtick-{uuid.uuid4().hex[:12]}"
+
+    def widget_bundle(self) -> dict[str, Any]:
+        """The live widget's output: its view, and a line saying what it is where it cannot be drawn."""
+        self.widget.add_class(f"{self._mark}-live")
+        bundle = dict(self.widget._repr_mimebundle_() or {})
+        bundle["text/plain"] = f"{self.title} (interactive: run the notebook in Jupyter to use it; a copy follows)"
         return bundle
+
+    def static_bundle(self) -> dict[str, Any]:
+        """The static copy's output: HTML hidden where the live widget is on the page, shown everywhere else."""
+        hide = f"<style>body:has(.{self._mark}-live) .{self._mark}-copy {{display: none}}</style>"
+        return {"text/html": (f"<div class='redtick-panel {self._mark}-copy'>{hide}<p><b>{html.escape(self.title)}</b> "
+                              "<i>(a copy of the panel as it was last shown; run the notebook for the live panel)</i></p>"
+                              f"{self.static_html()}</div>"),
+                "text/plain": f"{self.title}: a copy of the panel as it was last shown"}
+
+    def _ipython_display_(self) -> None:
+        display(self.widget_bundle(), raw=True)  # type: ignore[no-untyped-call]  # IPython ships no types here
+        self._copies.append(display(self.static_bundle(), raw=True, display_id=True))  # type: ignore[no-untyped-call]
+
+    def _update_copy(self) -> None:
+        """Rewrite every displayed copy with what the panel shows now (a no-op before the panel is displayed)."""
+        if self._copies:
+            bundle = self.static_bundle()
+            for copy in self._copies:
+                copy.update(bundle, raw=True)  # type: ignore[no-untyped-call]
 
 
 class AlertsPanel(_Panel):
@@ -152,6 +192,7 @@ class AlertsPanel(_Panel):
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.status.value = _status(text, error=error)
+        self._update_copy()
 
     def _context_changed(self, _: Any = None) -> None:
         self.status.value = ""  # what it said was about the previous user or symbol
@@ -166,6 +207,7 @@ class AlertsPanel(_Panel):
         self.fired_table.value = reports.fired_table_html(self.fired)
         self._fill_choice()
         self._draw()
+        self._update_copy()
 
     def _fill_choice(self) -> None:
         """List the live alerts in the picker (short id, symbol, condition, target; the full id as value) and keep
@@ -300,6 +342,10 @@ class PriceChangePanel(_Panel):
 
     def refresh(self, _: Any = None) -> None:
         """Reread the symbols, then recompute the table and both charts for the picked symbol, interval and periods."""
+        self._reread()
+        self._update_copy()
+
+    def _reread(self) -> None:
         self._reload_symbols()
         if self.symbol.value is None:
             self.table = pd.DataFrame(columns=list(PRICE_CHANGE_COLUMNS))
@@ -372,6 +418,7 @@ class MemoryPanel(_Panel):
         self.families_html.value = reports.families_table_html(self.report.families, self.report.method)
         self.symbols_html.value = reports.symbols_table_html(self.report.symbols)
         show_figure(self.chart, self.figure)
+        self._update_copy()
 
     def static_html(self) -> str:
         return (f"<p>{self.status.value}</p>{self.summary_html.value}{_chart_html(self.figure)}"

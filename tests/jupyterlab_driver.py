@@ -94,7 +94,10 @@ CELLS = """() => window.jupyterapp.shell.currentWidget.content.widgets.map((cell
 SCREEN = """() => {
   const notebook = window.jupyterapp.shell.currentWidget.node;
   const cellOf = el => Array.prototype.indexOf.call(notebook.querySelectorAll('.jp-Cell'), el.closest('.jp-Cell'));
-  const plots = new Set(notebook.querySelectorAll('.jp-RenderedPlotly, .js-plotly-plot, .plotly-graph-div'));
+  // A panel's static copy is hidden while its live widget is on the page, and so are the charts inside it.
+  const copies = Array.from(notebook.querySelectorAll('.redtick-panel'));
+  const plots = new Set(Array.from(notebook.querySelectorAll('.jp-RenderedPlotly, .js-plotly-plot, .plotly-graph-div'))
+    .filter(g => !copies.some(copy => copy.contains(g))));
   const charts = Array.from(plots).map(g => {
     const marks = Array.from(g.querySelectorAll('svg.main-svg g.trace path'))
       .filter(p => { const d = (p.getAttribute('d') || '').replace(/\\s/g, ''); return d !== '' && d !== 'M0,0Z'; });
@@ -111,6 +114,8 @@ SCREEN = """() => {
     tracebacks: texts('.jp-OutputArea-output').filter(o => /Traceback \\(most recent call last\\)/.test(o.text)),
     widgetErrors: texts('.jp-OutputArea-output').filter(o => /Error displaying widget/.test(o.text)),
     loading: texts('.jp-OutputArea-output').filter(o => /Loading widget\\.\\.\\./.test(o.text)).length,
+    copies: copies.length,
+    copiesShown: copies.filter(copy => copy.offsetHeight > 0).map(cellOf),
   };
 }"""
 
@@ -338,6 +343,7 @@ class LabPage:
                   for c in screen["charts"] if c["static"]]
         found += [f"empty chart in cell {c['cell']}: {c}" for c in screen["charts"] if not c["static"] and c["marks"] == 0]
         found += [f"{screen['loading']} widget(s) still loading"] if screen["loading"] else []
+        found += [f"a panel's static copy shown beside its live widget in cell {cell}" for cell in screen["copiesShown"]]
         found += [f"JavaScript console: {text[:2000]}" for text in self.console_errors]
         found += [f"logged by the server or kernel: {text[:2000]}" for text in self.server.log_errors(self.log_start)]
         return found

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import re
 import time
 
 import nbformat
@@ -115,9 +116,14 @@ def test_notebook_in_jupyterlab(name, open_page, shots):
 
     # Saved from JupyterLab, as a user shares it: every chart carries plotly's own PNG, which static viewers
     # (GitHub, nbviewer) show where they cannot run plotly.js.
-    figures = [o["data"] for cell in lab.save()["cells"] for o in cell.get("outputs", [])
-               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    saved = [o["data"] for cell in lab.save()["cells"] for o in cell.get("outputs", []) if "data" in o]
+    figures = [data for data in saved if "application/vnd.plotly.v1+json" in data]
     assert figures and all(figure.get("image/png") for figure in figures), f"{name}: a saved chart without its PNG"
+    # Each panel's static copy (hidden here, beside the live widget) is saved as the clicks left it.
+    copies = ["".join(data["text/html"]) for data in saved if "redtick-panel" in "".join(data.get("text/html", ""))]
+    assert len(copies) == lab.screen()["copies"] == (ROOT / "notebooks" / name).read_text().count("Panel(")
+    if name == "memory_report.ipynb":
+        assert re.search(r"read #([2-9]|\d\d+) at", copies[-1]), "the Refresh clicks did not rewrite the saved copy"
     print(f"{name}: ran, checked and clicked ({len(lab.clicks)} buttons, disabled: {lab.disabled}) "
           f"in {time.monotonic() - started:.1f}s")
 

@@ -277,20 +277,46 @@ def needs_chromium():
     chromium()  # the static image is drawn by kaleido in Chromium
 
 
+# What each panel's copy holds after it is displayed, the action then taken, and what the copy must say after it.
+COPY_CASES = {
+    "alerts": (lambda p: (setattr(p.target, "value", 2.0), p.create.click()), lambda p: p.live["alert_id"].str[:8].tolist()),
+    "prices": (lambda p: setattr(p.periods, "value", ("1h", "4h")), lambda p: ["<td>4h</td>"]),
+    "memory": (lambda p: p.refresh_button.click(), lambda p: ["read #2"]),
+}
+
+
 @pytest.mark.parametrize("make", ["alerts", "prices", "memory"])
-def test_a_displayed_panel_carries_a_static_copy(conn, make, needs_chromium):
+def test_a_displayed_panel_shows_its_widget_and_a_copy_kept_current(conn, make, needs_chromium):
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()
     redtick.write_ticks(es_ticks().iloc[:5_000], "ES", conn=conn)
     (alert_id,) = set_alerts([{"user_id": "copy", "symbol": "ES", "target_price": 1.0, "condition": "below"}], conn=conn)
     panel = {"alerts": lambda: widgets.AlertsPanel(symbol="ES", user_id="copy", conn=conn),
              "prices": lambda: widgets.PriceChangePanel(symbol="ES", periods=["1h"], conn=conn),
              "memory": lambda: widgets.MemoryPanel(conn=conn)}[make]()
-    bundle = panel._repr_mimebundle_()
-    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
-    assert "VBox" not in bundle["text/plain"] and "children" not in bundle["text/html"]
-    page = bundle["text/html"]
+    act, after = COPY_CASES[make]
+    with capture_output() as shown:
+        display(panel)
+        act(panel)
+    live, copy, *updates = shown.outputs
+    # the widget, then its copy: a separate output, so a page that cannot draw the widget still shows the copy
+    assert live.data["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+    assert "VBox" not in live.data["text/plain"] and "text/html" not in live.data
+    page = copy.data["text/html"]
+    assert "children" not in page and copy.transient["display_id"]
     charts = page.count('class="plotly-graph-div"')
     assert charts == {"alerts": 1, "prices": 2, "memory": 1}[make]
     assert page.count('<img class="redtick-chart-image"') == charts  # a PNG where scripts never run
     assert page.count("data:image/png;base64,iVBORw0KGgo") == charts
     tables = {"alerts": [alert_id[:8]], "prices": ["change (%)", "1h"], "memory": ["series ticks", "By symbol"]}[make]
     assert all(text in page for text in tables)
+    # a style rule hides the copy wherever the live widget (which carries the paired class) is on the page
+    (mark,) = [c[: -len("-live")] for c in panel.widget._dom_classes if c.endswith("-live")]
+    assert f"body:has(.{mark}-live) .{mark}-copy {{display: none}}" in page and f"{mark}-copy" in page
+    # the action rewrote the copy in place (same display id), so the saved notebook keeps the panel's last state
+    assert updates and all(u.update and u.transient == copy.transient for u in updates)
+    last = updates[-1].data["text/html"]
+    assert all(text in last for text in after(panel)) and not all(text in page for text in after(panel))

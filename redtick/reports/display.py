@@ -6,15 +6,18 @@ A figure's output bundle carries two views of it, and each reader picks the one 
 - ``text/html``: a PNG of the figure (made with kaleido in Debian's or Google's Chromium, offline)
   and a script that replaces it with the interactive chart, drawn with the plotly.js that
   :func:`setup_notebook` put in the notebook once. ``jupyter nbconvert --to html`` picks this view,
-  so the exported page draws offline; GitHub's and nbviewer's static views drop the script and show
-  the PNG.
+  so the exported page draws offline, and a page whose scripts never run shows the PNG;
+- ``image/png``, the same PNG, only when no Jupyter server started the kernel (``jupyter nbconvert
+  --execute``, papermill, nbclient: :func:`headless`). Static viewers that show a bundle's image
+  (GitHub's, nbviewer's, whose sanitizers drop scripts and may drop images inside HTML) show it.
 
-The PNG is not a bundle entry of its own (``image/png``), and plotly's part holds only the figure
-(``data`` and ``layout``): JupyterLab's plotly renderer (jupyterlab-plotly) shows an output's
-``image/png``, when it has one, instead of the chart until the pointer enters it; without one it
-draws the chart at once. That renderer adds an ``image/png`` of its own to an output once it drew
-it, so a notebook saved from JupyterLab with its outputs and opened again shows those images until
-pointed at: that is the renderer's doing, and clearing outputs before saving avoids it.
+Under a Jupyter server (JupyterLab, Notebook, Voila set ``JPY_SESSION_NAME``) the ``image/png``
+entry is left out: JupyterLab's plotly renderer (jupyterlab-plotly) shows an output's ``image/png``,
+when it has one, instead of the chart until the pointer enters it; without one it draws the chart
+at once. That renderer adds an ``image/png`` of its own once it drew the chart, so a notebook saved
+from JupyterLab carries one too, and every saved notebook has the same three views. Opened again in
+JupyterLab, such a notebook shows the images until pointed at: that is the renderer's doing, and
+clearing outputs before saving avoids it. Plotly's part holds only the figure (``data`` and ``layout``).
 
 :func:`setup_notebook` makes this the notebook's plotly renderer, so a figure left as a cell's value
 gets both views; :func:`figure_bundle` builds the bundle for other displays (the panels' copies).
@@ -26,6 +29,7 @@ import atexit
 import base64
 import html
 import json
+import os
 import uuid
 import warnings
 from typing import Any
@@ -42,7 +46,7 @@ try:  # the static image needs kaleido (the jupyter extra) and a Chromium; the c
 except ImportError:  # pragma: no cover - kaleido is in the jupyter extra
     kaleido = None
 
-__all__ = ["PLOTLY_MIME", "RENDERER", "FigureRenderer", "figure_bundle", "figure_html", "figure_image",
+__all__ = ["PLOTLY_MIME", "RENDERER", "FigureRenderer", "figure_bundle", "figure_html", "figure_image", "headless",
            "plotlyjs_html", "setup_notebook"]
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -142,8 +146,26 @@ def figure_html(figure: go.Figure | dict[str, Any], *, image: bytes | None = Non
             f'style="width:100%;height:0"></div></div><script type="text/javascript">{script}</script>')
 
 
+def headless() -> bool:
+    """Whether this process is not a kernel a Jupyter server started (``JPY_SESSION_NAME`` unset).
+
+    A notebook run by ``jupyter nbconvert --execute``, papermill or nbclient is headless: no
+    frontend draws its charts, so nothing else would put their image in the saved notebook.
+
+    Examples
+    --------
+    >>> import os
+    >>> headless() == ("JPY_SESSION_NAME" not in os.environ)
+    True
+    """
+    return "JPY_SESSION_NAME" not in os.environ
+
+
 def figure_bundle(figure: go.Figure | dict[str, Any], *, image: bool = True) -> dict[str, Any]:
-    """The figure's output bundle: plotly's JSON, the HTML of :func:`figure_html` (with a PNG when ``image``), a title.
+    """The figure's output bundle: plotly's JSON, the HTML of :func:`figure_html`, a title, and when headless a PNG.
+
+    With ``image``, the HTML holds a PNG of the figure, and when :func:`headless` the bundle has
+    an ``image/png`` entry too (under a Jupyter server JupyterLab's plotly renderer adds its own).
 
     Examples
     --------
@@ -156,6 +178,8 @@ def figure_bundle(figure: go.Figure | dict[str, Any], *, image: bool = True) -> 
     bundle: dict[str, Any] = {PLOTLY_MIME: json.loads(pio.to_json(fig, validate=False)),
                               "text/html": figure_html(fig, image=png),
                               "text/plain": f"<plotly figure: {_title(fig)}>"}
+    if png is not None and headless():
+        bundle["image/png"] = base64.b64encode(png).decode()
     return bundle
 
 
@@ -189,7 +213,7 @@ def setup_notebook(*, image: bool = True) -> None:
     Puts plotly.js in this cell's output (so HTML exported with nbconvert draws offline, with no
     CDN) and makes :class:`FigureRenderer` plotly's default renderer, so every figure shown after
     it carries plotly's JSON for JupyterLab and HTML for exported pages, holding (with ``image``) a
-    PNG that GitHub's static viewer shows.
+    PNG, which a headless run also puts in the bundle for static viewers (:func:`figure_bundle`).
 
     Parameters
     ----------
