@@ -17,6 +17,7 @@ from redtick.reports.html import write_html_report
 from redtick.reports.memory import MemoryReport, memory_figure, memory_report
 from redtick.reports.prices import (
     DEFAULT_PERIODS,
+    candles_title,
     candlestick_figure,
     period_minutes,
     price_change_figure,
@@ -41,6 +42,7 @@ __all__ = [
     "alert_status",
     "alerts_figure",
     "alerts_table_html",
+    "candles_title",
     "candlestick_figure",
     "families_table_html",
     "figure_bundle",

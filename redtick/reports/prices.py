@@ -19,8 +19,8 @@ from redtick.errors import ConfigurationError, InvalidData
 from redtick.frames import load_ohlcv
 from redtick.keys import validate_symbol
 
-__all__ = ["DEFAULT_PERIODS", "PRICE_CHANGE_COLUMNS", "candlestick_figure", "period_minutes", "price_change_figure",
-           "price_changes"]
+__all__ = ["DEFAULT_PERIODS", "PRICE_CHANGE_COLUMNS", "candles_title", "candlestick_figure", "period_minutes",
+           "price_change_figure", "price_changes"]
 
 DEFAULT_PERIODS = ("15m", "1h", "4h", "1d")
 PRICE_CHANGE_COLUMNS = ("symbol", "period", "period_minutes", "previous_price", "current_price", "change",
@@ -156,6 +156,21 @@ def _when(value: Any) -> str:
     return "n/a" if value is None or value is pd.NaT or value != value else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _zone(candles: pd.DataFrame) -> Any:
+    return candles.index.tz if isinstance(candles.index, pd.DatetimeIndex) and candles.index.tz is not None else "UTC"
+
+
+def candles_title(symbol: str, interval: str, candles: pd.DataFrame) -> str:
+    """The title of :func:`candlestick_figure`: what the candles are, how many, and the zone of their times.
+
+    Examples
+    --------
+    >>> candles_title("ES", "1m", pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC")))
+    'ES 1m candles (0), bar start times in UTC'
+    """
+    return f"{symbol} {interval} candles ({len(candles):,}), bar start times in {_zone(candles)}"
+
+
 def candlestick_figure(
     symbol: str,
     interval: str = "1h",
@@ -180,8 +195,8 @@ def candlestick_figure(
     figure.add_trace(go.Candlestick(x=candles.index, open=candles["open"], high=candles["high"], low=candles["low"],
                                     close=candles["close"], name=symbol), row=1, col=1)
     figure.add_trace(go.Bar(x=candles.index, y=candles["volume"], name="volume", marker_color="#7f8c8d"), row=2, col=1)
-    zone = candles.index.tz if isinstance(candles.index, pd.DatetimeIndex) and candles.index.tz is not None else "UTC"
-    figure.update_layout(title=f"{symbol} {interval} candles ({len(candles):,}), bar start times in {zone}",
+    zone = _zone(candles)
+    figure.update_layout(title=candles_title(symbol, interval, candles),
                          height=480,  # the volume pane gets about 110 pixels, room for its two-line title
                          xaxis_rangeslider_visible=False, showlegend=False, template="plotly_white",
                          # two short lines: one long line is taller than the volume pane and runs into "price"
