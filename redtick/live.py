@@ -11,6 +11,7 @@ connection after it.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -178,6 +179,9 @@ class LivePanel:
         """
         if self._threads:
             return
+        # A full garbage collection pauses every thread for tens of milliseconds in a process holding pandas and
+        # plotly; one now, while the caller waits anyway, leaves the next far off instead of in the first seconds.
+        gc.collect()
         self._threads = [threading.Thread(target=target, name=f"redtick-live-{self.symbol}-{part}", daemon=True)
                          for target, part in ((self._follow, "ticks"), (self._redraw_charts, "chart"))]
         for thread in self._threads:
