@@ -14,7 +14,7 @@ from redtick.demo import run_demo
 from redtick.errors import RedtickError
 from redtick.extras import require
 from redtick.ingest import format_report as format_ingest_report
-from redtick.ingest import ingest_file
+from redtick.ingest import ingest_file, ingest_frame
 from redtick.migrate import format_report as format_migrate_report
 from redtick.migrate import migrate
 from redtick.notebook_export import export_notebook
@@ -28,9 +28,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     columns = dict(pair.split("=", 1) for pair in args.column) if args.column else None
-    source = datasets.path(args.sample) if args.sample else args.file
-    report = ingest_file(source, args.symbol, kind=args.kind, interval=args.interval,
-                         chunk_rows=args.chunk_rows, progress=not args.quiet, columns=columns, unit=args.unit)
+    options = {"kind": args.kind, "interval": args.interval, "chunk_rows": args.chunk_rows, "progress": not args.quiet,
+               "columns": columns, "unit": args.unit}
+    if args.sample:  # as its loader reads it: the decimals a vendor's float32 prices stand for
+        report = ingest_frame(datasets.load(args.sample), args.symbol, source=f"sample {args.sample}", **options)
+    else:
+        report = ingest_file(args.file, args.symbol, **options)
     print(format_ingest_report(report))
     return 0
 

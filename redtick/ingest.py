@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -26,7 +26,7 @@ from redtick.series import WriteResult
 from redtick.ticks import TICK_INPUT_FIELDS, TimeUnit, rename_columns, times_ms
 
 __all__ = ["FIRED_ALERT_COLUMNS", "IngestReport", "Replay", "fired_alerts_frame", "format_report", "ingest_file",
-           "read_chunks", "replay_ticks"]
+           "ingest_frame", "read_chunks", "replay_ticks"]
 
 CANDLE_FIELDS = {"open", "high", "low", "close"}
 INPUT_FIELDS = (*TICK_INPUT_FIELDS, "open", "high", "low", "close", "count", "vwap", "notional")
@@ -114,6 +114,45 @@ def ingest_file(
     >>> report.kind, report.interval, report.written
     ('candles', '1h', 6225)
     """
+    rows, chunks = read_chunks(path, checks.whole(chunk_rows, "chunk_rows", low=1))
+    return _ingest(chunks, rows, symbol, source=os.fspath(path), kind=kind, interval=interval, conn=conn,
+                   progress=progress, columns=columns, unit=unit)
+
+
+def ingest_frame(
+    frame: pd.DataFrame,
+    symbol: str,
+    *,
+    source: str = "a DataFrame",
+    kind: Literal["auto", "ticks", "candles"] = "auto",
+    interval: str | None = None,
+    conn: Connection | None = None,
+    chunk_rows: int = 250_000,
+    progress: bool = True,
+    columns: Mapping[str, str] | None = None,
+    unit: TimeUnit | None = None,
+) -> IngestReport:
+    """:func:`ingest_file` for rows already read: ``frame`` written ``chunk_rows`` at a time, with the same report.
+
+    ``source`` names where the rows came from in the report (``redtick ingest --sample`` passes
+    the sample's name).
+
+    Examples
+    --------
+    >>> from redtick import datasets
+    >>> report = ingest_frame(datasets.aapl_1m(), "AAPLFRAME", source="sample aapl_1m", progress=False)
+    >>> report.kind, report.interval, report.written, report.path
+    ('candles', '1m', 2382, 'sample aapl_1m')
+    """
+    size = checks.whole(chunk_rows, "chunk_rows", low=1)
+    chunks = (frame.iloc[at : at + size] for at in range(0, len(frame), size))
+    return _ingest(chunks, len(frame), symbol, source=source, kind=kind, interval=interval, conn=conn,
+                   progress=progress, columns=columns, unit=unit)
+
+
+def _ingest(chunks: Iterable[pd.DataFrame], rows: int | None, symbol: str, *, source: str, kind: str,
+            interval: str | None, conn: Connection | None, progress: bool, columns: Mapping[str, str] | None,
+            unit: TimeUnit | None) -> IngestReport:
     conn = conn or connect()
     symbol = validate_symbol(symbol)
     if kind not in ("auto", "ticks", "candles"):
@@ -123,8 +162,7 @@ def ingest_file(
             parse_duration(interval, name="interval")
         except ConfigurationError as exc:
             raise InvalidData(str(exc)) from None
-    rows, chunks = read_chunks(path, checks.whole(chunk_rows, "chunk_rows", low=1))
-    report = IngestReport(symbol, path=os.fspath(path), store=conn.settings.safe_url)
+    report = IngestReport(symbol, path=source, store=conn.settings.safe_url)
     started = time.perf_counter()
     with tqdm(total=rows, unit="row", unit_scale=True, desc=f"ingest {symbol}", disable=not progress) as bar:
         for raw in chunks:

@@ -100,6 +100,17 @@ def test_ingest_takes_a_packaged_sample_from_any_folder(tmp_path, monkeypatch, c
     np.testing.assert_array_equal(stored["close"].to_numpy(), expected["close"].to_numpy())
 
 
+def test_ingest_of_the_aapl_sample_stores_the_decimals_not_the_float32_noise(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["ingest", "--sample", "aapl_1m", "--symbol", "AAPL-SAMPLE", "-q"]) == 0
+    assert "sample aapl_1m" in capsys.readouterr().out
+    stored = redtick.load_ohlcv("AAPL-SAMPLE", "1m")
+    expected = datasets.aapl_1m().set_index("ts")
+    for column in ("open", "high", "low", "close"):
+        np.testing.assert_array_equal(stored[column].to_numpy(), expected[column].to_numpy())
+    assert stored["open"].iloc[0] == 339.69  # the file holds 339.690002, the float32 nearest it
+
+
 @pytest.mark.parametrize("argv", [["ingest", "--symbol", "X"],
                                   ["ingest", "x.csv", "--sample", "es_ticks", "--symbol", "X"],
                                   ["ingest", "--sample", "es", "--symbol", "X"]])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import pathlib
+from collections.abc import Callable
 from importlib.resources.abc import Traversable
 
 import numpy as np
@@ -30,7 +31,7 @@ import pandas as pd
 
 from redtick.errors import ConfigurationError, NotFound
 
-__all__ = ["SAMPLES", "Sample", "aapl_1m", "es_ticks", "eurusd_1h", "files", "path"]
+__all__ = ["SAMPLES", "Sample", "aapl_1m", "es_ticks", "eurusd_1h", "files", "load", "path"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,8 +168,8 @@ def aapl_1m() -> pd.DataFrame:
     pandas.DataFrame
         ``ts`` (``datetime64[ms, UTC]``, the bar's start), ``open``, ``high``, ``low``, ``close``
         (float64, decimal prices: see Notes), ``volume`` (int64, shares). Ready for
-        :func:`redtick.write_candles`; ``redtick ingest --sample aapl_1m`` ingests the file as it is,
-        with the vendor's float32 prices (``339.690002``).
+        :func:`redtick.write_candles`; ``redtick ingest --sample aapl_1m`` ingests this frame, so
+        the store holds the same decimals.
 
     Notes
     -----
@@ -236,3 +237,22 @@ def eurusd_1h() -> pd.DataFrame:
     1  1.05227  1.05426  1.05226  1.05282
     """
     return _read("eurusd_1h")
+
+
+def load(name: str) -> pd.DataFrame:
+    """The sample ``name`` as its loader reads it (:func:`es_ticks`, :func:`aapl_1m`, :func:`eurusd_1h`).
+
+    What ``redtick ingest --sample NAME`` stores: for ``aapl_1m`` the decimal prices, not the
+    file's float32 ones.
+
+    Examples
+    --------
+    >>> load("aapl_1m")["open"].iloc[0]
+    np.float64(339.69)
+    >>> load("es")
+    Traceback (most recent call last):
+    ...
+    redtick.errors.NotFound: no packaged sample named 'es'; the samples are es_ticks, aapl_1m, eurusd_1h
+    """
+    loaders: dict[str, Callable[[], pd.DataFrame]] = {"es_ticks": es_ticks, "aapl_1m": aapl_1m, "eurusd_1h": eurusd_1h}
+    return loaders[_sample(name).name]()
