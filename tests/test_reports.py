@@ -211,6 +211,41 @@ def test_memory_report_samples_large_keyspaces_and_says_so(conn):
     assert sampled.total_bytes > 0
 
 
+def test_a_sample_of_keys_alike_in_each_shape_is_exact_with_no_margin(conn):
+    # 30 symbols with the same ticks: every tick chunk, series index, quote and candle chunk of one shape holds the
+    # same bytes, but a family mixes big chunks with small indexes. A sample drawn by shape scales each shape by
+    # its own count, so it is exact; one drawn by family would over- or understate the family by its luck.
+    # (On a real Redis, MEMORY USAGE of equal values may differ by an allocator size class: within 1% there.)
+    ticks = es_ticks().iloc[:3_000]
+    for n in range(30):
+        redtick.write_ticks(ticks, f"S{n:02d}", conn=conn)
+    full = reports.memory_report(conn)
+    sampled = reports.memory_report(conn, sample_limit=full.total_keys // 5, seed=3)
+    assert sampled.method == ("estimated" if conn.in_memory else "sampled")
+    assert sampled.families["measured_keys"].sum() < full.total_keys / 2
+    if conn.in_memory:
+        assert sampled.families["bytes"].to_dict() == full.families["bytes"].to_dict()
+        assert (sampled.families["margin"] == 0).all() and sampled.margin == 0
+    else:
+        error = (sampled.families["bytes"] - full.families["bytes"]).abs()
+        assert (error <= 0.01 * full.families["bytes"]).all(), error
+    assert (full.families["margin"] == 0).all() and full.margin == 0
+
+
+def test_a_sample_of_keys_unlike_in_size_says_its_margin(conn):
+    for n in range(40):  # sessions of one shape holding from 10 to 400 bytes of data
+        redtick.write_ticks([{"ts": 1_000, "price": 1.0, "volume": 1.0}], f"U{n:02d}", conn=conn)
+        conn.sync.set(conn.keys.session(f"s{n:02d}"), "x" * (10 * (n + 1)))
+    full = reports.memory_report(conn)
+    sampled = reports.memory_report(conn, sample_limit=20, seed=5)
+    assert sampled.families.loc["sessions", "measured_keys"] < full.families.loc["sessions", "keys"]
+    assert sampled.families.loc["sessions", "margin"] > 0 and full.families.loc["sessions", "margin"] == 0
+    assert sampled.margin > 0 and full.margin == 0
+    shown = reports.families_table_html(sampled.families, sampled.method)
+    assert ("margin (95%)" in shown) == (sampled.method == "sampled")
+    assert "margin" not in reports.families_table_html(full.families, full.method)
+
+
 @pytest.mark.single_node("CONFIG SET reaches one node; tests/test_cluster.py sets every master's maxmemory")
 def test_memory_report_share_of_maxmemory(conn):
     report = reports.memory_report(conn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -31,9 +32,10 @@ class MemoryReport:
     """Where the namespace's memory goes, by key family and by symbol.
 
     ``method`` is ``"measured"`` (``MEMORY USAGE`` of every key), ``"sampled"`` (``MEMORY USAGE``
-    of a random sample per family, scaled to the family's key count) or ``"estimated"`` (the
-    server has no ``MEMORY``: key name plus stored value bytes, a lower bound that leaves out
-    Redis's per-key overhead). ``note`` says which in words.
+    of a random sample of each key shape, scaled to the shape's key count, with a 95% margin of
+    error per family in ``families["margin"]``) or ``"estimated"`` (the server has no ``MEMORY``:
+    key name plus stored value bytes, a lower bound that leaves out Redis's per-key overhead).
+    ``note`` says which in words.
     """
 
     method: str
@@ -66,6 +68,11 @@ class MemoryReport:
         return self.candle_raw_bytes / self.candle_stored_bytes if self.candle_stored_bytes else math.nan
 
     @property
+    def margin(self) -> float:
+        """The 95% margin of error of ``total_bytes`` (0 unless sampled): the families' margins combined."""
+        return float(np.sqrt((self.families["margin"].astype(np.float64) ** 2).sum()))
+
+    @property
     def estimated(self) -> bool:
         return self.method == "estimated"
 
@@ -95,7 +102,8 @@ class MemoryReport:
             ("method", self.method),
             ("note", self.note),
             ("keys in namespace", f"{self.total_keys:,}"),
-            (f"bytes in namespace ({self.method})", size(self.total_bytes)),
+            (f"bytes in namespace ({self.method})", size(self.total_bytes) + (
+                f" ± {format_bytes(self.margin)} (95%)" if self.method == "sampled" else "")),
             ("ticks stored", f"{self.ticks:,}"),
             (f"bytes per tick ({self.method})", "n/a" if not self.ticks else f"{self.bytes_per_tick:,.1f} B"),
             ("tick chunks, raw (decoded) bytes", size(self.tick_raw_bytes)),
@@ -200,21 +208,56 @@ def _candle_sizes(conn: Connection, symbols: Iterable[str], intervals: Iterable[
 
 # -- the report's steps ----------------------------------------------------------------------------------
 def _classified_keys(conn: Connection) -> pd.DataFrame:
-    """Every key of the namespace (SCAN), sorted, with its family and symbol (:meth:`KeySchema.describe`)."""
+    """Every key of the namespace (SCAN), sorted, with its family, symbol and shape (:func:`_shape`)."""
     keys = sorted(k.decode("utf-8", "replace") for k in conn.sync.scan_iter(match=conn.keys.everything(), count=1000))
     infos = [conn.keys.describe(k) for k in keys]
-    return pd.DataFrame({"key": keys, "family": [i.family for i in infos], "symbol": [i.symbol for i in infos]},
-                        columns=["key", "family", "symbol"])
+    return pd.DataFrame({"key": keys, "family": [i.family for i in infos], "symbol": [i.symbol for i in infos],
+                         "shape": [_shape(k, i.tag) for k, i in zip(keys, infos, strict=True)]},
+                        columns=["key", "family", "symbol", "shape"])
+
+
+def _shape(key: str, tag: str | None) -> str:
+    """The key with its tag (the symbol, user or session it belongs to) and numbers blanked: keys of one shape
+    hold one kind of value (a tick chunk, a series' index, a 15m candle chunk, a session), so they are alike
+    in size and are sampled together.
+
+    Examples
+    --------
+    >>> _shape("rt:ticks:{ES}:1378000000000", "ES"), _shape("rt:candles:{ES}:15m:1377993600000", "ES")
+    ('rt:ticks:{*}:#', 'rt:candles:{*}:15m:#')
+    """
+    return _NUMBER.sub("#", key if tag is None else key.replace(f"{{{tag}}}", "{*}", 1))
+
+
+_NUMBER = re.compile(r"(?<=:)\d+(?=:|$)")  # a key part that is a number (a chunk's start), not "15m" or "v2"
 
 
 def _sample(frame: pd.DataFrame, sample_limit: int, seed: int) -> pd.DataFrame:
-    """At most about ``sample_limit`` keys, drawn from each family in proportion to its size."""
+    """At most about ``sample_limit`` keys, drawn from each shape in proportion to its size, two at least.
+
+    Sampling by shape rather than by family keeps a family's big and small keys (tick chunks
+    beside their index and quote) in their true proportion, and two keys of a shape give its spread.
+    """
     rng = np.random.default_rng(seed)
     picks = []
-    for _, rows in frame.groupby("family"):
-        size = min(len(rows), max(1, math.ceil(sample_limit * len(rows) / len(frame))))
+    for _, rows in frame.groupby("shape"):
+        size = min(len(rows), max(2, math.ceil(sample_limit * len(rows) / len(frame))))
         picks.append(rows.iloc[np.sort(rng.choice(len(rows), size=size, replace=False))])
     return pd.concat(picks).sort_values("key")
+
+
+def _scaled(frame: pd.DataFrame, every: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Each measured key's bytes scaled to its shape's key count, and each family's 95% margin of error
+    (stratified sampling without replacement; 0 for a shape measured whole)."""
+    population = every["shape"].value_counts()
+    by_shape = frame.groupby("shape")["bytes"]
+    sizes, spread = by_shape.size(), by_shape.var(ddof=1).fillna(0.0)
+    weighted = frame["bytes"] * frame["shape"].map(population / sizes)
+    whole = population.reindex(sizes.index)
+    variance = whole**2 * (1 - sizes / whole) * spread / sizes
+    family_of_shape = frame.groupby("shape")["family"].first()
+    margin = 1.96 * np.sqrt(variance.groupby(family_of_shape).sum())
+    return weighted, margin
 
 
 def _with_bytes(conn: Connection, frame: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
@@ -235,16 +278,18 @@ def _method_note(measured: bool, sampled: bool, seed: int, read: int, total: int
         return "estimated", ("estimated from stored bytes (key name + value bytes): this server has no "
                              "MEMORY USAGE or INFO; Redis's per-key overhead is not included")
     if sampled:
-        return "sampled", (f"MEMORY USAGE of {read:,} sampled keys of {total:,}, scaled to each "
-                           f"family's key count (seed {seed})")
+        return "sampled", (f"MEMORY USAGE of {read:,} sampled keys of {total:,}, scaled to each key shape's "
+                           f"count (seed {seed}); a family's margin is its 95% interval")
     return "measured", f"MEMORY USAGE of all {total:,} keys"
 
 
-def _families_table(counts: pd.Series, per_family: pd.Series, weighted: pd.Series, family: pd.Series) -> pd.DataFrame:
+def _families_table(counts: pd.Series, per_family: pd.Series, weighted: pd.Series, family: pd.Series,
+                    margin: pd.Series) -> pd.DataFrame:
     families = pd.DataFrame(index=pd.Index(KEY_FAMILIES, name="family"))
     families["keys"] = counts.reindex(families.index, fill_value=0).astype(np.int64)
     families["measured_keys"] = per_family.reindex(families.index, fill_value=0).astype(np.int64)
     families["bytes"] = weighted.groupby(family).sum().reindex(families.index, fill_value=0).round().astype(np.int64)
+    families["margin"] = margin.reindex(families.index, fill_value=0.0).round().astype(np.int64)
     total = int(families["bytes"].sum())
     families["share"] = families["bytes"] / total if total else 0.0
     return families
@@ -277,9 +322,11 @@ def memory_report(
 
     Keys are found with SCAN inside the namespace only. On a real Redis each key's bytes come from
     ``MEMORY USAGE`` and the server's from ``INFO memory``; beyond ``sample_limit`` keys, a random
-    sample of each family (in proportion to its size) is measured and scaled up, and the report
-    says "sampled". The in-memory fakeredis has neither command: bytes are estimated from what is
-    stored (key name plus value bytes; 8 bytes per sorted-set score) and the report says "estimated".
+    sample of each key shape (tick chunks, series indexes, each interval's candle chunks, sessions:
+    in proportion to their counts, two at least) is measured and scaled up, and the report says
+    "sampled" and gives each family's 95% margin of error. The in-memory fakeredis has neither
+    command: bytes are estimated from what is stored (key name plus value bytes; 8 bytes per
+    sorted-set score) and the report says "estimated".
 
     Parameters
     ----------
@@ -296,7 +343,7 @@ def memory_report(
     >>> import redtick
     >>> report = memory_report(redtick.connect())
     >>> report.method, list(report.families.columns)  # "estimated" on memory://, which has no MEMORY
-    ('measured', ['keys', 'measured_keys', 'bytes', 'share'])
+    ('measured', ['keys', 'measured_keys', 'bytes', 'margin', 'share'])
     """
     conn = conn or connect()
     every = _classified_keys(conn)
@@ -304,9 +351,9 @@ def memory_report(
     sampled = len(every) > sample_limit
     frame, measured = _with_bytes(conn, _sample(every, sample_limit, seed) if sampled else every)
     per_family = frame.groupby("family").size()
-    weighted = frame["bytes"] * frame["family"].map(counts / per_family)
+    weighted, margin = _scaled(frame, every)
     method, note = _method_note(measured, sampled, seed, len(frame), len(every))
-    families = _families_table(counts, per_family, weighted, frame["family"])
+    families = _families_table(counts, per_family, weighted, frame["family"], margin)
     symbols = _symbols_table(conn, frame, weighted)
     biggest = frame.nlargest(top, "bytes")[["key", "family", "symbol", "bytes"]].reset_index(drop=True)
     used, limit = _server_memory(conn) if measured else (None, None)

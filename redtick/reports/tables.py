@@ -195,12 +195,14 @@ def families_table_html(families: pd.DataFrame, method: str = "measured") -> str
     True
     """
     shown = families[families["keys"] > 0].rename_axis("key family")
+    if method != "sampled":  # a margin only a sample has
+        shown = shown.drop(columns="margin", errors="ignore")
     size = "size (sampled: estimate)" if method == "sampled" else f"size ({method})"
     return table_html(shown, index=True,
                       formats={"keys": "{:,}".format, "measured_keys": "{:,}".format, "bytes": format_bytes,
-                               "share": "{:.1%}".format},
+                               "margin": lambda v: f"± {format_bytes(v)}", "share": "{:.1%}".format},
                       headers={"keys": "keys (count)", "measured_keys": "keys sized (count)", "bytes": size,
-                               "share": "share of size (%)"})
+                               "margin": "margin (95%)", "share": "share of size (%)"})
 
 
 def symbols_table_html(symbols: pd.DataFrame) -> str:
