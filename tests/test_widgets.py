@@ -7,12 +7,14 @@ line, the tables' HTML, the charts' outputs and the panel's static copy.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
@@ -320,3 +322,17 @@ def test_a_displayed_panel_shows_its_widget_and_a_copy_kept_current(conn, make, 
     assert updates and all(u.update and u.transient == copy.transient for u in updates)
     last = updates[-1].data["text/html"]
     assert all(text in last for text in after(panel)) and not all(text in page for text in after(panel))
+
+
+@pytest.mark.parametrize("frontend", [None, "JPY_SESSION_NAME", "VSCODE_PID"])
+def test_a_chart_carries_its_png_as_a_bundle_entry_only_when_no_frontend_draws_it(frontend, monkeypatch, needs_chromium):
+    for name in ("JPY_SESSION_NAME", "VSCODE_PID"):
+        monkeypatch.delenv(name, raising=False)
+    if frontend is not None:
+        monkeypatch.setenv(frontend, "notebook.ipynb")
+    bundle = reports.figure_bundle(go.Figure(go.Bar(y=[1, 2]), layout_title_text="bars"))
+    # headless (nbconvert, papermill): static viewers get the PNG; JupyterLab or VS Code draw the chart at once
+    assert ("image/png" in bundle) == (frontend is None)
+    if frontend is None:
+        assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "data:image/png;base64,iVBORw0KGgo" in bundle["text/html"]  # exported pages show it until plotly draws

@@ -11,8 +11,8 @@ A figure's output bundle carries two views of it, and each reader picks the one 
   --execute``, papermill, nbclient: :func:`headless`). Static viewers that show a bundle's image
   (GitHub's, nbviewer's, whose sanitizers drop scripts and may drop images inside HTML) show it.
 
-Under a Jupyter server (JupyterLab, Notebook, Voila set ``JPY_SESSION_NAME``) the ``image/png``
-entry is left out: JupyterLab's plotly renderer (jupyterlab-plotly) shows an output's ``image/png``,
+Under a Jupyter server (JupyterLab, Notebook, Voila set ``JPY_SESSION_NAME``) or VS Code the
+``image/png`` entry is left out: JupyterLab's plotly renderer (jupyterlab-plotly) shows an output's ``image/png``,
 when it has one, instead of the chart until the pointer enters it; without one it draws the chart
 at once. That renderer adds an ``image/png`` of its own once it drew the chart, so a notebook saved
 from JupyterLab carries one too, and every saved notebook has the same three views. Opened again in
@@ -146,8 +146,12 @@ def figure_html(figure: go.Figure | dict[str, Any], *, image: bytes | None = Non
             f'style="width:100%;height:0"></div></div><script type="text/javascript">{script}</script>')
 
 
+_FRONTENDS = ("JPY_SESSION_NAME", "VSCODE_PID")  # set in kernels a Jupyter server or VS Code started
+
+
 def headless() -> bool:
-    """Whether this process is not a kernel a Jupyter server started (``JPY_SESSION_NAME`` unset).
+    """Whether this process is a kernel no frontend started: neither a Jupyter server (``JPY_SESSION_NAME``)
+    nor VS Code (``VSCODE_PID``, which plotly also reads to pick its renderer).
 
     A notebook run by ``jupyter nbconvert --execute``, papermill or nbclient is headless: no
     frontend draws its charts, so nothing else would put their image in the saved notebook.
@@ -155,10 +159,10 @@ def headless() -> bool:
     Examples
     --------
     >>> import os
-    >>> headless() == ("JPY_SESSION_NAME" not in os.environ)
+    >>> headless() == all(name not in os.environ for name in ("JPY_SESSION_NAME", "VSCODE_PID"))
     True
     """
-    return "JPY_SESSION_NAME" not in os.environ
+    return all(name not in os.environ for name in _FRONTENDS)
 
 
 def figure_bundle(figure: go.Figure | dict[str, Any], *, image: bool = True) -> dict[str, Any]:
