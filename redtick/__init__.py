@@ -38,7 +38,7 @@ from redtick.errors import (
     Unavailable,
     UpgradeNeeded,
 )
-from redtick.feed import TickWatch, watch
+from redtick.feed import AsyncTickWatch, TickWatch, watch, watch_async
 from redtick.frames import load_ohlcv, load_ticks, write_candles, write_ticks
 from redtick.keys import KeySchema
 from redtick.lookups import asof
@@ -53,6 +53,7 @@ except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path tha
     __version__ = "0+unknown"
 
 __all__ = [
+    "AsyncTickWatch",
     "AuthError",
     "BackupCorrupt",
     "BaseCache",
@@ -114,6 +115,7 @@ __all__ = [
     "upgrade",
     "user_session_cache",
     "watch",
+    "watch_async",
     "write_candles",
     "write_ticks",
 ]

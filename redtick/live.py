@@ -3,10 +3,11 @@
 :class:`LivePanel` (also ``redtick.widgets.LivePanel``) follows a :func:`redtick.feed.watch` on a
 background thread: the thread sleeps on the pub/sub subscription until a write's notice wakes it,
 reads the new ticks with redtick's readers and shows them; a second thread reads the candles they
-touched and redraws the chart, at most every ``redraw`` seconds. Nothing polls Redis. The threads
-are daemons and end, closing the subscription, when the panel stops (:meth:`LivePanel.stop`, the
-Stop button, or closing the widget), so the panel neither keeps the process alive nor holds a
-connection after it.
+touched and redraws the chart, at most every ``redraw`` seconds. A late write (behind the last tick
+shown, which the watch does not deliver) is named in the status line and the chart is read again,
+so its candles include it. Nothing polls Redis. The threads are daemons and end, closing the
+subscription, when the panel stops (:meth:`LivePanel.stop`, the Stop button, or closing the
+widget), so the panel neither keeps the process alive nor holds a connection after it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from redtick.connection import Connection, connect
 from redtick.errors import RedtickError
 from redtick.feed import TickWatch
 from redtick.keys import validate_interval, validate_symbol
+from redtick.notices import TickNotice
 from redtick.outputs import finish
 from redtick.read_options import read_columns
 from redtick.reads import candles_read_plan
@@ -94,6 +96,9 @@ class LivePanel:
         The candlestick chart shown.
     seen : int
         Ticks received since the panel opened.
+    watch : TickWatch
+        The watch the panel follows; its ``late`` lists the late writes seen. The status line names
+        the latest and the chart is read again with it (the table shows the ticks as delivered).
 
     Examples
     --------
@@ -136,6 +141,8 @@ class LivePanel:
         self._stopping = threading.Event()
         self._chart_due = threading.Event()
         self._newest: int | None = None  # the newest tick received: the chart's candles end with its
+        self._state = ""
+        self._late_note = ""  # the latest late write, kept in the status line until the next
         self._threads: list[threading.Thread] = []
         self._draw("waiting for ticks")
         if start:
@@ -201,6 +208,7 @@ class LivePanel:
     def _follow(self) -> None:
         try:
             while not self._stopping.is_set():
+                late_before = self.watch.late_count
                 try:
                     frame = self.watch.poll(self.block)
                 except RedtickError as exc:  # shown, and tried again: a restart of Redis must not end the view
@@ -211,6 +219,8 @@ class LivePanel:
                     self._show_ticks(frame)
                     self._newest = int(frame.index[-1].value // 1_000_000)
                     self._chart_due.set()
+                if self.watch.late_count != late_before:
+                    self._show_late(self.watch.late[-1])
         finally:
             self.watch.close()
             self._draw_ticks("stopped")
@@ -235,6 +245,17 @@ class LivePanel:
             self.changed.notify_all()
         if self.on_update is not None:
             self.on_update(frame)
+
+    def _show_late(self, notice: TickNotice) -> None:
+        """Name the late write of ``notice`` in the status line and have the chart read again: its candles are
+        read from the series, so they include the late ticks the table does not show."""
+        first, last = (pd.Timestamp(ms, unit="ms", tz="UTC") for ms in (notice.first[0], notice.last[0]))
+        ticks = "1 tick" if notice.count == 1 else f"{notice.count:,} ticks"
+        with self.changed:
+            self._late_note = f"late write: {ticks} from {first} to {last}; the chart is reread"
+            self._draw_ticks(self._state)
+            self.changed.notify_all()
+        self._chart_due.set()
 
     def _show_candles(self, newest_ms: int | None) -> None:
         """Read the candles up to ``newest_ms``'s and redraw the chart, then tell waiters (drawn first, so what
@@ -261,7 +282,9 @@ class LivePanel:
         return figure
 
     def _draw_ticks(self, state: str) -> None:
-        self.status.value = f"<b>{self.symbol}</b> &middot; {self.seen:,} ticks received &middot; {state}"
+        self._state = state
+        late = f" &middot; {self._late_note}" if self._late_note else ""
+        self.status.value = f"<b>{self.symbol}</b> &middot; {self.seen:,} ticks received &middot; {state}{late}"
         self.table.value = reports.table_html(self.ticks.iloc[::-1], index=True)
 
     def _draw(self, state: str) -> None:
