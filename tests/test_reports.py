@@ -215,7 +215,7 @@ def test_a_sample_of_keys_alike_in_each_shape_is_exact_with_no_margin(conn):
     # 30 symbols with the same ticks: every tick chunk, series index, quote and candle chunk of one shape holds the
     # same bytes, but a family mixes big chunks with small indexes. A sample drawn by shape scales each shape by
     # its own count, so it is exact; one drawn by family would over- or understate the family by its luck.
-    # (On a real Redis, MEMORY USAGE of equal values may differ by an allocator size class: within 1% there.)
+    # (On a real Redis, MEMORY USAGE of equal values may differ by an allocator size class.)
     ticks = es_ticks().iloc[:3_000]
     for n in range(30):
         redtick.write_ticks(ticks, f"S{n:02d}", conn=conn)
@@ -227,8 +227,12 @@ def test_a_sample_of_keys_alike_in_each_shape_is_exact_with_no_margin(conn):
         assert sampled.families["bytes"].to_dict() == full.families["bytes"].to_dict()
         assert (sampled.families["margin"] == 0).all() and sampled.margin == 0
     else:
+        # Equal values may sit in allocator size classes 16 bytes apart: a small family (30 quotes of ~90 B)
+        # is off by that much per key at most; the big ones stay within 1%.
         error = (sampled.families["bytes"] - full.families["bytes"]).abs()
-        assert (error <= 0.01 * full.families["bytes"]).all(), error
+        assert (error <= 0.01 * full.families["bytes"] + 16 * full.families["keys"]).all(), error
+        big = ["series ticks", "candles"]
+        assert (error[big] <= 0.01 * full.families.loc[big, "bytes"]).all(), error
     assert (full.families["margin"] == 0).all() and full.margin == 0
 
 
