@@ -20,8 +20,8 @@ import functools
 import html
 import json
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import ipywidgets as w
 import pandas as pd
@@ -69,6 +69,26 @@ def _image(figure_json: str) -> bytes | None:
     return reports.figure_image(json.loads(figure_json))
 
 
+_Action = TypeVar("_Action", bound=Callable[..., None])
+
+
+def _action(method: _Action) -> _Action:
+    """A panel action (a button's, a picker's, Refresh): once the outermost one ends, however it ends, the
+    displayed copies are rewritten, once, not after each step such as every batch of a replay."""
+
+    @functools.wraps(method)
+    def act(self: _Panel, *args: Any, **kwargs: Any) -> None:
+        self._acting += 1
+        try:
+            method(self, *args, **kwargs)
+        finally:
+            self._acting -= 1
+            if not self._acting:
+                self._update_copy()
+
+    return cast("_Action", act)
+
+
 def _status(text: str, *, error: bool = False) -> str:
     colour = "#c0392b" if error else "#2c3e50"
     return f'<span style="color:{colour}">{html.escape(text)}</span>'
@@ -77,6 +97,7 @@ def _status(text: str, *, error: bool = False) -> str:
 class _Panel(abc.ABC):
     widget: w.Widget
     title = "redtick panel"
+    _acting = 0  # actions running now, nested ones included (see _action)
 
     @abc.abstractmethod
     def static_html(self) -> str:
@@ -192,12 +213,12 @@ class AlertsPanel(_Panel):
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.status.value = _status(text, error=error)
-        self._update_copy()
 
     def _context_changed(self, _: Any = None) -> None:
         self.status.value = ""  # what it said was about the previous user or symbol
         self.refresh()
 
+    @_action
     def refresh(self, _: Any = None) -> None:
         """Reread the symbols and the user's live and fired alerts; redraw the tables, the picker and the chart."""
         self.symbol.options = tuple(list_symbols(conn=self.conn))
@@ -207,7 +228,6 @@ class AlertsPanel(_Panel):
         self.fired_table.value = reports.fired_table_html(self.fired)
         self._fill_choice()
         self._draw()
-        self._update_copy()
 
     def _fill_choice(self) -> None:
         """List the live alerts in the picker (short id, symbol, condition, target; the full id as value) and keep
@@ -229,6 +249,7 @@ class AlertsPanel(_Panel):
                                             conn=self.conn)
         show_figure(self.chart, self.figure)
 
+    @_action
     def on_create(self, _: Any = None) -> None:
         """Create the alert the pickers describe."""
         try:
@@ -247,6 +268,7 @@ class AlertsPanel(_Panel):
         if alert_id in self.live["alert_id"].to_numpy():  # the alert just made is the one a Delete after it means
             self.choice.value = alert_id
 
+    @_action
     def on_delete(self, _: Any = None) -> None:
         """Delete the alert chosen in the picker."""
         if self.choice.value is None:
@@ -257,6 +279,7 @@ class AlertsPanel(_Panel):
         self._say(f"deleted {chosen}" if deleted else f"{chosen}: already gone (fired, expired or deleted)")
         self.refresh()
 
+    @_action
     def on_replay(self, _: Any = None) -> None:
         """Write the next ``replay_size`` ticks in small batches; each batch checks the alerts once."""
         part = self.ticks.iloc[self.cursor : self.cursor + max(self.replay_size.value, 0)]
@@ -340,12 +363,9 @@ class PriceChangePanel(_Panel):
         finally:
             self._updating = False
 
+    @_action
     def refresh(self, _: Any = None) -> None:
         """Reread the symbols, then recompute the table and both charts for the picked symbol, interval and periods."""
-        self._reread()
-        self._update_copy()
-
-    def _reread(self) -> None:
         self._reload_symbols()
         if self.symbol.value is None:
             self.table = pd.DataFrame(columns=list(PRICE_CHANGE_COLUMNS))
@@ -404,6 +424,7 @@ class MemoryPanel(_Panel):
                               w.HTML("<b>By symbol</b>"), self.symbols_html])
         self.refresh()
 
+    @_action
     def refresh(self, _: Any = None) -> None:
         """Measure (or estimate) again and redraw."""
         self.report = reports.memory_report(self.conn, sample_limit=self.sample_limit)
@@ -418,7 +439,6 @@ class MemoryPanel(_Panel):
         self.families_html.value = reports.families_table_html(self.report.families, self.report.method)
         self.symbols_html.value = reports.symbols_table_html(self.report.symbols)
         show_figure(self.chart, self.figure)
-        self._update_copy()
 
     def static_html(self) -> str:
         return (f"<p>{self.status.value}</p>{self.summary_html.value}{_chart_html(self.figure)}"

@@ -320,6 +320,7 @@ def test_a_displayed_panel_shows_its_widget_and_a_copy_kept_current(conn, make, 
     assert f"body:has(.{mark}-live) .{mark}-copy {{display: none}}" in page and f"{mark}-copy" in page
     # the action rewrote the copy in place (same display id), so the saved notebook keeps the panel's last state
     assert updates and all(u.update and u.transient == copy.transient for u in updates)
+    assert len(updates) == 1  # once per action, however many steps it took
     last = updates[-1].data["text/html"]
     assert all(text in last for text in after(panel)) and not all(text in page for text in after(panel))
 
@@ -336,3 +337,20 @@ def test_a_chart_carries_its_png_as_a_bundle_entry_only_when_no_frontend_draws_i
     if frontend is None:
         assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "data:image/png;base64,iVBORw0KGgo" in bundle["text/html"]  # exported pages show it until plotly draws
+
+
+def test_a_replay_rewrites_the_copy_once_not_after_every_batch(conn, needs_chromium):
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()
+    ticks = es_ticks().iloc[:1_000]
+    panel = widgets.AlertsPanel(ticks, symbol="ES", user_id="replayer", batch_size=250, replay_size=1_000, conn=conn)
+    with capture_output() as shown:
+        display(panel)
+        panel.replay.click()
+    _, copy, *updates = shown.outputs
+    assert panel.cursor == 1_000 and panel.progress.value == 1_000  # four batches of 250
+    assert len(updates) == 1 and updates[0].transient == copy.transient
+    assert "replayed 1,000 ticks" in updates[0].data["text/html"]
