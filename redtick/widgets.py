@@ -32,9 +32,9 @@ from redtick import reports
 from redtick.caches.alerts import FiredAlert, delete_alert, set_alerts
 from redtick.catalog import layout_of, list_symbols
 from redtick.connection import Connection, connect
-from redtick.errors import RedtickError
+from redtick.errors import InvalidKey, RedtickError
 from redtick.ingest import replay_ticks
-from redtick.keys import ALERT_CONDITIONS
+from redtick.keys import ALERT_CONDITIONS, validate_user_id
 from redtick.live import LivePanel
 from redtick.reports.prices import PRICE_CHANGE_COLUMNS
 from redtick.reports.tables import ID_LENGTH
@@ -164,6 +164,10 @@ class AlertsPanel(_Panel):
     """
 
     title = "Alerts panel"
+    live: pd.DataFrame
+    """The user's live alerts (:func:`redtick.reports.alert_status`)."""
+    fired: pd.DataFrame
+    """The user's fired alerts (:func:`redtick.reports.fired_alert_history`)."""
 
     def __init__(self, ticks: pd.DataFrame | None = None, *, symbol: str = "ES", user_id: str = "quant_1",
                  batch_size: int = 250, replay_size: int = 2_000, interval: str = "1m", conn: Connection | None = None):
@@ -178,7 +182,7 @@ class AlertsPanel(_Panel):
         self.figure: go.Figure | None = None
         self.symbol = w.Combobox(value=symbol, options=list_symbols(conn=self.conn), description="symbol",
                                  ensure_option=False, continuous_update=False)
-        self.user = w.Text(value=user_id, description="user", continuous_update=False)
+        self.user = w.Text(value=validate_user_id(user_id), description="user", continuous_update=False)
         self.refresh_button = w.Button(description="Refresh", icon="refresh", tooltip="reread symbols and alerts")
         self.condition = w.Dropdown(options=list(ALERT_CONDITIONS), value="above", description="condition")
         self.target = w.FloatText(value=0.0, description="target")
@@ -220,10 +224,19 @@ class AlertsPanel(_Panel):
 
     @_action
     def refresh(self, _: Any = None) -> None:
-        """Reread the symbols and the user's live and fired alerts; redraw the tables, the picker and the chart."""
+        """Reread the symbols and the user's live and fired alerts; redraw the tables, the picker and the chart.
+
+        A user id that is not one (typed into the picker) shows in the status line, with no alerts listed.
+        """
         self.symbol.options = tuple(list_symbols(conn=self.conn))
-        self.live = reports.alert_status(self.user.value, conn=self.conn)
-        self.fired = reports.fired_alert_history(self.user.value, conn=self.conn)
+        try:
+            user = validate_user_id(self.user.value)
+        except InvalidKey as exc:  # said in the panel: an exception here would only reach the kernel's log
+            self._say(f"no alerts read: {exc}", error=True)
+            self.live, self.fired = self.live.iloc[:0], self.fired.iloc[:0]
+        else:
+            self.live = reports.alert_status(user, conn=self.conn)
+            self.fired = reports.fired_alert_history(user, conn=self.conn)
         self.live_table.value = reports.alerts_table_html(self.live)
         self.fired_table.value = reports.fired_table_html(self.fired)
         self._fill_choice()

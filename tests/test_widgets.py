@@ -21,6 +21,7 @@ import pytest
 import redtick
 from redtick import datasets, reports, widgets
 from redtick.caches.alerts import set_alerts
+from redtick.errors import InvalidKey
 from redtick.reports.display import PLOTLY_MIME
 from tests.conftest import chromium
 
@@ -354,3 +355,19 @@ def test_a_replay_rewrites_the_copy_once_not_after_every_batch(conn, needs_chrom
     assert panel.cursor == 1_000 and panel.progress.value == 1_000  # four batches of 250
     assert len(updates) == 1 and updates[0].transient == copy.transient
     assert "replayed 1,000 ticks" in updates[0].data["text/html"]
+
+
+def test_a_hostile_user_id_typed_into_the_alerts_panel_is_said_not_raised(conn):
+    redtick.write_ticks(es_ticks().iloc[:100], "ES", conn=conn)
+    set_alerts([{"user_id": "quant", "symbol": "ES", "target_price": 1.0, "condition": "below"}], conn=conn)
+    panel = widgets.AlertsPanel(symbol="ES", user_id="quant", conn=conn)
+    assert len(panel.live) == 1
+    panel.user.value = "<img src=x onerror=alert(1)>"  # an observer's exception would only reach the kernel's log
+    assert "no alerts read" in panel.status.value and "user id" in panel.status.value
+    assert panel.live.empty and panel.fired.empty and panel.choice.options == ()
+    page = panel.static_html()
+    assert "<img src=x" not in page and "&lt;img src=x" in page
+    panel.user.value = "quant"  # back to a real user: the error goes, the alert is listed again
+    assert panel.status.value == "" and len(panel.live) == 1
+    with pytest.raises(InvalidKey):
+        widgets.AlertsPanel(symbol="ES", user_id="no spaces allowed", conn=conn)
